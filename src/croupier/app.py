@@ -1,0 +1,82 @@
+"""The aiohttp application and the server's lifecycle (start, graceful stop)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from .api.http import error_middleware, routes
+from .gateway import Gateway
+from .transports.websocket import websocket_handler
+
+__all__ = ["build_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+def build_app(gateway: Gateway) -> web.Application:
+    """An application serving ``gateway``; starts and stops it with the app."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=16 * 1024 * 1024)
+    app["gateway"] = gateway
+    app.router.add_get("/ws", websocket_handler)
+    app.add_routes(routes())
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        async with gateway:
+            yield
+
+    async def on_shutdown(app: web.Application) -> None:
+        await shutdown_clients(gateway)
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+async def shutdown_clients(gateway: Gateway) -> None:
+    """Tell every client to reconnect elsewhere, then wait (bounded) for them to go."""
+    gateway.ready = False
+    for conn in list(gateway.connections):
+        conn.disconnect("shutdown", reconnect=True)
+    deadline = asyncio.get_running_loop().time() + gateway.settings.limits.shutdown_grace
+    # Connections remove themselves as their handlers finish; poll rather than wire an
+    # event through every transport.
+    while gateway.connections and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
+
+async def serve(
+    gateway: Gateway,
+    host: str,
+    port: int,
+    *,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then stop accepting, disconnect clients, and exit."""
+    app = build_app(gateway)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=gateway.settings.limits.shutdown_grace,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
+    await site.start()
+    if on_started is not None:
+        on_started()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await runner.cleanup()

@@ -1,0 +1,169 @@
+"""The ``croupier`` command: serve, token, publish, tail, bench."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import sys
+from typing import Any
+
+import click
+import orjson
+
+from .config import ApiKey, load_settings
+
+__all__ = ["main"]
+
+DEMO_KEY = "demo-key"
+DEMO_SECRET = "demo-secret-change-me-before-production-use"
+
+
+def _run(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported OS
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+@click.group()
+@click.version_option(package_name="croupier")
+def main() -> None:
+    """Croupier: a real-time gateway for game and casino platforms."""
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port to listen on (default 8000).")
+@click.option("--demo", is_flag=True, help="Fixed development key and secret, for `make demo`.")
+@click.option("--log-level", default="info", show_default=True)
+def serve(
+    config_file: str | None, host: str | None, port: int | None, demo: bool, log_level: str
+) -> None:
+    """Run the gateway (HTTP API, WebSocket and SSE on one port)."""
+    from .app import serve as run_server
+    from .auth import mint_token
+    from .gateway import Gateway
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    env = dict(os.environ)
+    if demo:
+        env.setdefault("CROUPIER_JWT_SECRET", DEMO_SECRET)
+        env.setdefault("CROUPIER_API_KEYS", DEMO_KEY)
+    settings = load_settings(config_file, env)
+    changes: dict[str, Any] = {}
+    if host:
+        changes["host"] = host
+    if port:
+        changes["port"] = port
+    dev_key = None
+    if not settings.api_keys:
+        dev_key = "dev-" + secrets.token_urlsafe(18)
+        changes["api_keys"] = (ApiKey.from_plain("dev", dev_key),)
+    settings = settings.with_overrides(**changes)
+    base = f"http://{settings.host}:{settings.port}"
+
+    def started() -> None:
+        lines = [f"croupier listening on {base} (log {settings.database_url})"]
+        if dev_key or demo:
+            key = dev_key or DEMO_KEY
+            lines.append(f"  API key (every scope): {key}")
+            lines.append(
+                f"  mint a player token: curl -s -H 'Authorization: Bearer {key}' "
+                f'-d \'{{"sub":"p1","brand":"1001"}}\' {base}/api/v1/tokens'
+            )
+        if settings.generated_secret:
+            lines.append("  (no CROUPIER_JWT_SECRET set: tokens last until this process stops)")
+        if settings.jwt_secret and (settings.generated_secret or demo):
+            sample = mint_token(settings.jwt_secret, "p1", brand="1001", name="Player One")
+            lines.append(f"  sample token for player p1: {sample}")
+            lines.append(f"  ws: {base.replace('http', 'ws')}/ws?token={sample}")
+        click.echo("\n".join(lines), err=True)
+
+    async def main_async() -> None:
+        await run_server(Gateway(settings), settings.host, settings.port, on_started=started)
+
+    _run(main_async())
+
+
+@main.command()
+@click.argument("sub")
+@click.option("--brand", default=None)
+@click.option("--name", default=None)
+@click.option("--channel", "channels", multiple=True, help="A channel grant (may repeat, '*' ok).")
+@click.option("--ttl", default=3600, show_default=True, type=int)
+@click.option("--secret", envvar="CROUPIER_JWT_SECRET", required=True, help="HS256 secret.")
+def token(
+    sub: str, brand: str | None, name: str | None, channels: tuple[str, ...], ttl: int, secret: str
+) -> None:
+    """Mint a player JWT for development."""
+    from .auth import mint_token
+
+    click.echo(mint_token(secret, sub, brand=brand, name=name, channels=channels, ttl=ttl))
+
+
+@main.command()
+@click.argument("channel")
+@click.argument("type")
+@click.argument("data", default="{}")
+@click.option("--url", envvar="CROUPIER_URL", default="http://127.0.0.1:8000", show_default=True)
+@click.option("--key", envvar="CROUPIER_API_KEY", required=True, help="An API key with publish.")
+@click.option("--idempotency-key", default=None)
+@click.option("--ephemeral", is_flag=True)
+def publish(
+    channel: str,
+    type: str,
+    data: str,
+    url: str,
+    key: str,
+    idempotency_key: str | None,
+    ephemeral: bool,
+) -> None:
+    """Publish one event (DATA is JSON) and print its offset."""
+    from .client import Client
+
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"DATA is not JSON: {exc}") from None
+
+    async def go() -> dict[str, Any]:
+        async with Client(url, api_key=key) as client:
+            return await client.publish(
+                channel, type, payload, idempotency_key=idempotency_key, ephemeral=ephemeral
+            )
+
+    click.echo(orjson.dumps(_run(go())).decode())
+
+
+@main.command()
+@click.argument("channels", nargs=-1, required=True)
+@click.option("--url", envvar="CROUPIER_URL", default="http://127.0.0.1:8000", show_default=True)
+@click.option("--token", "token_", envvar="CROUPIER_TOKEN", default=None, help="A player token.")
+def tail(channels: tuple[str, ...], url: str, token_: str | None) -> None:
+    """Print live events of CHANNELS, one JSON per line; resumes across reconnects."""
+    from .client import Client
+
+    async def go() -> None:
+        async with Client(url, token=token_) as client:
+            async for event in client.subscribe(*channels):
+                sys.stdout.write(orjson.dumps(event).decode() + "\n")
+                sys.stdout.flush()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(go())
+
+
+def _register_bench() -> None:
+    from .bench import bench
+
+    main.add_command(bench)
+
+
+_register_bench()

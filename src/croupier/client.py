@@ -1,0 +1,200 @@
+"""A Python client: publish over HTTP, subscribe over WebSocket with reconnect and resume.
+
+    async with Client("http://127.0.0.1:8000", api_key=KEY, token=TOKEN) as client:
+        await client.publish("tournament:1", "player.score.updated", {"score": 10})
+        async for event in client.subscribe("tournament:1"):
+            ...
+
+``subscribe`` keeps each channel's last offset and epoch; after a dropped connection it
+reconnects with exponential backoff and jitter and subscribes again with ``since``, so no
+stored event is lost or repeated. When history cannot cover the gap it yields a
+``{"type": "reset", "channel": …}`` message so the caller reloads state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import orjson
+
+from .errors import CroupierError
+
+__all__ = ["Client", "ClientError"]
+
+_CONTROL = frozenset(
+    {"connected", "subscribed", "unsubscribed", "pong", "published", "authenticated"}
+)
+
+
+class ClientError(CroupierError):
+    """The server refused a request; ``code`` and ``status`` say why."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+class Client:
+    """Args:
+    url: the server's base URL (``http://host:port``).
+    api_key: a backend key, for publishing and reading history.
+    token: a player token, for subscribing to channels that need one.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        token: str | None = None,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self.token = token
+        self.max_backoff = max_backoff
+        self.positions: dict[str, dict[str, Any]] = {}
+        self._http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        self._http = aiohttp.ClientSession(json_serialize=lambda o: orjson.dumps(o).decode())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise RuntimeError("use the client as 'async with Client(...) as client'")
+        return self._http
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    async def _call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        async with self.http.request(
+            method,
+            self.url + path,
+            json=body,
+            params={k: v for k, v in params.items() if v is not None} or None,
+            headers=self._headers(),
+        ) as response:
+            doc = orjson.loads(await response.read())
+            if response.status >= 400:
+                err = doc.get("error", {}) if isinstance(doc, dict) else {}
+                raise ClientError(
+                    response.status, err.get("code", "error"), err.get("message", str(doc))
+                )
+            return doc
+
+    async def publish(
+        self,
+        channel: str,
+        type: str,
+        data: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        ephemeral: bool = False,
+    ) -> dict[str, Any]:
+        """Publish one event; returns ``{channel, offset, epoch, ts, duplicate}``."""
+        body: dict[str, Any] = {"channel": channel, "type": type, "data": data}
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        if ephemeral:
+            body["ephemeral"] = True
+        result: dict[str, Any] = await self._call("POST", "/api/v1/publish", body)
+        return result
+
+    async def publish_batch(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Publish many events in one request; each dict as for :meth:`publish`."""
+        doc = await self._call("POST", "/api/v1/batch", {"events": events})
+        results: list[dict[str, Any]] = doc["results"]
+        return results
+
+    async def history(self, channel: str, since: int = 0, limit: int = 100) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "GET", f"/api/v1/channels/{channel}/history", since=since, limit=limit
+        )
+        return result
+
+    async def subscribe(self, *channels: str) -> AsyncIterator[dict[str, Any]]:
+        """Yield every event of ``channels`` (and ``reset`` notices), forever.
+
+        Reconnects on its own; raises :class:`ClientError` only when a subscription is
+        refused (bad channel, forbidden), which retrying would not fix.
+        """
+        ws_url = self.url.replace("http", "ws", 1) + "/ws"
+        attempt = 0
+        while True:
+            try:
+                async with self.http.ws_connect(
+                    ws_url,
+                    params={"token": self.token} if self.token else None,
+                    heartbeat=20,
+                    max_msg_size=0,
+                ) as ws:
+                    for i, channel in enumerate(channels):
+                        message: dict[str, Any] = {"type": "subscribe", "channel": channel, "id": i}
+                        if channel in self.positions:
+                            message["since"] = self.positions[channel]
+                        await ws.send_bytes(orjson.dumps(message))
+                    pinger = asyncio.create_task(self._ping(ws))
+                    try:
+                        async for frame in ws:
+                            if frame.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                                break
+                            doc = orjson.loads(frame.data)
+                            kind = doc.get("type")
+                            if kind == "subscribed":
+                                attempt = 0
+                                position = doc.get("position")
+                                channel = doc["channel"]
+                                if position is not None:
+                                    had = channel in self.positions
+                                    self.positions[channel] = position
+                                    if had and not doc.get("recovered"):
+                                        yield {"type": "reset", "channel": channel}
+                            elif kind == "error":
+                                if doc.get("code") in (
+                                    "forbidden",
+                                    "unauthorized",
+                                    "bad_channel",
+                                    "unknown_namespace",
+                                ):
+                                    raise ClientError(400, doc["code"], doc.get("message", ""))
+                            elif kind == "disconnect":
+                                break
+                            elif kind not in _CONTROL:
+                                offset = doc.get("offset")
+                                if offset is not None:
+                                    self.positions[doc["channel"]] = {
+                                        "offset": offset,
+                                        "epoch": doc.get("epoch"),
+                                    }
+                                yield doc
+                    finally:
+                        pinger.cancel()
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                pass
+            attempt += 1
+            delay = min(self.max_backoff, 0.1 * 2 ** min(attempt, 10))
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+
+    @staticmethod
+    async def _ping(ws: aiohttp.ClientWebSocketResponse) -> None:
+        while True:
+            await asyncio.sleep(20)
+            await ws.send_bytes(b'{"type":"ping"}')

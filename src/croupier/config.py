@@ -1,0 +1,246 @@
+"""Settings: environment variables ``CROUPIER_*`` plus an optional TOML file.
+
+The environment names the parts (database, broker, secrets); the TOML file holds what is
+too structured for an environment variable: namespace rules, scoped API keys, limits and
+allowed origins. Environment values win over the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from .errors import BadRequest
+
+__all__ = [
+    "ApiKey",
+    "Limits",
+    "NamespaceRules",
+    "PublishRule",
+    "Settings",
+    "SubscribeMode",
+    "load_settings",
+]
+
+ALL_SCOPES = frozenset({"publish", "read", "admin"})
+
+
+class SubscribeMode(StrEnum):
+    PUBLIC = "public"  # anyone, even without a token
+    TOKEN = "token"  # any valid player token
+    OWNER = "owner"  # player:{brand}:{player} must be the token's own
+    GRANT = "grant"  # the token's ``channels`` claim must match (``*`` wildcards)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishRule:
+    """An event type players may publish in a namespace, with its size and rate limits."""
+
+    max_bytes: int = 1024
+    rate: float = 5.0  # tokens per second, per connection
+    burst: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceRules:
+    """What a namespace keeps and who may use it. ``history_size == 0`` means ephemeral only."""
+
+    history_size: int = 1000
+    history_ttl: float = 86400.0
+    subscribe: SubscribeMode = SubscribeMode.TOKEN
+    client_publish: Mapping[str, PublishRule] = field(default_factory=dict)
+    presence: bool = True
+    join_leave: bool = False
+
+    @property
+    def stored(self) -> bool:
+        return self.history_size > 0
+
+
+def _defaults() -> dict[str, NamespaceRules]:
+    chat = PublishRule(max_bytes=2048, rate=2.0, burst=5)
+    return {
+        "tournament": NamespaceRules(history_size=2000, history_ttl=86400.0),
+        "room": NamespaceRules(
+            history_size=1000,
+            history_ttl=6 * 3600.0,
+            client_publish={
+                "player.action": PublishRule(max_bytes=4096, rate=10.0, burst=20),
+                "chat.message": chat,
+            },
+            join_leave=True,
+        ),
+        "match": NamespaceRules(
+            history_size=2000,
+            history_ttl=86400.0,
+            subscribe=SubscribeMode.PUBLIC,
+            client_publish={"reaction": PublishRule(max_bytes=512, rate=3.0, burst=6)},
+        ),
+        "table": NamespaceRules(
+            history_size=1000, history_ttl=86400.0, client_publish={"chat.message": chat}
+        ),
+        "player": NamespaceRules(
+            history_size=500, history_ttl=7 * 86400.0, subscribe=SubscribeMode.OWNER, presence=False
+        ),
+        "lobby": NamespaceRules(
+            history_size=100, history_ttl=3600.0, subscribe=SubscribeMode.PUBLIC
+        ),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A backend key. Only the SHA-256 of the key is kept."""
+
+    name: str
+    digest: bytes
+    scopes: frozenset[str]
+
+    @classmethod
+    def from_plain(cls, name: str, key: str, scopes: frozenset[str] = ALL_SCOPES) -> ApiKey:
+        return cls(name, hashlib.sha256(key.encode()).digest(), scopes)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_frame_bytes: int = 64 * 1024
+    max_publish_bytes: int = 64 * 1024
+    max_batch: int = 1000
+    outbox_messages: int = 256
+    outbox_bytes: int = 1024 * 1024
+    ping_interval: float = 25.0
+    max_subscriptions: int = 128
+    recover_max: int = 10_000  # most events replayed on one resume; beyond it, reset
+    client_rate: float = 50.0  # messages per second a connection may send (all kinds)
+    client_burst: int = 100
+    abuse_errors: int = 20  # protocol errors in a row before the connection is closed
+    shutdown_grace: float = 5.0
+    sse_keepalive: float = 15.0
+    sse_retry_ms: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = "sqlite:///croupier.db"
+    broker_url: str = "local://"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_algorithms: tuple[str, ...] = ("HS256",)
+    api_keys: tuple[ApiKey, ...] = ()
+    origins: tuple[str, ...] = ()  # empty: any origin
+    namespaces: Mapping[str, NamespaceRules] = field(default_factory=_defaults)
+    limits: Limits = field(default_factory=Limits)
+    trim_interval: float = 60.0
+    generated_secret: bool = False  # true when no secret was configured (local use)
+
+    def rules_for(self, namespace: str) -> NamespaceRules | None:
+        rules = self.namespaces.get(namespace)
+        if rules is None:
+            rules = self.namespaces.get("*")
+        return rules
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _publish_rules(raw: Mapping[str, Any]) -> dict[str, PublishRule]:
+    return {name: PublishRule(**dict(values)) for name, values in raw.items()}
+
+
+def _namespace(raw: Mapping[str, Any], base: NamespaceRules | None) -> NamespaceRules:
+    values = dict(raw)
+    known = set(NamespaceRules.__dataclass_fields__)
+    unknown = set(values) - known
+    if unknown:
+        raise BadRequest(f"unknown namespace setting(s): {', '.join(sorted(unknown))}")
+    if "subscribe" in values:
+        values["subscribe"] = SubscribeMode(values["subscribe"])
+    if "client_publish" in values:
+        values["client_publish"] = _publish_rules(values["client_publish"])
+    return replace(base, **values) if base is not None else NamespaceRules(**values)
+
+
+def _api_keys_from_file(raw: list[Mapping[str, Any]]) -> list[ApiKey]:
+    keys = []
+    for entry in raw:
+        scopes = frozenset(entry.get("scopes", sorted(ALL_SCOPES)))
+        if not scopes <= ALL_SCOPES:
+            raise BadRequest(f"unknown scope(s) in api key {entry.get('name')!r}: {sorted(scopes)}")
+        name = str(entry.get("name", "key"))
+        if "sha256" in entry:
+            keys.append(ApiKey(name, bytes.fromhex(entry["sha256"]), scopes))
+        elif "key" in entry:
+            keys.append(ApiKey.from_plain(name, str(entry["key"]), scopes))
+        else:
+            raise BadRequest(f"api key {name!r} needs 'sha256' (preferred) or 'key'")
+    return keys
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build settings from the TOML file (if any), then the environment on top.
+
+    Raises:
+        BadRequest: the file or a variable holds something that cannot be used.
+    """
+    env = os.environ if env is None else env
+    config_file = config_file or env.get("CROUPIER_CONFIG") or None
+    doc: dict[str, Any] = {}
+    if config_file:
+        doc = tomllib.loads(Path(config_file).read_text())
+
+    server = doc.get("server", {})
+    auth = doc.get("auth", {})
+    namespaces = _defaults()
+    for name, raw in doc.get("namespaces", {}).items():
+        namespaces[name] = _namespace(raw, namespaces.get(name))
+    limits = Limits(**doc.get("limits", {}))
+
+    api_keys = _api_keys_from_file(doc.get("api_keys", []))
+    for i, key in enumerate(k for k in env.get("CROUPIER_API_KEYS", "").split(",") if k.strip()):
+        api_keys.append(ApiKey.from_plain(f"env-{i}", key.strip()))
+
+    public_key = None
+    key_file = env.get("CROUPIER_JWT_PUBLIC_KEY_FILE") or auth.get("public_key_file")
+    if key_file:
+        public_key = Path(key_file).read_text()
+    algorithms = tuple(auth.get("algorithms", ("RS256", "ES256") if public_key else ("HS256",)))
+    secret = env.get("CROUPIER_JWT_SECRET") or auth.get("jwt_secret")
+    generated = False
+    if not secret and not public_key:
+        secret = secrets.token_urlsafe(32)
+        generated = True
+
+    origins_env = env.get("CROUPIER_ORIGINS")
+    origins = (
+        tuple(o.strip() for o in origins_env.split(",") if o.strip())
+        if origins_env is not None
+        else tuple(server.get("origins", ()))
+    )
+    return Settings(
+        database_url=env.get("CROUPIER_DATABASE_URL")
+        or server.get("database_url", "sqlite:///croupier.db"),
+        broker_url=env.get("CROUPIER_BROKER_URL") or server.get("broker_url", "local://"),
+        host=env.get("CROUPIER_HOST") or server.get("host", "127.0.0.1"),
+        port=int(env.get("CROUPIER_PORT") or server.get("port", 8000)),
+        jwt_secret=secret,
+        jwt_public_key=public_key,
+        jwt_algorithms=algorithms,
+        api_keys=tuple(api_keys),
+        origins=origins,
+        namespaces=namespaces,
+        limits=limits,
+        trim_interval=float(server.get("trim_interval", 60.0)),
+        generated_secret=generated,
+    )

@@ -1,0 +1,1 @@
+"""Rules without I/O: channel names and permissions, recovery, wire encoding, sessions."""

@@ -1,0 +1,108 @@
+"""Channel names and who may subscribe to or publish on them. No I/O."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+
+from ..config import NamespaceRules, Settings, SubscribeMode
+from ..errors import BadRequest, Forbidden, Unauthorized
+
+__all__ = ["Claims", "check_subscribe", "namespace_of", "resolve", "validate_channel"]
+
+MAX_CHANNEL_BYTES = 255
+_NAME = re.compile(r"[A-Za-z0-9_.:@=-]{1,255}")
+_TYPE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """What a verified player token says about its holder."""
+
+    sub: str
+    brand: str | None = None
+    name: str | None = None
+    channels: tuple[str, ...] = ()
+    exp: float | None = None
+
+
+def validate_channel(channel: object) -> str:
+    """Return ``channel`` if it is a well-formed name.
+
+    Raises:
+        BadRequest: not a string, too long, or holds characters outside ``[A-Za-z0-9_.:@=-]``.
+    """
+    if not isinstance(channel, str) or not _NAME.fullmatch(channel):
+        shown = repr(channel)[:80]
+        raise BadRequest(
+            f"invalid channel name {shown}: use 1-{MAX_CHANNEL_BYTES} characters from "
+            "A-Z a-z 0-9 _ . : @ = -",
+            code="bad_channel",
+        )
+    if channel.startswith(":") or channel.endswith(":") or "::" in channel:
+        raise BadRequest(f"invalid channel name {channel!r}: empty segment", code="bad_channel")
+    return channel
+
+
+def validate_type(event_type: object) -> str:
+    """Return ``event_type`` if it is a dotted name such as ``player.score.updated``."""
+    if not isinstance(event_type, str) or not _TYPE.fullmatch(event_type):
+        raise BadRequest(
+            f"invalid event type {str(event_type)[:80]!r}: use up to 128 characters from "
+            "A-Z a-z 0-9 _ . : -",
+            code="bad_type",
+        )
+    return event_type
+
+
+def namespace_of(channel: str) -> str:
+    return channel.split(":", 1)[0]
+
+
+def resolve(settings: Settings, channel: object) -> tuple[str, NamespaceRules]:
+    """Validate a channel name and find its namespace rules.
+
+    Raises:
+        BadRequest: the name is malformed.
+        NotFound-like BadRequest (code ``unknown_namespace``): no rules and no ``*`` default.
+    """
+    name = validate_channel(channel)
+    rules = settings.rules_for(namespace_of(name))
+    if rules is None:
+        raise BadRequest(
+            f"namespace {namespace_of(name)!r} is not configured (add it, or a '*' default, "
+            "to the [namespaces] section of the config file)",
+            code="unknown_namespace",
+        )
+    return name, rules
+
+
+def _granted(patterns: tuple[str, ...], channel: str) -> bool:
+    return any(p == channel or fnmatch.fnmatchcase(channel, p) for p in patterns)
+
+
+def check_subscribe(rules: NamespaceRules, channel: str, claims: Claims | None) -> None:
+    """Raise unless the holder of ``claims`` (``None``: anonymous) may subscribe to ``channel``.
+
+    Raises:
+        Unauthorized: the namespace needs a token and there is none.
+        Forbidden: the token does not give access to this channel.
+    """
+    mode = rules.subscribe
+    if mode is SubscribeMode.PUBLIC:
+        return
+    if claims is None:
+        raise Unauthorized(f"subscribing to {channel} needs a player token")
+    if mode is SubscribeMode.TOKEN:
+        return
+    if mode is SubscribeMode.OWNER:
+        parts = channel.split(":")
+        if len(parts) == 3 and parts[1] == (claims.brand or "") and parts[2] == claims.sub:
+            return
+        if _granted(claims.channels, channel):
+            return
+        raise Forbidden(f"{channel} belongs to another player")
+    if _granted(claims.channels, channel):
+        return
+    raise Forbidden(f"the token does not grant {channel}")

@@ -1,0 +1,139 @@
+"""The native protocol's messages: decoding what clients send, encoding what they receive.
+
+Decoding validates the shape with msgspec and keeps ``data`` as the raw JSON the client sent,
+so a published payload is stored and fanned out without being encoded again. Encoding builds
+the whole WebSocket frame once per event: server frames are unmasked, so the same bytes go to
+every subscriber.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgspec
+import orjson
+
+from ..errors import BadRequest
+from ..events import Event
+
+__all__ = [
+    "Auth",
+    "ClientMessage",
+    "Ping",
+    "Publish",
+    "Since",
+    "Subscribe",
+    "Unsubscribe",
+    "control",
+    "decode_client",
+    "encode_event",
+    "ws_frame",
+]
+
+MessageId = int | str | None
+
+
+class Since(msgspec.Struct, frozen=True):
+    offset: int
+    epoch: str
+
+
+class Subscribe(msgspec.Struct, tag="subscribe", tag_field="type", frozen=True):
+    channel: str
+    since: Since | None = None
+    id: MessageId = None
+
+
+class Unsubscribe(msgspec.Struct, tag="unsubscribe", tag_field="type", frozen=True):
+    channel: str
+    id: MessageId = None
+
+
+class Publish(msgspec.Struct, tag="publish", tag_field="type", frozen=True):
+    channel: str
+    event: str
+    data: msgspec.Raw = msgspec.Raw(b"null")
+    id: MessageId = None
+
+
+class Auth(msgspec.Struct, tag="auth", tag_field="type", frozen=True):
+    token: str
+    id: MessageId = None
+
+
+class Ping(msgspec.Struct, tag="ping", tag_field="type", frozen=True):
+    id: MessageId = None
+
+
+ClientMessage = Subscribe | Unsubscribe | Publish | Auth | Ping
+KNOWN_TYPES = ("subscribe", "unsubscribe", "publish", "auth", "ping")
+_decoder = msgspec.json.Decoder(ClientMessage)
+
+
+def decode_client(raw: bytes | str) -> ClientMessage:
+    """Decode one client message.
+
+    Raises:
+        BadRequest: with code ``bad_json`` (not JSON), ``unknown_type`` (a ``type`` this
+            protocol does not have) or ``bad_message`` (a known type with wrong fields).
+    """
+    try:
+        message: ClientMessage = _decoder.decode(raw)
+        return message
+    except msgspec.ValidationError as exc:
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            doc = None
+        kind = doc.get("type") if isinstance(doc, dict) else None
+        if not isinstance(doc, dict):
+            raise BadRequest("a message must be a JSON object", code="bad_message") from None
+        if kind not in KNOWN_TYPES:
+            raise BadRequest(
+                f"unknown message type {str(kind)[:64]!r}; expected one of "
+                + ", ".join(KNOWN_TYPES),
+                code="unknown_type",
+            ) from None
+        raise BadRequest(f"invalid {kind} message: {exc}", code="bad_message") from None
+    except msgspec.DecodeError:
+        raise BadRequest("the message is not valid JSON", code="bad_json") from None
+
+
+def ws_frame(payload: bytes) -> bytes:
+    """One unmasked, final WebSocket text frame holding ``payload`` (RFC 6455 §5.2)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+def encode_event(event: Event) -> bytes:
+    """The event as JSON, with its own ``type`` at the top level."""
+    if event.offset is None:
+        return orjson.dumps(
+            {
+                "type": event.type,
+                "channel": event.channel,
+                "ts": event.ts,
+                "data": orjson.Fragment(event.payload),
+            }
+        )
+    return orjson.dumps(
+        {
+            "type": event.type,
+            "channel": event.channel,
+            "offset": event.offset,
+            "epoch": event.epoch,
+            "ts": event.ts,
+            "data": orjson.Fragment(event.payload),
+        }
+    )
+
+
+def control(kind: str, **fields: Any) -> bytes:
+    """A control message (``connected``, ``subscribed``, ``error`` …) as JSON."""
+    fields = {"type": kind, **{k: v for k, v in fields.items() if v is not None}}
+    return orjson.dumps(fields)

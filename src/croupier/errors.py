@@ -1,0 +1,67 @@
+"""The error tree. Every error carries a stable ``code`` that clients can switch on."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "CroupierError",
+    "Forbidden",
+    "NotFound",
+    "PayloadTooLarge",
+    "RateLimited",
+    "Unauthorized",
+    "Unavailable",
+]
+
+
+class CroupierError(Exception):
+    """Base of all errors Croupier reports to a client."""
+
+    code = "internal"
+    status = 500
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class BadRequest(CroupierError):
+    code = "bad_request"
+    status = 400
+
+
+class Unauthorized(CroupierError):
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(CroupierError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(CroupierError):
+    code = "not_found"
+    status = 404
+
+
+class PayloadTooLarge(CroupierError):
+    code = "too_large"
+    status = 413
+
+
+class RateLimited(CroupierError):
+    code = "rate_limited"
+    status = 429
+
+
+class Unavailable(CroupierError):
+    """The durable log or the broker cannot take the request right now."""
+
+    code = "unavailable"
+    status = 503

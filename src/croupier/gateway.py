@@ -1,0 +1,294 @@
+"""The gateway: publish = Log.append, then Broker.publish; owns the parts and their tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+
+from .auth import Authenticator
+from .brokers import Broker, broker_from_url
+from .config import NamespaceRules, Settings
+from .core.channels import namespace_of, resolve, validate_type
+from .errors import PayloadTooLarge, Unavailable
+from .events import Event
+from .hub import Hub
+from .logs import Append, Log, log_from_url, now_ts
+from .metrics import Metrics
+from .presence import MemoryPresence, Presence
+
+__all__ = ["Gateway", "PublishRequest", "PublishResult"]
+
+log = logging.getLogger(__name__)
+
+PRESENCE_THROTTLE = 1.0  # seconds between presence.count broadcasts on one channel
+LEAVE_DELAY = 3.0  # a leave is announced only if the player has not come back by then
+
+
+@dataclass(frozen=True, slots=True)
+class PublishRequest:
+    channel: str
+    type: str
+    payload: bytes  # the event's data as JSON
+    idempotency_key: str | None = None
+    ephemeral: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    event: Event
+    duplicate: bool = False
+
+
+class Gateway:
+    """One node: its log, broker, presence and hub.
+
+    Use as ``async with Gateway(settings):``. The parts are chosen by the settings' URLs
+    unless given.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        log: Log | None = None,
+        broker: Broker | None = None,
+        presence: Presence | None = None,
+    ) -> None:
+        self.settings = settings
+        self.log = log if log is not None else log_from_url(settings.database_url)
+        self.broker = broker if broker is not None else broker_from_url(settings.broker_url)
+        self.presence = presence if presence is not None else MemoryPresence()
+        self.hub = Hub(self.log, self.broker, recover_max=settings.limits.recover_max)
+        self.broker.bind(self.hub.deliver)
+        self.auth = Authenticator(settings)
+        self.metrics = Metrics()
+        self.connections: set[Any] = set()
+        self._stack = contextlib.AsyncExitStack()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._presence_due: dict[str, asyncio.TimerHandle] = {}
+        self._leaves: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self.ready = False
+        self.metrics.add_source(self._counts)
+
+    async def __aenter__(self) -> Self:
+        await self._stack.enter_async_context(self.log)
+        await self._stack.enter_async_context(self.broker)
+        await self._stack.enter_async_context(self.presence)
+        self._spawn(self._trim_forever())
+        self.ready = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.ready = False
+        for handle in [*self._presence_due.values(), *self._leaves.values()]:
+            handle.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.hub.close()
+        await self._stack.aclose()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _counts(self) -> dict[str, tuple[str, float, str]]:
+        return {
+            "croupier_connections": ("gauge", len(self.connections), "Open client connections."),
+            "croupier_connections_opened": (
+                "counter",
+                self.metrics.connections_total,
+                "Client connections accepted since start.",
+            ),
+            "croupier_subscriptions": (
+                "gauge",
+                sum(len(getattr(c, "channels", ())) for c in self.connections),
+                "Channel subscriptions held by open connections.",
+            ),
+            "croupier_channels": ("gauge", self.hub.channel_count, "Channels with subscribers."),
+            "croupier_events_published": (
+                "counter",
+                self.metrics.published,
+                "Events published through this node.",
+            ),
+            "croupier_events_delivered": (
+                "counter",
+                self.hub.delivered,
+                "Live event deliveries to subscribers.",
+            ),
+            "croupier_slow_consumer_disconnects": (
+                "counter",
+                self.metrics.slow_consumers,
+                "Connections cut off because their outbox overflowed.",
+            ),
+        }
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def check(self, request: PublishRequest) -> NamespaceRules:
+        """Validate a request without storing it.
+
+        Raises:
+            BadRequest: bad channel name, unknown namespace, bad type.
+            PayloadTooLarge: the payload is over the publish limit.
+        """
+        _, rules = resolve(self.settings, request.channel)
+        validate_type(request.type)
+        limit = self.settings.limits.max_publish_bytes
+        if len(request.payload) > limit:
+            raise PayloadTooLarge(
+                f"event data is {len(request.payload)} bytes; the limit is {limit}"
+            )
+        return rules
+
+    async def publish(self, request: PublishRequest) -> PublishResult:
+        """Validate, store (unless ephemeral) and fan out one event.
+
+        Raises:
+            BadRequest, PayloadTooLarge: the request is invalid; nothing was stored.
+            Unavailable: the log could not store it; nothing was delivered.
+        """
+        return (await self.publish_many([request]))[0]
+
+    async def publish_many(self, requests: Sequence[PublishRequest]) -> list[PublishResult]:
+        """Publish several events: all are validated first, stored ones in one log append.
+
+        Either every stored event is stored, or none is (and ``Unavailable`` is raised).
+        """
+        started = time.perf_counter()
+        ts = now_ts()
+        results: list[PublishResult | None] = [None] * len(requests)
+        appends: list[Append] = []
+        where: list[int] = []
+        for i, request in enumerate(requests):
+            rules = self.check(request)
+            payload = request.payload
+            if b"\n" in payload or b"\r" in payload:
+                # Line breaks would split an SSE data line; JSON never needs them.
+                payload = orjson.dumps(orjson.loads(payload))
+            if request.ephemeral or not rules.stored:
+                event = Event(request.channel, request.type, payload, ts)
+                results[i] = PublishResult(event)
+            else:
+                appends.append(
+                    Append(
+                        request.channel, request.type, request.payload, ts, request.idempotency_key
+                    )
+                )
+                where.append(i)
+        if appends:
+            append_started = time.perf_counter()
+            try:
+                stored = await self.log.append(appends)
+            except Unavailable:
+                raise
+            except Exception as exc:
+                raise Unavailable(f"the log could not store the events: {exc}") from exc
+            self.metrics.append_seconds.observe(time.perf_counter() - append_started)
+            for i, appended in zip(where, stored, strict=True):
+                results[i] = PublishResult(appended.event, appended.duplicate)
+        done = [r for r in results if r is not None]
+        fresh = [r.event for r in done if not r.duplicate]
+        if fresh:
+            await self.broker.publish(fresh)
+        self.metrics.published += len(fresh)
+        self.metrics.publish_seconds.observe(time.perf_counter() - started)
+        return done
+
+    async def publish_json(
+        self, channel: str, type: str, data: Any, **options: Any
+    ) -> PublishResult:
+        """Publish ``data`` (any JSON-serialisable value) — the services' entry point."""
+        return await self.publish(PublishRequest(channel, type, orjson.dumps(data), **options))
+
+    # -- presence --------------------------------------------------------------------------
+
+    async def join(
+        self, channel: str, client: str, info: dict[str, Any], rules: NamespaceRules
+    ) -> int:
+        """Record a subscriber in presence; return the channel's count."""
+        if not rules.presence:
+            return 0
+        count = await self.presence.join(channel, client, info)
+        self._presence_changed(channel)
+        if rules.join_leave and info.get("id") is not None:
+            handle = self._leaves.pop((channel, str(info["id"])), None)
+            if handle is not None:
+                handle.cancel()  # back within the grace period: nobody hears about it
+            else:
+                self._emit(channel, "presence.join", info)
+        return count
+
+    async def leave(
+        self, channel: str, client: str, info: dict[str, Any], rules: NamespaceRules
+    ) -> None:
+        if not rules.presence:
+            return
+        try:
+            await self.presence.leave(channel, client)
+        except Exception:
+            log.exception("presence leave failed for %s", channel)
+        self._presence_changed(channel)
+        if rules.join_leave and info.get("id") is not None:
+            key = (channel, str(info["id"]))
+            loop = asyncio.get_running_loop()
+            old = self._leaves.pop(key, None)
+            if old is not None:
+                old.cancel()
+            self._leaves[key] = loop.call_later(LEAVE_DELAY, self._announce_leave, key, info)
+
+    def _announce_leave(self, key: tuple[str, str], info: dict[str, Any]) -> None:
+        self._leaves.pop(key, None)
+        self._emit(key[0], "presence.leave", info)
+
+    def _presence_changed(self, channel: str) -> None:
+        if channel in self._presence_due:
+            return
+        loop = asyncio.get_running_loop()
+        self._presence_due[channel] = loop.call_later(
+            PRESENCE_THROTTLE, lambda: self._spawn(self._broadcast_count(channel))
+        )
+
+    async def _broadcast_count(self, channel: str) -> None:
+        self._presence_due.pop(channel, None)
+        count = await self.presence.count(channel)
+        await self.publish(
+            PublishRequest(
+                channel, "presence.count", orjson.dumps({"count": count}), ephemeral=True
+            )
+        )
+
+    def _emit(self, channel: str, type: str, data: dict[str, Any]) -> None:
+        self._spawn(self.publish(PublishRequest(channel, type, orjson.dumps(data), ephemeral=True)))
+
+    # -- retention -------------------------------------------------------------------------
+
+    def retention(self, channel: str) -> tuple[int, float] | None:
+        rules = self.settings.rules_for(namespace_of(channel))
+        if rules is None:
+            return None
+        return rules.history_size, rules.history_ttl
+
+    async def _trim_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.trim_interval)
+            try:
+                removed = await self.log.trim(self.retention)
+                if removed:
+                    log.info("retention removed %d events", removed)
+            except Exception:
+                log.exception("retention trim failed")

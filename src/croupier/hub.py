@@ -1,0 +1,305 @@
+"""This node's subscriptions and the fan-out to them.
+
+Rules:
+
+* An event is encoded once per wire format; every subscriber of that format gets the same
+  bytes. Fan-out calls :meth:`Sink.push` and never awaits a client.
+* Per channel, stored events are delivered in strictly increasing offset order with no gap:
+  an event that arrives ahead of its predecessor waits while the missing range is read from
+  the log; one at or below the last delivered offset is a duplicate and is dropped.
+* A new subscriber is registered *before* its history is read, and buffers what arrives
+  meanwhile; it joins the live set once history and buffer have brought it level with the
+  channel. So nothing published during a subscribe is lost or sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .brokers.base import Broker
+from .core.recovery import can_recover
+from .core.wire import encode_event, ws_frame
+from .events import Event, History, Position
+from .logs.base import Log
+
+__all__ = ["Encoder", "Hub", "Sink", "SubscribeResult"]
+
+log = logging.getLogger(__name__)
+
+Encoder = Callable[[Event], bytes]
+
+
+class Sink(Protocol):
+    """One subscriber connection as the hub sees it."""
+
+    @property
+    def wire(self) -> str:
+        """The name of the wire format this sink takes (a key of the hub's encoders)."""
+        ...
+
+    def push(self, frame: bytes, event: Event) -> None:
+        """Queue ``frame`` (``event`` encoded in :attr:`wire`). Must not block or raise."""
+        ...
+
+
+def _ws(event: Event) -> bytes:
+    return ws_frame(encode_event(event))
+
+
+@dataclass(slots=True)
+class _Pending:
+    top: int | None = None  # set once history is sent: the offset the sink stands at
+    buffer: list[Event] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Channel:
+    name: str
+    live: dict[str, dict[Sink, None]] = field(default_factory=dict)
+    pending: dict[Sink, _Pending] = field(default_factory=dict)
+    last: int | None = None  # highest stored offset delivered (or vouched for) in order
+    held: list[Event] | None = None  # events waiting while a gap is read from the log
+
+    def empty(self) -> bool:
+        return not self.pending and not any(self.live.values())
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeResult:
+    recovered: bool
+    position: Position | None
+    replayed: int
+
+
+class Hub:
+    def __init__(self, log: Log, broker: Broker, *, recover_max: int = 10_000) -> None:
+        self._log = log
+        self._broker = broker
+        self._channels: dict[str, _Channel] = {}
+        self._encoders: dict[str, Encoder] = {"ws": _ws}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.recover_max = recover_max
+        self.delivered = 0
+        self.published = 0
+
+    def add_wire(self, name: str, encoder: Encoder) -> None:
+        """Register a wire format; sinks with ``wire == name`` get ``encoder(event)``."""
+        self._encoders[name] = encoder
+
+    def encode(self, wire: str, event: Event) -> bytes:
+        return self._encoders[wire](event)
+
+    @property
+    def channel_count(self) -> int:
+        return len(self._channels)
+
+    def subscribers(self, channel: str) -> int:
+        ch = self._channels.get(channel)
+        if ch is None:
+            return 0
+        return len(ch.pending) + sum(len(s) for s in ch.live.values())
+
+    # -- subscribing -----------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        sink: Sink,
+        channel: str,
+        *,
+        since: Position | None,
+        stored: bool,
+        announce: Callable[[SubscribeResult], None],
+    ) -> SubscribeResult | None:
+        """Subscribe ``sink`` to ``channel``.
+
+        ``announce`` is called exactly once, just before any event of the channel is pushed
+        to the sink, with the recovery outcome (so the ``subscribed`` reply precedes the
+        events). Replayed events follow, then buffered ones, then live ones.
+
+        Returns the outcome, or ``None`` if the sink was unsubscribed meanwhile.
+
+        Raises:
+            Unavailable: the log could not be read; the sink is not subscribed.
+        """
+        ch = self._channels.get(channel)
+        if ch is None:
+            ch = self._channels[channel] = _Channel(channel)
+            await self._broker.subscribe(channel)
+        if not stored:
+            ch.live.setdefault(sink.wire, {})[sink] = None
+            result = SubscribeResult(recovered=False, position=None, replayed=0)
+            announce(result)
+            return result
+        pending = ch.pending[sink] = _Pending()
+        try:
+            if since is not None:
+                history = await self._log.read(channel, since.offset, self.recover_max)
+                recovered = can_recover(since, history.position, history.first, self.recover_max)
+            else:
+                history = History((), await self._log.position(channel), 0)
+                recovered = False
+        except BaseException:
+            self._drop_pending(ch, sink)
+            raise
+        if ch.pending.get(sink) is not pending:
+            return None
+        top = history.position.offset
+        result = SubscribeResult(
+            recovered, history.position, len(history.events) if recovered else 0
+        )
+        announce(result)
+        if recovered:
+            encoder = self._encoders[sink.wire]
+            for event in history.events:
+                sink.push(encoder(event), event)
+        if ch.last is None:
+            ch.last = top
+        while top < ch.last:
+            # The channel has moved past what this read saw and the events in between
+            # reached the hub before this sink was buffering them: read them too.
+            more = await self._log.read(channel, top, ch.last - top)
+            if ch.pending.get(sink) is not pending:
+                return None
+            if not more.events:
+                break
+            encoder = self._encoders[sink.wire]
+            for event in more.events:
+                if event.offset is not None and event.offset > top:
+                    sink.push(encoder(event), event)
+                    top = event.offset
+        self._settle(ch, sink, pending, top)
+        return result
+
+    def _settle(self, ch: _Channel, sink: Sink, pending: _Pending, top: int) -> None:
+        encoder = self._encoders[sink.wire]
+        for event in pending.buffer:
+            if event.offset is None or event.offset > top:
+                sink.push(encoder(event), event)
+                if event.offset is not None:
+                    top = event.offset
+        pending.buffer.clear()
+        if top == ch.last:
+            del ch.pending[sink]
+            ch.live.setdefault(sink.wire, {})[sink] = None
+        else:
+            pending.top = top  # ahead of the hub: stays pending until the hub catches up
+
+    def _drop_pending(self, ch: _Channel, sink: Sink) -> None:
+        ch.pending.pop(sink, None)
+        self._maybe_forget(ch)
+
+    def unsubscribe(self, sink: Sink, channel: str) -> bool:
+        """Remove ``sink`` from ``channel``; return whether it was subscribed."""
+        ch = self._channels.get(channel)
+        if ch is None:
+            return False
+        found = ch.pending.pop(sink, None) is not None
+        sinks = ch.live.get(sink.wire)
+        if sinks is not None and sink in sinks:
+            del sinks[sink]
+            found = True
+        self._maybe_forget(ch)
+        return found
+
+    def _maybe_forget(self, ch: _Channel) -> None:
+        if ch.empty() and self._channels.get(ch.name) is ch:
+            del self._channels[ch.name]
+            self._spawn(self._broker.unsubscribe(ch.name))
+
+    # -- delivering ------------------------------------------------------------------------
+
+    def deliver(self, event: Event) -> None:
+        """Take one event from the broker. Never awaits."""
+        ch = self._channels.get(event.channel)
+        if ch is None:
+            return
+        offset = event.offset
+        if offset is None:
+            self._fanout(ch, event)
+            return
+        if ch.held is not None:
+            ch.held.append(event)
+            return
+        last = ch.last
+        if last is None:
+            # No subscriber has finished reading history: everyone is still buffering.
+            for pending in ch.pending.values():
+                pending.buffer.append(event)
+            return
+        if offset <= last:
+            return
+        if offset > last + 1:
+            ch.held = [event]
+            self._spawn(self._fill(ch))
+            return
+        ch.last = offset
+        self._fanout(ch, event)
+
+    def _fanout(self, ch: _Channel, event: Event) -> None:
+        for wire, sinks in ch.live.items():
+            if sinks:
+                frame = self._encoders[wire](event)
+                for sink in sinks:
+                    sink.push(frame, event)
+                self.delivered += len(sinks)
+        if ch.pending:
+            self._feed_pending(ch, event)
+
+    def _feed_pending(self, ch: _Channel, event: Event) -> None:
+        offset = event.offset
+        promoted = []
+        for sink, pending in ch.pending.items():
+            if pending.top is None:
+                if offset is not None:
+                    pending.buffer.append(event)
+            elif offset is None or offset > pending.top:
+                sink.push(self._encoders[sink.wire](event), event)
+                if offset is not None:
+                    promoted.append(sink)
+        for sink in promoted:
+            del ch.pending[sink]
+            ch.live.setdefault(sink.wire, {})[sink] = None
+
+    async def _fill(self, ch: _Channel) -> None:
+        """Deliver the held events after reading the range missing before them."""
+        while ch.held:
+            held = sorted(ch.held, key=lambda e: e.offset or 0)
+            ch.held = []
+            last = ch.last or 0
+            merged: dict[int, Event] = {}
+            try:
+                history = await self._log.read(ch.name, last, (held[-1].offset or 0) - last)
+                merged = {e.offset: e for e in history.events if e.offset}
+            except Exception:
+                log.exception("channel %s: could not read a missing range", ch.name)
+            for event in held:
+                assert event.offset is not None
+                merged.setdefault(event.offset, event)
+            for offset in sorted(merged):
+                expected = (ch.last or 0) + 1
+                if offset < expected:
+                    continue
+                if offset > expected:
+                    log.warning(
+                        "channel %s: offsets %d-%d are not in the log; skipping them",
+                        ch.name,
+                        expected,
+                        offset - 1,
+                    )
+                ch.last = offset
+                self._fanout(ch, merged[offset])
+        ch.held = None
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

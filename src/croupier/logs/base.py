@@ -1,0 +1,106 @@
+"""The Log seam: the durable, per-channel, gap-free source of truth for stored events."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+from ..events import Event, History, Position
+
+__all__ = [
+    "IDEMPOTENCY_WINDOW",
+    "Append",
+    "Appended",
+    "Log",
+    "Retention",
+    "new_epoch",
+    "now_ts",
+]
+
+IDEMPOTENCY_WINDOW = 300.0  # seconds an idempotency key is remembered
+
+# Retention rules by channel name: (keep at most N events, keep events younger than T
+# seconds). ``None`` keeps everything.
+Retention = Callable[[str], tuple[int, float] | None]
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(3)
+
+
+def now_ts(now: float | None = None) -> str:
+    """An ISO-8601 UTC timestamp with milliseconds, e.g. ``2026-11-22T09:29:01.123Z``."""
+    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """A request to store one event. ``payload`` is the event's data as JSON."""
+
+    channel: str
+    type: str
+    payload: bytes
+    ts: str
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """The stored event, and whether it was already there (a repeated idempotency key)."""
+
+    event: Event
+    duplicate: bool = False
+
+
+class Log(Protocol):
+    """Stores events with per-channel offsets 1, 2, 3 … that never skip and never repeat.
+
+    Use as ``async with log:``; every method may be called only inside that block.
+    """
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def append(self, items: Sequence[Append]) -> list[Appended]:
+        """Store ``items`` atomically, in order, and return them numbered.
+
+        An item whose idempotency key was used on the same channel within the last
+        :data:`IDEMPOTENCY_WINDOW` seconds is not stored again: its result is the first
+        event, marked ``duplicate``. After this returns, every event is durable and visible
+        to :meth:`read`.
+
+        Raises:
+            Unavailable: the store cannot take writes; nothing was stored.
+        """
+        ...
+
+    async def read(self, channel: str, after: int, limit: int) -> History:
+        """Up to ``limit`` stored events of ``channel`` with offsets above ``after``."""
+        ...
+
+    async def position(self, channel: str) -> Position:
+        """The channel's last offset and epoch (offset 0 for a channel never written)."""
+        ...
+
+    async def channels(self, prefix: str, limit: int) -> list[tuple[str, Position]]:
+        """Channels whose name starts with ``prefix``, by name, with their positions."""
+        ...
+
+    async def trim(self, retention: Retention, now: float | None = None) -> int:
+        """Drop events past their channel's retention and expired idempotency keys.
+
+        Returns the number of events removed. Offsets are never reused.
+        """
+        ...

@@ -1,0 +1,1 @@
+"""Transports move bytes between the network and sessions; the rules live in ``core``."""
