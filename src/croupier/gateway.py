@@ -186,7 +186,7 @@ class Gateway:
             else:
                 appends.append(
                     Append(
-                        request.channel, request.type, request.payload, ts, request.idempotency_key
+                        request.channel, request.type, payload, ts, request.idempotency_key
                     )
                 )
                 where.append(i)
