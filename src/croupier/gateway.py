@@ -185,9 +185,7 @@ class Gateway:
                 results[i] = PublishResult(event)
             else:
                 appends.append(
-                    Append(
-                        request.channel, request.type, payload, ts, request.idempotency_key
-                    )
+                    Append(request.channel, request.type, payload, ts, request.idempotency_key)
                 )
                 where.append(i)
         if appends:
