@@ -39,7 +39,7 @@ def main() -> None:
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Port to listen on (default 8000).")
-@click.option("--demo", is_flag=True, help="Fixed development key and secret, for `make demo`.")
+@click.option("--demo", is_flag=True, help="Fixed development key and secret, and sample traffic.")
 @click.option("--log-level", default="info", show_default=True)
 def serve(
     config_file: str | None, host: str | None, port: int | None, demo: bool, log_level: str
@@ -87,7 +87,21 @@ def serve(
         click.echo("\n".join(lines), err=True)
 
     async def main_async() -> None:
-        await run_server(Gateway(settings), settings.host, settings.port, on_started=started)
+        gateway = Gateway(settings)
+        tasks: list[asyncio.Task[None]] = []
+
+        def on_started() -> None:
+            started()
+            if demo:
+                from .demo import run_demo_traffic
+
+                tasks.append(asyncio.get_running_loop().create_task(run_demo_traffic(gateway)))
+
+        try:
+            await run_server(gateway, settings.host, settings.port, on_started=on_started)
+        finally:
+            for task in tasks:
+                task.cancel()
 
     _run(main_async())
 
