@@ -23,6 +23,7 @@ from typing import Protocol
 from .brokers.base import Broker
 from .core.recovery import can_recover
 from .core.wire import encode_event, ws_frame
+from .errors import Unavailable
 from .events import Event, History, Position
 from .logs.base import Log
 
@@ -62,6 +63,7 @@ class _Channel:
     live: dict[str, dict[Sink, None]] = field(default_factory=dict)
     pending: dict[Sink, _Pending] = field(default_factory=dict)
     last: int | None = None  # highest stored offset delivered (or vouched for) in order
+    ready: asyncio.Future[None] | None = None  # done once the broker subscription holds
     held: list[Event] | None = None  # events waiting while a gap is read from the log
 
     def empty(self) -> bool:
@@ -128,7 +130,24 @@ class Hub:
         ch = self._channels.get(channel)
         if ch is None:
             ch = self._channels[channel] = _Channel(channel)
-            await self._broker.subscribe(channel)
+            ch.ready = asyncio.get_running_loop().create_future()
+            try:
+                await self._broker.subscribe(channel)
+            except BaseException as exc:
+                ch.ready.set_exception(Unavailable(f"cannot subscribe to {channel}: {exc}"))
+                ch.ready.exception()  # retrieved: later waiters see it through await
+                if self._channels.get(channel) is ch:
+                    del self._channels[channel]
+                raise Unavailable(f"the broker cannot subscribe to {channel}: {exc}") from exc
+            ch.ready.set_result(None)
+        elif ch.ready is not None and not ch.ready.done():
+            # Another subscriber is making the broker subscription: nothing published
+            # before it takes effect would reach this node, so wait for it.
+            await asyncio.shield(ch.ready)
+            if self._channels.get(channel) is not ch:
+                return await self.subscribe(
+                    sink, channel, since=since, stored=stored, announce=announce
+                )
         if not stored:
             ch.live.setdefault(sink.wire, {})[sink] = None
             result = SubscribeResult(recovered=False, position=None, replayed=0)
@@ -148,6 +167,14 @@ class Hub:
         if ch.pending.get(sink) is not pending:
             return None
         top = history.position.offset
+        if recovered:
+            # The sink stands where its replay ends. A log whose read is not one snapshot may
+            # report a top beyond the last event it returned; what lies between arrives
+            # through the buffer or the catch-up read below.
+            assert since is not None
+            top = since.offset
+            if history.events and history.events[-1].offset is not None:
+                top = history.events[-1].offset
         result = SubscribeResult(
             recovered, history.position, len(history.events) if recovered else 0
         )
@@ -176,6 +203,9 @@ class Hub:
 
     def _settle(self, ch: _Channel, sink: Sink, pending: _Pending, top: int) -> None:
         encoder = self._encoders[sink.wire]
+        # Events buffered before the channel had a known position came in broker order,
+        # which across nodes need not be offset order.
+        pending.buffer.sort(key=lambda e: e.offset or 0)
         for event in pending.buffer:
             if event.offset is None or event.offset > top:
                 sink.push(encoder(event), event)

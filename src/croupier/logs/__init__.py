@@ -2,6 +2,7 @@
 
 from .base import IDEMPOTENCY_WINDOW, Append, Appended, Log, Retention, new_epoch, now_ts
 from .memory import MemoryLog
+from .postgres import PostgresLog
 from .sqlite import SQLiteLog
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "Appended",
     "Log",
     "MemoryLog",
+    "PostgresLog",
     "Retention",
     "SQLiteLog",
     "log_from_url",
@@ -19,7 +21,7 @@ __all__ = [
 
 
 def log_from_url(url: str) -> Log:
-    """``sqlite:///path.db`` (the default) or ``memory://``.
+    """``sqlite:///path.db`` (the default), ``postgresql://…`` or ``memory://``.
 
     Raises:
         ValueError: a scheme this build does not know.
