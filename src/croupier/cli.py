@@ -107,6 +107,30 @@ def serve(
 
 
 @main.command()
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False))
+def migrate(config_file: str | None) -> None:
+    """Bring the PostgreSQL schema up to date (also done on start unless ?migrate=false)."""
+    import asyncpg
+
+    from .logs.postgres import PostgresLog
+    from .logs.postgres_schema import migrate as run_migrations
+
+    settings = load_settings(config_file)
+    if not settings.database_url.startswith(("postgres://", "postgresql://")):
+        raise click.UsageError("CROUPIER_DATABASE_URL is not a PostgreSQL URL: nothing to migrate")
+
+    async def go() -> list[int]:
+        conn = await asyncpg.connect(PostgresLog.from_url(settings.database_url).dsn)
+        try:
+            return await run_migrations(conn)
+        finally:
+            await conn.close()
+
+    applied = _run(go())
+    click.echo(f"applied migrations: {applied}" if applied else "the schema is up to date")
+
+
+@main.command()
 @click.argument("sub")
 @click.option("--brand", default=None)
 @click.option("--name", default=None)
