@@ -22,7 +22,7 @@ from .events import Event
 from .hub import Hub
 from .logs import Append, Log, log_from_url, now_ts
 from .metrics import Metrics
-from .presence import MemoryPresence, Presence
+from .presence import Presence, presence_from_url
 
 __all__ = ["Gateway", "PublishRequest", "PublishResult"]
 
@@ -64,10 +64,16 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.log = log if log is not None else log_from_url(settings.database_url)
-        self.broker = broker if broker is not None else broker_from_url(settings.broker_url)
-        self.presence = presence if presence is not None else MemoryPresence()
+        self.broker = (
+            broker if broker is not None else broker_from_url(settings.broker_url, self.log)
+        )
+        self.presence = (
+            presence
+            if presence is not None
+            else presence_from_url(settings.presence_url or settings.broker_url)
+        )
         self.hub = Hub(self.log, self.broker, recover_max=settings.limits.recover_max)
-        self.broker.bind(self.hub.deliver)
+        self.broker.bind(self.hub.deliver, self.hub.resync)
         self.auth = Authenticator(settings)
         self.metrics = Metrics()
         self.connections: set[Any] = set()
@@ -129,6 +135,11 @@ class Gateway:
                 "counter",
                 self.hub.delivered,
                 "Live event deliveries to subscribers.",
+            ),
+            "croupier_broker_failures": (
+                "counter",
+                self.metrics.broker_failures,
+                "Stored events the broker could not fan out (delivered on resync or resume).",
             ),
             "croupier_slow_consumer_disconnects": (
                 "counter",
@@ -202,7 +213,15 @@ class Gateway:
         done = [r for r in results if r is not None]
         fresh = [r.event for r in done if not r.duplicate]
         if fresh:
-            await self.broker.publish(fresh)
+            try:
+                await self.broker.publish(fresh)
+            except Unavailable as exc:
+                if not appends:
+                    raise  # ephemeral only: nothing was kept, so the caller must know
+                # The events are durably stored: the answer is still yes. Subscribers get
+                # them when the broker is back (it resyncs from the log) or on their resume.
+                self.metrics.broker_failures += 1
+                log.warning("stored events not fanned out: %s", exc)
         self.metrics.published += len(fresh)
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         return done

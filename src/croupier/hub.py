@@ -294,15 +294,23 @@ class Hub:
             del ch.pending[sink]
             ch.live.setdefault(sink.wire, {})[sink] = None
 
-    async def _fill(self, ch: _Channel) -> None:
-        """Deliver the held events after reading the range missing before them."""
-        while ch.held:
-            held = sorted(ch.held, key=lambda e: e.offset or 0)
+    async def _fill(self, ch: _Channel, *, catch_up: bool = False) -> None:
+        """Deliver the held events after reading the range missing before them.
+
+        With ``catch_up``, also read whatever the log holds beyond the last delivered
+        offset, up to the recovery bound (after a broker outage nothing may be held).
+        """
+        while ch.held or catch_up:
+            held = sorted(ch.held or [], key=lambda e: e.offset or 0)
             ch.held = []
             last = ch.last or 0
+            want = (held[-1].offset or 0) - last if held else 0
+            if catch_up:
+                want = max(want, self.recover_max)
+                catch_up = False
             merged: dict[int, Event] = {}
             try:
-                history = await self._log.read(ch.name, last, (held[-1].offset or 0) - last)
+                history = await self._log.read(ch.name, last, want)
                 merged = {e.offset: e for e in history.events if e.offset}
             except Exception:
                 log.exception("channel %s: could not read a missing range", ch.name)
@@ -323,6 +331,13 @@ class Hub:
                 ch.last = offset
                 self._fanout(ch, merged[offset])
         ch.held = None
+
+    def resync(self) -> None:
+        """Catch every channel up from the log (the broker may have lost messages)."""
+        for ch in list(self._channels.values()):
+            if ch.last is not None and ch.held is None:
+                ch.held = []
+                self._spawn(self._fill(ch, catch_up=True))
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[call-overload]

@@ -42,6 +42,7 @@ class Metrics:
         self.slow_consumers = 0
         self.connections_total = 0
         self.rejected = 0
+        self.broker_failures = 0
 
     def add_source(self, read: Callable[[], dict[str, tuple[str, float, str]]]) -> None:
         self.registry.register(_Counts(read))

@@ -20,7 +20,10 @@ class Broker(Protocol):
     event loop, one event at a time, and must not block.
     """
 
-    def bind(self, handler: EventHandler) -> None: ...
+    def bind(self, handler: EventHandler, resync: Callable[[], None] | None = None) -> None:
+        """Set where events go. ``resync`` is called after the broker lost messages (a
+        reconnect), so the receiver can read what it missed from the log."""
+        ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -21,7 +21,8 @@ class LocalBroker:
         self._handler: EventHandler = _nothing
         self.channels: set[str] = set()
 
-    def bind(self, handler: EventHandler) -> None:
+    def bind(self, handler: EventHandler, resync: Callable[[], None] | None = None) -> None:
+        # In one process nothing is ever lost in transit, so there is never a resync.
         self._handler = handler
 
     async def __aenter__(self) -> Self:

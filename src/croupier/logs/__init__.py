@@ -29,8 +29,11 @@ def log_from_url(url: str) -> Log:
     scheme = url.split("://", 1)[0].lower()
     if scheme == "sqlite":
         return SQLiteLog.from_url(url)
+    if scheme in ("postgres", "postgresql"):
+        return PostgresLog.from_url(url)
     if scheme == "memory":
         return MemoryLog()
     raise ValueError(
-        f"unsupported database URL scheme {scheme!r} (expected sqlite:// or memory://)"
+        f"unsupported database URL scheme {scheme!r} "
+        "(expected sqlite://, postgresql:// or memory://)"
     )

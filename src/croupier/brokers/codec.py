@@ -1,0 +1,28 @@
+"""How an event travels between nodes: a JSON header line, then the payload untouched.
+
+The payload (already JSON) is appended after the header rather than nested in it, so a node
+that receives an event hands the same payload bytes on without decoding them.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from ..events import Event
+
+__all__ = ["decode_event", "encode_event"]
+
+
+def encode_event(event: Event) -> bytes:
+    """``[channel, type, ts, offset, epoch]`` + newline + payload."""
+    header = orjson.dumps([event.channel, event.type, event.ts, event.offset, event.epoch])
+    return header + b"\n" + event.payload
+
+
+def decode_event(raw: bytes) -> Event:
+    """Raises ValueError (or orjson.JSONDecodeError) on a message not made by encode_event."""
+    header, sep, payload = raw.partition(b"\n")
+    if not sep:
+        raise ValueError("not a Croupier broker message")
+    channel, type_, ts, offset, epoch = orjson.loads(header)
+    return Event(channel, type_, payload, ts, offset, epoch)

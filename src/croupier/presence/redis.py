@@ -1,0 +1,159 @@
+"""Presence across nodes in Redis.
+
+Per channel, a sorted set maps each client id to the time its entry expires, and a hash
+holds each client's info. Every node refreshes the entries of its own clients well before
+they expire, so the entries of a node that died vanish on their own within ``ttl`` seconds;
+counts and member lists ignore expired entries and sweep them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ..errors import Unavailable
+
+__all__ = ["RedisPresence"]
+
+log = logging.getLogger(__name__)
+
+PREFIX = "croupier:presence:"
+
+
+class RedisPresence:
+    """Args:
+    url: ``redis://host:port/db``.
+    ttl: seconds an entry outlives its node's last refresh.
+    """
+
+    def __init__(self, url: str, *, ttl: float = 30.0) -> None:
+        self.url = url
+        self.ttl = ttl
+        self._client: aioredis.Redis | None = None
+        self._mine: dict[str, dict[str, bytes]] = {}  # channel -> client -> info JSON
+        self._refresher: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        self._client = aioredis.Redis.from_url(self.url, socket_connect_timeout=5)
+        try:
+            await self._client.ping()
+        except (RedisError, OSError) as exc:
+            await self._client.aclose()
+            raise Unavailable(f"cannot reach Redis at {self.url}: {exc}") from exc
+        self._refresher = asyncio.create_task(self._refresh_forever())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        if self._client is not None:
+            # This node's clients are leaving with it.
+            with contextlib.suppress(Exception):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for channel, members in self._mine.items():
+                        if members:
+                            pipe.zrem(PREFIX + channel, *members)
+                            pipe.hdel(PREFIX + channel + ":info", *members)
+                    await pipe.execute()
+            await self._client.aclose()
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise Unavailable("presence is closed")
+        return self._client
+
+    async def join(self, channel: str, client: str, info: Mapping[str, Any]) -> int:
+        body = orjson.dumps(dict(info))
+        self._mine.setdefault(channel, {})[client] = body
+        now = time.time()
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.zadd(PREFIX + channel, {client: now + self.ttl})
+                pipe.hset(PREFIX + channel + ":info", client, body)
+                pipe.zcount(PREFIX + channel, now, "+inf")
+                results = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise Unavailable(f"presence is unavailable: {exc}") from exc
+        return int(results[-1])
+
+    async def leave(self, channel: str, client: str) -> int:
+        members = self._mine.get(channel)
+        if members is not None:
+            members.pop(client, None)
+            if not members:
+                del self._mine[channel]
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.zrem(PREFIX + channel, client)
+                pipe.hdel(PREFIX + channel + ":info", client)
+                pipe.zcount(PREFIX + channel, time.time(), "+inf")
+                results = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise Unavailable(f"presence is unavailable: {exc}") from exc
+        return int(results[-1])
+
+    async def _sweep(self, channel: str, now: float) -> None:
+        key = PREFIX + channel
+        expired = await self.client.zrangebyscore(key, "-inf", now)
+        if expired:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.zremrangebyscore(key, "-inf", now)
+                pipe.hdel(key + ":info", *expired)
+                await pipe.execute()
+
+    async def count(self, channel: str) -> int:
+        try:
+            return int(await self.client.zcount(PREFIX + channel, time.time(), "+inf"))
+        except (RedisError, OSError) as exc:
+            raise Unavailable(f"presence is unavailable: {exc}") from exc
+
+    async def members(self, channel: str, limit: int) -> list[Mapping[str, Any]]:
+        now = time.time()
+        key = PREFIX + channel
+        try:
+            await self._sweep(channel, now)
+            found: Any = await self.client.zrangebyscore(key, now, "+inf", start=0, num=limit)
+            clients: list[bytes] = list(found)
+            if not clients:
+                return []
+            infos = await self.client.hmget(key + ":info", clients)
+        except (RedisError, OSError) as exc:
+            raise Unavailable(f"presence is unavailable: {exc}") from exc
+        out: list[Mapping[str, Any]] = []
+        for client, info in zip(clients, infos, strict=True):
+            name = client.decode() if isinstance(client, bytes) else str(client)
+            out.append({"client": name, **(orjson.loads(info) if info else {})})
+        return out
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            now = time.time()
+            try:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for channel, members in self._mine.items():
+                        if members:
+                            pipe.zadd(PREFIX + channel, dict.fromkeys(members, now + self.ttl))
+                            pipe.hset(PREFIX + channel + ":info", mapping=dict(members.items()))
+                    await pipe.execute()
+                for channel in list(self._mine):
+                    await self._sweep(channel, now)
+            except (RedisError, OSError) as exc:
+                log.warning("presence refresh failed: %s", exc)
