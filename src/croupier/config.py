@@ -21,9 +21,12 @@ from .errors import BadRequest
 
 __all__ = [
     "ApiKey",
+    "BridgeSettings",
     "Limits",
     "NamespaceRules",
+    "PostgresBridgeSettings",
     "PublishRule",
+    "RedisBridgeSettings",
     "Settings",
     "SubscribeMode",
     "load_settings",
@@ -127,9 +130,44 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisBridgeSettings:
+    """Redis pub/sub messages ``SSE::{brand}::{player}`` → events on ``player:{brand}:{player}``."""
+
+    url: str
+    pattern: str = "SSE::*::*"
+    idempotency_field: str = "message_id"  # event_data field that dedupes ("" = none)
+    backoff_min: float = 0.5
+    backoff_max: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresBridgeSettings:
+    """NOTIFY ``{"eventId","tableId","kind"}`` → the row fetched by ``query`` → ``target``."""
+
+    url: str
+    channel: str = "new_event"
+    query: str = "SELECT payload FROM events WHERE event_id = $1"
+    catchup_query: str = ""  # rows after $1 (an event id), with the notification's fields
+    target: str = "table:{tableId}"  # filled from the notification's fields
+    id_field: str = "eventId"
+    kind_field: str = "kind"
+    backoff_min: float = 0.5
+    backoff_max: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeSettings:
+    """Bridges from existing publishers; each is off unless it has a URL."""
+
+    redis: RedisBridgeSettings | None = None
+    postgres: PostgresBridgeSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = "sqlite:///croupier.db"
     broker_url: str = "local://"
+    presence_url: str | None = None  # redis://… for presence across nodes (default: broker's)
     host: str = "127.0.0.1"
     port: int = 8000
     jwt_secret: str | None = None
@@ -141,6 +179,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     trim_interval: float = 60.0
     generated_secret: bool = False  # true when no secret was configured (local use)
+    bridges: BridgeSettings = field(default_factory=BridgeSettings)
 
     def rules_for(self, namespace: str) -> NamespaceRules | None:
         rules = self.namespaces.get(namespace)
@@ -185,6 +224,30 @@ def _api_keys_from_file(raw: list[Mapping[str, Any]]) -> list[ApiKey]:
     return keys
 
 
+def _bridge(cls: Any, raw: Mapping[str, Any], url: str | None, name: str) -> Any:
+    values = dict(raw)
+    unknown = set(values) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise BadRequest(f"unknown [bridges.{name}] setting(s): {', '.join(sorted(unknown))}")
+    if url:
+        values["url"] = url
+    return cls(**values) if values.get("url") else None
+
+
+def _bridges(raw: Mapping[str, Any], env: Mapping[str, str]) -> BridgeSettings:
+    return BridgeSettings(
+        redis=_bridge(
+            RedisBridgeSettings, raw.get("redis", {}), env.get("CROUPIER_REDIS_BRIDGE_URL"), "redis"
+        ),
+        postgres=_bridge(
+            PostgresBridgeSettings,
+            raw.get("postgres", {}),
+            env.get("CROUPIER_PG_BRIDGE_URL"),
+            "postgres",
+        ),
+    )
+
+
 def load_settings(
     config_file: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -194,7 +257,13 @@ def load_settings(
     Raises:
         BadRequest: the file or a variable holds something that cannot be used.
     """
-    env = os.environ if env is None else env
+    try:
+        return _load(config_file, os.environ if env is None else env)
+    except (TypeError, ValueError) as exc:  # a TOMLDecodeError is a ValueError too
+        raise BadRequest(f"invalid configuration: {exc}") from exc
+
+
+def _load(config_file: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Settings:
     config_file = config_file or env.get("CROUPIER_CONFIG") or None
     doc: dict[str, Any] = {}
     if config_file:
@@ -232,6 +301,7 @@ def load_settings(
         database_url=env.get("CROUPIER_DATABASE_URL")
         or server.get("database_url", "sqlite:///croupier.db"),
         broker_url=env.get("CROUPIER_BROKER_URL") or server.get("broker_url", "local://"),
+        presence_url=env.get("CROUPIER_PRESENCE_URL") or server.get("presence_url"),
         host=env.get("CROUPIER_HOST") or server.get("host", "127.0.0.1"),
         port=int(env.get("CROUPIER_PORT") or server.get("port", 8000)),
         jwt_secret=secret,
@@ -243,4 +313,5 @@ def load_settings(
         limits=limits,
         trim_interval=float(server.get("trim_interval", 60.0)),
         generated_secret=generated,
+        bridges=_bridges(doc.get("bridges", {}), env),
     )
