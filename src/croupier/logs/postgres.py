@@ -51,21 +51,30 @@ JOIN croupier_idempotency i ON i.channel = t.c AND i.key = t.k
 JOIN croupier_channels ch ON ch.name = i.channel
 LEFT JOIN croupier_events e ON e.channel = i.channel AND e."offset" = i."offset"
 """
-_RESERVE = """
-INSERT INTO croupier_channels AS ch (name, epoch, top)
-SELECT n, $3, c FROM unnest($1::text[], $2::bigint[]) AS t(n, c) ORDER BY n
-ON CONFLICT (name) DO UPDATE SET top = ch.top + EXCLUDED.top
-RETURNING name, top, epoch
-"""
-_INSERT = """
-INSERT INTO croupier_events (channel, "offset", type, data, ts, created)
-SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bytea[], $5::text[],
-                     $6::float8[])
-"""
-_SET_KEYS = """
-UPDATE croupier_idempotency AS i SET "offset" = t.o
-FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(c, k, o)
-WHERE i.channel = t.c AND i.key = t.k
+# Reserve offsets (one row update per channel, in name order) and insert the events in one
+# statement, so a batch without idempotency keys is a single round trip in autocommit.
+_STORE = """
+WITH counts AS (
+    SELECT n, c FROM unnest($1::text[], $2::bigint[]) AS t(n, c)
+), reserved AS (
+    INSERT INTO croupier_channels AS ch (name, epoch, top)
+    SELECT n, $3, c FROM counts ORDER BY n
+    ON CONFLICT (name) DO UPDATE SET top = ch.top + EXCLUDED.top
+    RETURNING name, top, epoch
+), numbered AS (
+    SELECT e.c, r.top - counts.c + e.i AS o, e.t, e.d, e.ts, e.k
+    FROM unnest($4::text[], $5::bigint[], $6::text[], $7::bytea[], $8::text[], $9::text[])
+        AS e(c, i, t, d, ts, k)
+    JOIN reserved r ON r.name = e.c
+    JOIN counts ON counts.n = e.c
+), stored AS (
+    INSERT INTO croupier_events (channel, "offset", type, data, ts, created)
+    SELECT c, o, t, d, ts, $10 FROM numbered
+), keyed AS (
+    UPDATE croupier_idempotency AS i SET "offset" = numbered.o
+    FROM numbered WHERE numbered.k IS NOT NULL AND i.channel = numbered.c AND i.key = numbered.k
+)
+SELECT name, top, epoch FROM reserved
 """
 
 
@@ -186,9 +195,15 @@ class PostgresLog:
                 job = self._queue.get_nowait()
                 jobs.append(job)
                 count += len(job[0])
+            batches = [items for items, _ in jobs]
+            keyed = any(item.idempotency_key is not None for items in batches for item in items)
             try:
-                async with self.pool.acquire(timeout=10) as conn, conn.transaction():
-                    results = await self._apply(conn, [items for items, _ in jobs])
+                async with self.pool.acquire(timeout=10) as conn:
+                    if keyed:
+                        async with conn.transaction():
+                            results = await self._apply(conn, batches)
+                    else:
+                        results = await self._apply(conn, batches)
             except asyncio.CancelledError:
                 for _, fut in jobs:
                     if not fut.done():
@@ -246,28 +261,25 @@ class PostgresLog:
         events: dict[int, Event] = {}
         if counts:
             names = sorted(counts)
-            reserved = await conn.fetch(_RESERVE, names, [counts[n] for n in names], self._epoch)
+            index: dict[str, int] = {}
+            columns: list[list[Any]] = [[], [], [], [], [], []]
+            for i in fresh:
+                item = flat[i]
+                index[item.channel] = index.get(item.channel, 0) + 1
+                row = (item.channel, index[item.channel], item.type, item.payload, item.ts)
+                for column, value in zip(columns, (*row, item.idempotency_key), strict=True):
+                    column.append(value)
+            reserved = await conn.fetch(
+                _STORE, names, [counts[n] for n in names], self._epoch, *columns, now
+            )
             next_offset = {
                 r["name"]: (r["top"] - counts[r["name"]] + 1, r["epoch"]) for r in reserved
             }
-            rows: list[list[Any]] = [[], [], [], [], [], []]
-            key_rows: list[list[Any]] = [[], [], []]
             for i in fresh:
                 item = flat[i]
                 offset, epoch = next_offset[item.channel]
                 next_offset[item.channel] = (offset + 1, epoch)
                 events[i] = Event(item.channel, item.type, item.payload, item.ts, offset, epoch)
-                for column, value in zip(
-                    rows, (item.channel, offset, item.type, item.payload, item.ts, now), strict=True
-                ):
-                    column.append(value)
-                if item.idempotency_key is not None:
-                    key_rows[0].append(item.channel)
-                    key_rows[1].append(item.idempotency_key)
-                    key_rows[2].append(offset)
-            await conn.execute(_INSERT, *rows)
-            if key_rows[0]:
-                await conn.execute(_SET_KEYS, *key_rows)
         # 3. Answer each job in order.
         results: list[list[Appended]] = []
         i = 0
