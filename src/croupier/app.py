@@ -12,6 +12,7 @@ from aiohttp import web
 
 from .api.http import error_middleware, routes
 from .gateway import Gateway
+from .services.bridges import Bridges
 from .transports.websocket import websocket_handler
 
 __all__ = ["build_app", "serve"]
@@ -30,10 +31,16 @@ def build_app(gateway: Gateway) -> web.Application:
         async with gateway:
             yield
 
+    async def bridges(app: web.Application) -> AsyncIterator[None]:
+        # After the gateway is up and before it closes: a bridge publishes through it.
+        async with Bridges(gateway):
+            yield
+
     async def on_shutdown(app: web.Application) -> None:
         await shutdown_clients(gateway)
 
     app.cleanup_ctx.append(lifecycle)
+    app.cleanup_ctx.append(bridges)
     app.on_shutdown.append(on_shutdown)
     return app
 

@@ -136,6 +136,8 @@ class RedisBridgeSettings:
     url: str
     pattern: str = "SSE::*::*"
     idempotency_field: str = "message_id"  # event_data field that dedupes ("" = none)
+    lock_key: str = "croupier:bridge:redis"  # one node subscribes at a time ("" = no lock)
+    lock_ttl: float = 10.0
     backoff_min: float = 0.5
     backoff_max: float = 30.0
 
