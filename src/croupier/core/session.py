@@ -86,6 +86,13 @@ class Close:
 Action = Reply | DoSubscribe | DoUnsubscribe | DoPublish | Authenticated | Close
 
 
+def _byte_size(raw: bytes | str) -> int:
+    """The frame's size in UTF-8 bytes; a text frame's ``len`` counts characters."""
+    if isinstance(raw, bytes) or raw.isascii():
+        return len(raw)
+    return len(raw.encode("utf-8", "surrogatepass"))
+
+
 def error(exc: CroupierError, message_id: MessageId = None) -> Reply:
     return Reply(control("error", id=message_id, code=exc.code, message=exc.message))
 
@@ -118,10 +125,10 @@ class Session:
         """Check one client message and return what to do about it."""
         message_id: MessageId = None
         try:
-            if len(raw) > self.limits.max_frame_bytes:
+            size = _byte_size(raw)
+            if size > self.limits.max_frame_bytes:
                 raise PayloadTooLarge(
-                    f"message of {len(raw)} bytes is over the {self.limits.max_frame_bytes}-byte "
-                    "limit",
+                    f"message of {size} bytes is over the {self.limits.max_frame_bytes}-byte limit",
                 )
             if not self._bucket.take(now):
                 raise RateLimited("too many messages: slow down")
@@ -189,7 +196,11 @@ class Session:
             bucket = self._publish_buckets[key] = TokenBucket(rule.rate, rule.burst, now)
         if not bucket.take(now):
             raise RateLimited(f"{message.event} is limited to {rule.rate:g}/s in {key[0]}")
-        data: Any = orjson.loads(raw)
+        try:
+            data: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            # Valid JSON that orjson will not take, e.g. a number that overflows a double.
+            raise BadRequest(f"{message.event} data: {exc}", code="bad_message") from None
         if not isinstance(data, dict):
             raise BadRequest(f"{message.event} data must be a JSON object", code="bad_message")
         # Who sent it is the server's word, never the client's.

@@ -96,7 +96,8 @@ def decode_client(raw: bytes | str) -> ClientMessage:
                 code="unknown_type",
             ) from None
         raise BadRequest(f"invalid {kind} message: {exc}", code="bad_message") from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeEncodeError):
+        # A str holding lone surrogates cannot even be encoded as UTF-8.
         raise BadRequest("the message is not valid JSON", code="bad_json") from None
 
 

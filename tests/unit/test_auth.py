@@ -1,0 +1,199 @@
+"""Player tokens and backend API keys (``croupier.auth``)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from typing import Any
+
+import jwt
+import orjson
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from croupier.auth import Authenticator, mint_token
+from croupier.config import ApiKey, Settings
+from croupier.core.channels import Claims
+from croupier.errors import Forbidden, Unauthorized
+
+SECRET = "unit-secret-0123456789abcdef0123456789"
+
+
+def hs256() -> Authenticator:
+    return Authenticator(Settings(jwt_secret=SECRET))
+
+
+def expect_unauthorized(auth: Authenticator, token: str, code: str) -> None:
+    with pytest.raises(Unauthorized) as caught:
+        auth.verify_token(token)
+    assert caught.value.code == code
+
+
+# -- HS256 ---------------------------------------------------------------------------------
+
+
+def test_valid_token_gives_its_claims() -> None:
+    token = mint_token(SECRET, "p1", brand="1001", name="Alice", channels=["vip:*"], ttl=60)
+    claims = hs256().verify_token(token)
+    assert (claims.sub, claims.brand, claims.name, claims.channels) == (
+        "p1",
+        "1001",
+        "Alice",
+        ("vip:*",),
+    )
+    assert claims.exp is not None
+    assert abs(claims.exp - (time.time() + 60)) < 5
+
+
+def test_minimal_token() -> None:
+    token = jwt.encode({"sub": "p12"}, SECRET, algorithm="HS256")
+    assert hs256().verify_token(token) == Claims("p12")
+
+
+def test_channels_claim_as_one_string() -> None:
+    token = jwt.encode({"sub": "p1", "channels": "room:1"}, SECRET, algorithm="HS256")
+    assert hs256().verify_token(token).channels == ("room:1",)
+
+
+def test_expired() -> None:
+    expect_unauthorized(hs256(), mint_token(SECRET, "p1", ttl=-60), "token_expired")
+
+
+def test_bad_signature() -> None:
+    token = mint_token("another-secret-0123456789abcdef0123", "p1")
+    expect_unauthorized(hs256(), token, "invalid_token")
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"name": "no sub"},
+        {"sub": "p1", "channels": [1, 2]},
+        {"sub": "p1", "channels": {"room:1": True}},
+    ],
+)
+def test_bad_claims(claims: dict[str, Any]) -> None:
+    expect_unauthorized(hs256(), jwt.encode(claims, SECRET, algorithm="HS256"), "invalid_token")
+
+
+@pytest.mark.parametrize("token", ["", "garbage", "a.b.c"])
+def test_malformed(token: str) -> None:
+    expect_unauthorized(hs256(), token, "invalid_token")
+
+
+def test_unsigned_token_is_refused() -> None:
+    token = jwt.encode({"sub": "p1"}, None, algorithm="none")
+    expect_unauthorized(hs256(), token, "invalid_token")
+
+
+def test_no_key_configured() -> None:
+    with pytest.raises(Unauthorized):
+        Authenticator(Settings()).verify_token(mint_token(SECRET, "p1"))
+
+
+# -- RS256 / ES256 -------------------------------------------------------------------------
+
+
+def pem(private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    return (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def asymmetric(public_pem: str) -> Authenticator:
+    return Authenticator(Settings(jwt_public_key=public_pem, jwt_algorithms=("RS256", "ES256")))
+
+
+def claims(ttl: float = 60) -> dict[str, Any]:
+    return {"sub": "p1", "brand": "1001", "exp": int(time.time() + ttl)}
+
+
+def test_rs256(rsa_key: rsa.RSAPrivateKey) -> None:
+    auth = asymmetric(pem(rsa_key))
+    got = auth.verify_token(jwt.encode(claims(), rsa_key, algorithm="RS256"))
+    assert (got.sub, got.brand) == ("p1", "1001")
+    expect_unauthorized(auth, jwt.encode(claims(-60), rsa_key, algorithm="RS256"), "token_expired")
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    expect_unauthorized(auth, jwt.encode(claims(), other, algorithm="RS256"), "invalid_token")
+
+
+def test_es256(ec_key: ec.EllipticCurvePrivateKey) -> None:
+    auth = asymmetric(pem(ec_key))
+    assert auth.verify_token(jwt.encode(claims(), ec_key, algorithm="ES256")).sub == "p1"
+    other = ec.generate_private_key(ec.SECP256R1())
+    expect_unauthorized(auth, jwt.encode(claims(), other, algorithm="ES256"), "invalid_token")
+
+
+def b64(raw: bytes) -> bytes:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+
+def test_public_key_is_not_an_hmac_secret(rsa_key: rsa.RSAPrivateKey) -> None:
+    """An HS256 token keyed with the public key must not pass (algorithm confusion).
+
+    PyJWT refuses to HMAC with a PEM key, so the token is put together by hand.
+    """
+    public = pem(rsa_key)
+    header = b64(orjson.dumps({"alg": "HS256", "typ": "JWT"}))
+    body = b64(orjson.dumps({"sub": "admin", "exp": int(time.time() + 60)}))
+    signature = hmac.new(public.encode(), header + b"." + body, hashlib.sha256).digest()
+    token = b".".join([header, body, b64(signature)]).decode()
+    expect_unauthorized(asymmetric(public), token, "invalid_token")
+
+
+# -- API keys ------------------------------------------------------------------------------
+
+
+def keyed() -> Authenticator:
+    keys = (
+        ApiKey.from_plain("full", "full-key"),
+        ApiKey.from_plain("publisher", "pub-key", frozenset({"publish"})),
+    )
+    return Authenticator(Settings(api_keys=keys))
+
+
+def test_api_key_with_scope() -> None:
+    auth = keyed()
+    assert auth.has_api_keys
+    assert auth.verify_key("full-key", "admin").name == "full"
+    assert auth.verify_key("pub-key", "publish").name == "publisher"
+
+
+def test_api_key_without_scope() -> None:
+    with pytest.raises(Forbidden):
+        keyed().verify_key("pub-key", "read")
+
+
+@pytest.mark.parametrize("key", ["unknown", "full-key ", "FULL-KEY"])
+def test_unknown_api_key(key: str) -> None:
+    with pytest.raises(Unauthorized) as caught:
+        keyed().verify_key(key, "publish")
+    assert caught.value.code == "invalid_key"
+
+
+@pytest.mark.parametrize("key", [None, ""])
+def test_missing_api_key(key: str | None) -> None:
+    with pytest.raises(Unauthorized):
+        keyed().verify_key(key, "publish")
+
+
+def test_no_api_keys_configured() -> None:
+    auth = Authenticator(Settings())
+    assert not auth.has_api_keys
+    with pytest.raises(Unauthorized):
+        auth.verify_key("anything", "publish")
