@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -14,6 +15,7 @@ from ..auth import mint_token
 from ..core.channels import resolve
 from ..errors import BadRequest, CroupierError, PayloadTooLarge, Unavailable
 from ..gateway import Gateway, PublishRequest, PublishResult
+from .openapi import build_openapi
 from .schemas import BatchBody, BroadcastBody, PublishBody, TokenBody
 
 __all__ = ["error_middleware", "routes"]
@@ -44,7 +46,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
             exc.status, "bad_request"
         )
-        return _error(exc.status, code, exc.reason)
+        response = _error(exc.status, code, exc.reason)
+        if "Allow" in exc.headers:  # a 405 must say which methods the route takes
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
 def _gateway(request: web.Request) -> Gateway:
@@ -113,14 +118,25 @@ async def batch(request: web.Request) -> web.Response:
     return _json({"results": [_result(r) for r in results]})
 
 
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def _query(request: web.Request, name: str) -> str | None:
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise BadRequest(f"{name} may be given only once")
+    return values[0] if values else None
+
+
 def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
+    raw = _query(request, name)
+    if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer, not {raw[:32]!r}") from None
+    # int() alone would also take " 7", "+7", "1_000" and non-ASCII digits, and raise on
+    # thousands of digits; nothing in range needs more than 20 characters.
+    if not _INTEGER.fullmatch(raw) or len(raw) > 20:
+        raise BadRequest(f"{name} must be an integer, not {raw[:32]!r}")
+    value = int(raw)
     if not low <= value <= high:
         raise BadRequest(f"{name} must be between {low} and {high}")
     return value
@@ -159,7 +175,7 @@ async def presence(request: web.Request) -> web.Response:
 async def channels(request: web.Request) -> web.Response:
     _api_key(request, "read")
     gateway = _gateway(request)
-    prefix = request.query.get("prefix", "")
+    prefix = _query(request, "prefix") or ""
     if len(prefix) > 255:
         raise BadRequest("prefix must be at most 255 characters")
     limit = _int_query(request, "limit", 100, 1, 1000)
@@ -190,10 +206,11 @@ async def tokens(request: web.Request) -> web.Response:
             code="not_supported",
         )
     body = await _body(request, TokenBody)
+    ttl = int(body.ttl)
     token = mint_token(
-        secret, body.sub, brand=body.brand, name=body.name, channels=body.channels, ttl=body.ttl
+        secret, body.sub, brand=body.brand, name=body.name, channels=body.channels, ttl=ttl
     )
-    return _json({"token": token, "expires_in": body.ttl})
+    return _json({"token": token, "expires_in": ttl})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -212,6 +229,10 @@ async def readyz(request: web.Request) -> web.Response:
     return _json({"status": "ready", "log_ms": round((time.perf_counter() - started) * 1000, 3)})
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return _json(build_openapi(_gateway(request).settings))
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = _gateway(request).metrics.render()
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
@@ -226,6 +247,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/v1/channels", channels),
         web.get("/api/v1/channels/{channel}/history", history),
         web.get("/api/v1/channels/{channel}/presence", presence),
+        web.get("/api/v1/openapi.json", openapi),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
         web.get("/metrics", metrics),
