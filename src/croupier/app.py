@@ -13,6 +13,8 @@ from aiohttp import web
 from .api.http import error_middleware, routes
 from .gateway import Gateway
 from .services.bridges import Bridges
+from .transports.compat import add_compat_routes
+from .transports.sse import add_sse_routes
 from .transports.websocket import websocket_handler
 
 __all__ = ["build_app", "serve"]
@@ -25,6 +27,8 @@ def build_app(gateway: Gateway) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=16 * 1024 * 1024)
     app["gateway"] = gateway
     app.router.add_get("/ws", websocket_handler)
+    add_sse_routes(app)
+    add_compat_routes(app)
     app.add_routes(routes())
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -1,0 +1,195 @@
+"""Event streams in the shapes existing casino and poker front ends already parse.
+
+Both are the hub's channels seen through another envelope, with the same resume, outbox and
+slow-consumer rules as ``GET /sse``:
+
+* ``GET /api/tables/{tableId}/events`` — a poker table: the channel ``table:{tableId}``,
+  each event's data exactly as published (``{"kind":"hand_action",…}``) under its plain
+  offset as ``id:``, a ``: connected`` comment first and ``: heartbeat`` comments after.
+* ``GET /gateway/sse/{brand_id}/stream`` — a casino player's stream: the channel
+  ``player:{brand_id}:{player}`` of the token's player, each event as
+  ``{"brand_id","player_id","event_type","event_data"}``, with ``connected``, ``keepalive``
+  and ``error`` system events.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from aiohttp import web
+
+from ..core.channels import check_subscribe, resolve
+from ..core.sse import comment, data_frame, id_line
+from ..errors import CroupierError, Forbidden, Unauthorized
+from ..events import Event
+from ..gateway import Gateway
+from .common import check_origin, token_from_request
+from .sse import Dialect, Want, last_event_id, open_stream, since_offset
+
+__all__ = [
+    "CASINO",
+    "POKER",
+    "add_compat_routes",
+    "encode_casino",
+    "encode_poker",
+    "player_stream_handler",
+    "table_events_handler",
+]
+
+
+# -- the poker table ---------------------------------------------------------------------------
+
+
+def encode_poker(event: Event) -> bytes:
+    """The event's data as published, under ``id: <offset>`` when stored.
+
+    The gateway's own ``presence.*`` events are left out (an empty frame writes nothing):
+    a table client switches on ``kind``, which they do not have.
+    """
+    if event.type.startswith("presence."):
+        return b""
+    return data_frame(event.payload, event.offset)
+
+
+def _poker_greeting(start: str | None, retry: int) -> bytes:
+    return comment("connected") + b"retry: %d\n\n" % retry
+
+
+def _poker_reset(channel: str) -> bytes:
+    return data_frame(orjson.dumps({"kind": "reset", "type": "reset", "channel": channel}))
+
+
+def _poker_error(exc: CroupierError) -> bytes:
+    return data_frame(
+        orjson.dumps({"kind": "error", "type": "error", "code": exc.code, "message": exc.message})
+    )
+
+
+def _poker_disconnect(reason: str, reconnect: bool) -> bytes:
+    return comment(f"disconnect {reason}")
+
+
+POKER = Dialect(
+    "sse.poker",
+    _poker_greeting,
+    lambda: comment("heartbeat"),
+    _poker_reset,
+    _poker_error,
+    _poker_disconnect,
+)
+
+
+async def table_events_handler(request: web.Request) -> web.StreamResponse:
+    """``GET /api/tables/{tableId}/events?lastEventId=N``."""
+    gateway: Gateway = request.app["gateway"]
+    settings = gateway.settings
+    check_origin(settings, request)
+    channel, rules = resolve(settings, "table:" + request.match_info["tableId"])
+    token = token_from_request(request)
+    claims = gateway.auth.verify_token(token) if token else None
+    check_subscribe(rules, channel, claims)  # refused before the stream: 401 or 403
+    want = Want(channel, rules)
+    resume = last_event_id(request)
+    if resume is not None and rules.stored:
+        since = await since_offset(gateway, channel, resume)
+        want = Want(channel, rules, since, reset=since is None)
+    return await open_stream(request, gateway, POKER, [want], claims)
+
+
+# -- the casino player stream -----------------------------------------------------------------
+
+
+def _number(text: str) -> int | str:
+    """``"12345"`` as ``12345``; anything that would not survive the round trip stays text."""
+    if text.isascii() and text.isdigit() and len(text) < 19 and str(int(text)) == text:
+        return int(text)
+    return text
+
+
+def encode_casino(event: Event) -> bytes:
+    """``{"brand_id","player_id","event_type","event_data"}`` from ``player:{brand}:{player}``."""
+    _, brand, player = event.channel.split(":", 2)
+    envelope = orjson.dumps(
+        {
+            "brand_id": _number(brand),
+            "player_id": _number(player),
+            "event_type": event.type,
+            "event_data": orjson.Fragment(event.payload),
+        }
+    )
+    return data_frame(envelope, event.offset)
+
+
+def _utc(fmt: str) -> str:
+    return time.strftime(fmt, time.gmtime())
+
+
+def _casino_greeting(start: str | None, retry: int) -> bytes:
+    head = b"retry: %d\n" % retry
+    if start is not None:
+        head += id_line(start)
+    ts = _utc("%Y-%m-%dT%H:%M:%SZ")
+    return head + data_frame(orjson.dumps({"type": "connected", "timestamp": ts}))
+
+
+def _casino_keepalive() -> bytes:
+    ts = _utc("%Y-%m-%d %H:%M:%S")
+    return b": keepalive %b\ndata: %b\n\n" % (
+        ts.encode(),
+        orjson.dumps({"type": "keepalive", "timestamp": ts}),
+    )
+
+
+def _casino_reset(channel: str) -> bytes:
+    return data_frame(orjson.dumps({"type": "reset", "channel": channel}))
+
+
+def _casino_error(exc: CroupierError) -> bytes:
+    return data_frame(orjson.dumps({"type": "error", "message": exc.message}))
+
+
+def _casino_disconnect(reason: str, reconnect: bool) -> bytes:
+    message = f"disconnected: {reason}" + ("; reconnect" if reconnect else "")
+    return data_frame(orjson.dumps({"type": "error", "message": message}))
+
+
+CASINO = Dialect(
+    "sse.casino",
+    _casino_greeting,
+    _casino_keepalive,
+    _casino_reset,
+    _casino_error,
+    _casino_disconnect,
+)
+
+
+async def player_stream_handler(request: web.Request) -> web.StreamResponse:
+    """``GET /gateway/sse/{brand_id}/stream`` with the player's token in ``x-auth-token``."""
+    gateway: Gateway = request.app["gateway"]
+    settings = gateway.settings
+    check_origin(settings, request)
+    token = token_from_request(request)
+    if not token:
+        raise Unauthorized("send the player's token in the x-auth-token header")
+    claims = gateway.auth.verify_token(token)
+    brand = request.match_info["brand_id"]
+    if claims.brand != brand:
+        raise Forbidden(f"the token is not for brand {brand[:64]!r}")
+    channel, rules = resolve(settings, f"player:{brand}:{claims.sub}")
+    check_subscribe(rules, channel, claims)
+    want = Want(channel, rules)
+    resume = last_event_id(request)
+    if resume is not None and rules.stored:
+        since = await since_offset(gateway, channel, resume)
+        want = Want(channel, rules, since, reset=since is None)
+    return await open_stream(request, gateway, CASINO, [want], claims)
+
+
+def add_compat_routes(app: web.Application) -> None:
+    """Serve both compatibility streams and teach the gateway's hub their wire formats."""
+    gateway: Gateway = app["gateway"]
+    gateway.hub.add_wire(POKER.wire, encode_poker)
+    gateway.hub.add_wire(CASINO.wire, encode_casino)
+    app.router.add_get("/api/tables/{tableId}/events", table_events_handler)
+    app.router.add_get("/gateway/sse/{brand_id}/stream", player_stream_handler)
