@@ -1,12 +1,202 @@
-"""``croupier bench``: the project's own benchmarks."""
+"""``croupier bench``: the project's own benchmarks, against a real server process.
+
+Each command starts ``croupier serve`` in a child process on a throwaway SQLite file (with
+``--pin``, on core 0 while the client runs on core 1), drives it from this process, and
+prints a table (or JSON with ``--json``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import math
+import os
+import resource
+from collections.abc import Callable, Coroutine
+from typing import Any
+
 import click
+import orjson
 
 __all__ = ["bench"]
+
+# Targets from the project's issue (µs, ms, KB, events/s), with the direction that passes.
+TARGETS: dict[str, tuple[str, float]] = {
+    "server_cpu_us_per_delivery": ("<=", 3.0),
+    "latency_p99_ms": ("<=", 25.0),
+    "rss_per_connection_kb": ("<=", 10.0),
+    "lost": ("<=", 0),
+    "duplicates": ("<=", 0),
+}
+PUBLISH_TARGETS = {"single": 8_000.0, "batch": 100_000.0}
+
+
+def _raise_fd_limit(need: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        wanted = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported OS
+        return asyncio.run(main())
+    return uvloop.run(main())
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _verdict(key: str, value: Any, result: dict[str, Any]) -> str:
+    target = TARGETS.get(key)
+    if key == "events_per_s":
+        target = (">=", PUBLISH_TARGETS[result["mode"]])
+    if target is None or not isinstance(value, int | float):
+        return ""
+    op, bound = target
+    ok = value <= bound if op == "<=" else value >= bound
+    return f"{op} {_fmt(bound)}  {'ok' if ok else 'MISSED'}"
+
+
+def _emit(results: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        click.echo(orjson.dumps(results if len(results) > 1 else results[0]).decode())
+        return
+    for result in results:
+        rows = [(k, _fmt(v), _verdict(k, v, result)) for k, v in result.items()]
+        width = max(len(k) for k, _, _ in rows)
+        vwidth = max(len(v) for _, v, _ in rows)
+        click.echo(f"{'metric':<{width}}  {'value':>{vwidth}}  target")
+        click.echo(f"{'-' * width}  {'-' * vwidth}  {'-' * 14}")
+        for key, value, verdict in rows:
+            click.echo(f"{key:<{width}}  {value:>{vwidth}}  {verdict}".rstrip())
+        click.echo("")
+
+
+def _cpus(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """(server cores, client cores) for ``--pin``: the first two cores this process may use."""
+    if not pin:
+        return None, None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise click.UsageError("--pin needs at least two cores")
+    return {cores[0]}, {cores[1]}
+
+
+def _serve_and_run(
+    pin: bool, config: str | None, body: Callable[[Any], Coroutine[Any, Any, Any]]
+) -> Any:
+    from .server import BenchServer
+
+    server_cpus, client_cpus = _cpus(pin)
+    with BenchServer(cpus=server_cpus, config=config) as server:
+        if client_cpus is not None:
+            os.sched_setaffinity(0, client_cpus)
+        result = _run(lambda: body(server))
+    # Other work on the host skews every figure: say how busy it was.
+    load = round(os.getloadavg()[0], 2)
+    for one in result if isinstance(result, list) else [result]:
+        one["host_load_1m"] = load
+    return result
+
+
+pin_option = click.option("--pin", is_flag=True, help="Server on one core, this client on another.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, not a table.")
+transport_option = click.option(
+    "--transport", type=click.Choice(["ws", "sse"]), default="ws", show_default=True
+)
 
 
 @click.group()
 def bench() -> None:
-    """Measure fan-out and publish throughput against a real server process."""
+    """Measure fan-out, idle memory and publish throughput against a real server process."""
+
+
+@bench.command()
+@click.option("--subscribers", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--rate", default=100.0, show_default=True, help="Events published per second.")
+@click.option("--duration", default=10.0, show_default=True, help="Seconds measured.")
+@transport_option
+@pin_option
+@json_option
+def fanout(
+    subscribers: int, rate: float, duration: float, transport: str, pin: bool, as_json: bool
+) -> None:
+    """N subscribers on one channel, events published over HTTP at RATE.
+
+    Reports server CPU µs per delivery, deliveries/s, publish→receive latency and lost or
+    duplicated events (which must be 0).
+    """
+    from .fanout import run_fanout
+
+    _raise_fd_limit(subscribers + 256)
+    result = _serve_and_run(
+        pin,
+        None,
+        lambda server: run_fanout(
+            server, transport=transport, subscribers=subscribers, rate=rate, duration=duration
+        ),
+    )
+    _emit([result], as_json)
+
+
+@bench.command()
+@click.option("--connections", default=10_000, show_default=True, type=click.IntRange(1))
+@transport_option
+@pin_option
+@json_option
+def idle(connections: int, transport: str, pin: bool, as_json: bool) -> None:
+    """Server RSS per idle authenticated connection holding one subscription."""
+    from .fanout import run_idle
+
+    _raise_fd_limit(connections + 256)
+    result = _serve_and_run(
+        pin,
+        None,
+        lambda server: run_idle(server, transport=transport, connections=connections),
+    )
+    _emit([result], as_json)
+
+
+@bench.command()
+@click.option("--mode", type=click.Choice(["single", "batch", "both"]), default="both")
+@click.option("--connections", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--pipeline", default=2, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--duration", default=5.0, show_default=True, help="Seconds measured per mode.")
+@pin_option
+@json_option
+def publish(
+    mode: str,
+    connections: int,
+    pipeline: int,
+    batch_size: int,
+    duration: float,
+    pin: bool,
+    as_json: bool,
+) -> None:
+    """Stored events per second over HTTP: one event per request, and batches."""
+    from .publish import run_publish
+
+    modes = ("single", "batch") if mode == "both" else (mode,)
+    results = _serve_and_run(
+        pin,
+        None,
+        lambda server: run_publish(
+            server,
+            modes=modes,
+            connections=connections,
+            depth=pipeline,
+            batch=batch_size,
+            duration=duration,
+        ),
+    )
+    _emit(results, as_json)

@@ -1,0 +1,11 @@
+#!/usr/bin/env sh
+# The benchmarks behind the figures in benchmarks/README.md. Run from the repository root
+# with the project's virtualenv active (or CROUPIER=".venv/bin/croupier sh benchmarks/run.sh").
+# Add --json to any command for machine-readable output.
+set -eu
+CROUPIER=${CROUPIER:-croupier}
+
+$CROUPIER bench fanout --subscribers 1000 --rate 100 --duration 10 --transport ws --pin
+$CROUPIER bench fanout --subscribers 1000 --rate 100 --duration 10 --transport sse --pin
+$CROUPIER bench idle --connections 10000 --transport ws --pin
+$CROUPIER bench publish --mode both --connections 64 --pipeline 2 --batch-size 1000 --pin

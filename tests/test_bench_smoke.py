@@ -1,0 +1,63 @@
+"""``croupier bench`` end to end with tiny parameters: the fields are there and nothing is lost.
+
+No timing assertions: the figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import orjson
+import pytest
+
+from .support import timeout
+
+pytestmark = pytest.mark.e2e
+
+
+def bench(*args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "croupier", "bench", *args, "--json"],
+        capture_output=True,
+        timeout=timeout(120),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    return orjson.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_fanout(transport: str) -> None:
+    result = bench(
+        "fanout", "--subscribers", "20", "--rate", "50", "--duration", "1",
+        "--transport", transport,
+    )  # fmt: skip
+    for field in (
+        "server_cpu_us_per_delivery",
+        "deliveries_per_s",
+        "latency_p50_ms",
+        "latency_p99_ms",
+    ):
+        assert result[field] >= 0
+    assert result["deliveries"] == 20 * 50
+    assert result["lost"] == 0
+    assert result["duplicates"] == 0
+    assert result["disconnects"] == 0
+
+
+def test_idle() -> None:
+    result = bench("idle", "--connections", "20")
+    assert result["connections"] == 20
+    assert result["failed"] == 0
+    assert "rss_per_connection_kb" in result
+
+
+def test_publish() -> None:
+    results = bench("publish", "--connections", "4", "--batch-size", "50", "--duration", "0.5")
+    assert [r["mode"] for r in results] == ["single", "batch"]
+    for result in results:
+        assert result["failed"] == 0
+        assert result["stored"] == result["events"] > 0
+        assert result["events_per_s"] > 0
