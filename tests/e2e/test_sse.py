@@ -284,6 +284,8 @@ def test_bad_requests_are_refused_before_the_stream(sse_server: ServerProcess) -
     r = httpx.get(url, params={"channel": "bad channel!", "token": token("p1")})
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "bad_channel"
+    # A stream has no body to leave out: HEAD is not offered.
+    assert httpx.head(url, params={"channel": "lobby"}).status_code == 405
 
 
 def test_refused_subscription_is_an_error_event(sse_server: ServerProcess) -> None:

@@ -191,5 +191,5 @@ def add_compat_routes(app: web.Application) -> None:
     gateway: Gateway = app["gateway"]
     gateway.hub.add_wire(POKER.wire, encode_poker)
     gateway.hub.add_wire(CASINO.wire, encode_casino)
-    app.router.add_get("/api/tables/{tableId}/events", table_events_handler)
-    app.router.add_get("/gateway/sse/{brand_id}/stream", player_stream_handler)
+    app.router.add_get("/api/tables/{tableId}/events", table_events_handler, allow_head=False)
+    app.router.add_get("/gateway/sse/{brand_id}/stream", player_stream_handler, allow_head=False)

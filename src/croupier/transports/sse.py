@@ -536,4 +536,4 @@ def add_sse_routes(app: web.Application) -> None:
     gateway: Gateway = app["gateway"]
     gateway.hub.add_wire(NATIVE.wire, encode_sse)
     gateway.hub.add_wire(NATIVE_MULTI.wire, encode_sse_data)
-    app.router.add_get("/sse", sse_handler)
+    app.router.add_get("/sse", sse_handler, allow_head=False)
