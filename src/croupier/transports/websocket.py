@@ -170,8 +170,12 @@ class WsConnection:
         self._arm_expiry(claims)
         try:
             while not self.closed:
+                # The idle deadline counts the client's own messages only: aiohttp answers
+                # protocol pongs inside receive() and restarts its per-read timeout on each,
+                # so ``receive(timeout=…)`` would never fire for a client that auto-pongs.
                 try:
-                    message = await self.ws.receive(timeout=2 * ping)
+                    async with asyncio.timeout(2 * ping):
+                        message = await self.ws.receive()
                 except TimeoutError:
                     self.disconnect("idle_timeout", reconnect=True)
                     break

@@ -1,0 +1,178 @@
+"""The Python client and the ``croupier`` command against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from croupier.client import Client, ClientError
+from tests.support import API_KEY, SECRET, ServerProcess, running_server, timeout, token
+
+from .wsclient import http, publish, ws_connect
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with running_server(tmp_path_factory.mktemp("client")) as srv:
+        yield srv
+
+
+async def _wait_for(items: list[Any], count: int, seconds: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout(seconds)
+    while len(items) < count:
+        assert asyncio.get_running_loop().time() < deadline, (
+            f"{len(items)} of {count}: {items[-3:]}"
+        )
+        await asyncio.sleep(0.02)
+
+
+async def test_client_subscribe_resumes_across_a_server_restart(server: ServerProcess) -> None:
+    channels = ("tournament:cli-a", "player:1001:p1")
+    received: list[dict[str, Any]] = []
+
+    async def consume(client: Client) -> None:
+        async for event in client.subscribe(*channels):
+            received.append(event)
+
+    async with Client(server.url, api_key=API_KEY, token=token("p1"), max_backoff=0.5) as client:
+        consumer = asyncio.create_task(consume(client))
+        try:
+            # Wait until both subscriptions stand, so the first events are live ones.
+            deadline = asyncio.get_running_loop().time() + timeout(10)
+            while len(client.positions) < len(channels):
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.02)
+            for i in range(20):
+                await client.publish(channels[i % 2], "seq.tick", {"i": i})
+            await _wait_for(received, 20)
+            await asyncio.to_thread(server.kill)
+            await asyncio.to_thread(server.start)
+            # Published while the client is still reconnecting: it must get these too.
+            for i in range(20, 40):
+                await client.publish(channels[i % 2], "seq.tick", {"i": i})
+            await _wait_for(received, 40)
+            # And live ones after it has resumed.
+            for i in range(40, 50):
+                await client.publish(channels[i % 2], "seq.tick", {"i": i})
+            await _wait_for(received, 50)
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+    assert not [e for e in received if e["type"] == "reset"]
+    for n, channel in enumerate(channels):
+        mine = [e for e in received if e["channel"] == channel]
+        assert [e["offset"] for e in mine] == list(range(1, 26))
+        assert [e["data"]["i"] for e in mine] == list(range(n, 50, 2))
+    assert client.positions["tournament:cli-a"]["offset"] == 25
+
+
+async def test_client_publish_history_and_errors(server: ServerProcess) -> None:
+    async with Client(server.url, api_key=API_KEY) as client:
+        first = await client.publish("tournament:cli-b", "a.b", {"n": 1}, idempotency_key="k")
+        again = await client.publish("tournament:cli-b", "a.b", {"n": 1}, idempotency_key="k")
+        assert (first["offset"], again["offset"], again["duplicate"]) == (1, 1, True)
+        results = await client.publish_batch(
+            [{"channel": "tournament:cli-b", "type": "a.b", "data": {"n": i}} for i in range(2, 4)]
+        )
+        assert [r["offset"] for r in results] == [2, 3]
+        doc = await client.history("tournament:cli-b", since=1)
+        assert [e["data"]["n"] for e in doc["events"]] == [2, 3]
+        with pytest.raises(ClientError) as info:
+            await client.publish("nowhere:1", "a.b", {})
+        assert (info.value.status, info.value.code) == (400, "unknown_namespace")
+    async with Client(server.url, api_key="wrong") as client:
+        with pytest.raises(ClientError) as info:
+            await client.publish("tournament:cli-b", "a.b", {})
+        assert info.value.status == 401
+
+
+async def test_client_subscribe_refused_raises(server: ServerProcess) -> None:
+    async with Client(server.url, token=token("p1")) as client:
+        with pytest.raises(ClientError) as info:
+            async for _ in client.subscribe("player:1001:someone-else"):
+                pass
+        assert info.value.code == "forbidden"
+
+
+@contextlib.asynccontextmanager
+async def _croupier(*args: str, **env: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "croupier",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **env},
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.communicate()
+
+
+async def test_cli_tail_prints_events_as_json_lines(server: ServerProcess) -> None:
+    channel = "tournament:tail"
+    async with (
+        http(server) as api,
+        _croupier("tail", channel, "--url", server.url, "--token", token("p1")) as tail,
+    ):
+        assert tail.stdout is not None
+        # The tail subscribes on its own schedule; publish until its first line shows up,
+        # then check that it printed every event from that one on.
+        sent: list[dict[str, Any]] = []
+        first: dict[str, Any] | None = None
+        deadline = asyncio.get_running_loop().time() + timeout(20)
+        while first is None:
+            assert asyncio.get_running_loop().time() < deadline, "tail printed nothing"
+            sent.append(await publish(api, channel, "tail.tick", {"i": len(sent)}))
+            with contextlib.suppress(TimeoutError):
+                first = json.loads(await asyncio.wait_for(tail.stdout.readline(), 0.2))
+        lines = [first]
+        for i in range(len(sent), len(sent) + 5):
+            sent.append(await publish(api, channel, "tail.tick", {"i": i}))
+        while lines[-1]["offset"] < sent[-1]["offset"]:
+            line = await asyncio.wait_for(tail.stdout.readline(), timeout(10))
+            lines.append(json.loads(line))
+    assert [e["offset"] for e in lines] == list(range(first["offset"], sent[-1]["offset"] + 1))
+    assert all(e["type"] == "tail.tick" and e["channel"] == channel for e in lines)
+    assert lines[-1]["data"] == {"i": len(sent) - 1}
+    assert set(lines[-1]) == {"type", "channel", "offset", "epoch", "ts", "data"}
+
+
+async def test_cli_publish_and_token(server: ServerProcess) -> None:
+    async with _croupier(
+        "publish",
+        "tournament:cli-pub",
+        "cli.said",
+        '{"hello": "world"}',
+        "--url",
+        server.url,
+        CROUPIER_API_KEY=API_KEY,
+    ) as proc:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout(20))
+    assert proc.returncode == 0, err
+    result = json.loads(out)
+    assert (result["channel"], result["offset"], result["duplicate"]) == (
+        "tournament:cli-pub",
+        1,
+        False,
+    )
+    async with _croupier("token", "p7", "--brand", "1001", CROUPIER_JWT_SECRET=SECRET) as proc:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout(20))
+    assert proc.returncode == 0, err
+    minted = out.decode().strip()
+    async with ws_connect(server, minted) as c:
+        assert (await c.subscribe("player:1001:p7"))["channel"] == "player:1001:p7"

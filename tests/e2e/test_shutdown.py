@@ -1,0 +1,59 @@
+"""Graceful shutdown: SIGTERM tells every client to reconnect, closes, and exits 0 in time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import ServerProcess, timeout, token
+
+from .wsclient import WsClient, http, publish, raw_handshake, write_config, ws_connect
+
+pytestmark = pytest.mark.e2e
+
+GRACE = 2.0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_disconnects_every_client_and_exits_zero(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    config = write_config(tmp_path / "croupier.toml", f"[limits]\nshutdown_grace = {GRACE}\n")
+    srv = ServerProcess(tmp_path / "croupier.db", config=config).start()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            clients: list[WsClient] = []
+            for i in range(3):
+                c = await stack.enter_async_context(ws_connect(srv, token(f"p{i}")))
+                await c.subscribe("tournament:bye")
+                clients.append(c)
+            # An anonymous, unsubscribed connection is told too.
+            clients.append(await stack.enter_async_context(ws_connect(srv)))
+            # And one that never reads again must not hold the server past its bound.
+            stalled = await asyncio.to_thread(raw_handshake, srv, token("mute"), "tournament:bye")
+            stack.callback(stalled.close)
+            async with http(srv) as api:
+                await publish(api, "tournament:bye", "last.words", {"n": 1})
+            for c in clients[:3]:
+                assert [e["offset"] for e in await c.events(1)] == [1]
+
+            assert srv.proc is not None
+            started = time.monotonic()
+            srv.proc.send_signal(sig)
+            endings = await asyncio.gather(*(c.wait_closed(GRACE + 5) for c in clients))
+            code = await asyncio.to_thread(srv.proc.wait, timeout(GRACE + 10))
+            elapsed = time.monotonic() - started
+        for c, seen in zip(clients, endings, strict=True):
+            seen = [m for m in seen if m.get("type") != "presence.count"]
+            assert seen == [{"type": "disconnect", "code": "shutdown", "reconnect": True}]
+            assert c.ws.closed
+        assert code == 0, srv.output()[-2000:]
+        # Bounded even with a client that never answers.
+        assert elapsed < timeout(GRACE + 3), elapsed
+    finally:
+        srv.stop()

@@ -1,0 +1,112 @@
+"""A stalled client is cut off as a slow consumer; the others' delivery carries on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import ServerProcess, running_server, timeout, token
+
+from .wsclient import http, metric, raw_handshake, server_frames, write_config, ws_connect
+
+pytestmark = pytest.mark.e2e
+
+BATCHES = 40
+PER_BATCH = 25
+EVENT_BYTES = 4000
+
+
+@pytest.fixture
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    tmp = tmp_path_factory.mktemp("slow")
+    config = write_config(
+        tmp / "croupier.toml", "[limits]\noutbox_messages = 16\noutbox_bytes = 65536\n"
+    )
+    with running_server(tmp, config=config) as server:
+        yield server
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    """Drain the socket until the server closes it (EOF or reset)."""
+    sock.settimeout(timeout(10))
+    seen = b""
+    try:
+        while chunk := sock.recv(65536):
+            seen += chunk
+    except ConnectionResetError:
+        pass
+    return seen
+
+
+async def test_stalled_client_is_cut_off_and_others_keep_receiving(srv: ServerProcess) -> None:
+    channel = "tournament:slow"
+    total = BATCHES * PER_BATCH
+    async with http(srv) as api, ws_connect(srv, token("fast")) as fast:
+        await fast.subscribe(channel)
+        stalled = await asyncio.to_thread(raw_handshake, srv, token("stalled"), channel)
+        try:
+            metrics = (await api.get("/metrics")).text
+            assert metric(metrics, "croupier_slow_consumer_disconnects_total") == 0
+            pad = "x" * EVENT_BYTES
+
+            async def publish_all() -> None:
+                for b in range(BATCHES):
+                    events = [
+                        {"channel": channel, "type": "load.tick", "data": {"i": i, "pad": pad}}
+                        for i in range(b * PER_BATCH, (b + 1) * PER_BATCH)
+                    ]
+                    response = await api.post("/api/v1/batch", json={"events": events})
+                    assert response.status_code == 200, response.text
+
+            publisher = asyncio.create_task(publish_all())
+            received = await fast.events(total, seconds=30)
+            await asyncio.wait_for(publisher, timeout(30))
+            # The stalled socket was closed by the server (it never read a byte since).
+            await asyncio.to_thread(_read_until_closed, stalled)
+        finally:
+            stalled.close()
+        assert [e["offset"] for e in received] == list(range(1, total + 1))
+        assert [e["data"]["i"] for e in received] == list(range(total))
+        metrics = (await api.get("/metrics")).text
+        assert metric(metrics, "croupier_slow_consumer_disconnects_total") == 1
+        # The fast subscriber is still connected and served.
+        assert await fast.barrier() == []
+        presence = (await api.get(f"/api/v1/channels/{channel}/presence")).json()
+        assert presence["count"] == 1
+
+
+async def test_slow_consumer_resumes_without_loss(srv: ServerProcess) -> None:
+    """The cut-off client reconnects with its last position and gets the rest."""
+    channel = "tournament:slow-resume"
+    async with http(srv) as api:
+        stalled = await asyncio.to_thread(raw_handshake, srv, token("stalled"), channel)
+        try:
+            pad = "y" * EVENT_BYTES
+            for b in range(BATCHES):
+                events = [
+                    {"channel": channel, "type": "load.tick", "data": {"i": i, "pad": pad}}
+                    for i in range(b * PER_BATCH, (b + 1) * PER_BATCH)
+                ]
+                response = await api.post("/api/v1/batch", json={"events": events})
+                assert response.status_code == 200, response.text
+            seen = await asyncio.to_thread(_read_until_closed, stalled)
+        finally:
+            stalled.close()
+        # The events that made it before the cut-off; the client stands at the last one.
+        texts = [json.loads(p) for op, p in server_frames(seen) if op == 1]
+        got = [t["offset"] for t in texts if t["type"] == "load.tick"]
+        assert got == list(range(1, len(got) + 1))
+        last = len(got)
+        assert last < BATCHES * PER_BATCH
+        epoch = (await api.get(f"/api/v1/channels/{channel}/history?limit=1")).json()["position"][
+            "epoch"
+        ]
+        async with ws_connect(srv, token("stalled")) as again:
+            subscribed = await again.subscribe(channel, since={"offset": last, "epoch": epoch})
+            assert subscribed["recovered"] is True
+            rest = await again.events(BATCHES * PER_BATCH - last, seconds=30)
+        assert [e["offset"] for e in rest] == list(range(last + 1, BATCHES * PER_BATCH + 1))
