@@ -65,6 +65,7 @@ class _Channel:
     last: int | None = None  # highest stored offset delivered (or vouched for) in order
     ready: asyncio.Future[None] | None = None  # done once the broker subscription holds
     held: list[Event] | None = None  # events waiting while a gap is read from the log
+    behind: bool = False  # the broker lost messages while a fill was already running
 
     def empty(self) -> bool:
         return not self.pending and not any(self.live.values())
@@ -299,24 +300,41 @@ class Hub:
 
         With ``catch_up``, also read whatever the log holds beyond the last delivered
         offset, up to the recovery bound (after a broker outage nothing may be held).
+
+        While the log cannot be read, the events stay held and the read is retried with a
+        growing pause: the missing offsets are stored, so skipping them would lose them.
+        If the broker brings the whole missing range meanwhile, no read is needed.
         """
-        while ch.held or catch_up:
+        pause = 0.1
+        while (ch.held or catch_up or ch.behind) and self._channels.get(ch.name) is ch:
+            catch_up = catch_up or ch.behind
+            ch.behind = False
             held = sorted(ch.held or [], key=lambda e: e.offset or 0)
             ch.held = []
             last = ch.last or 0
-            want = (held[-1].offset or 0) - last if held else 0
-            if catch_up:
-                want = max(want, self.recover_max)
-                catch_up = False
             merged: dict[int, Event] = {}
-            try:
-                history = await self._log.read(ch.name, last, want)
+            arrived = {e.offset: e for e in held if e.offset is not None and e.offset > last}
+            want = max(arrived, default=last) - last
+            if catch_up or want > len(arrived):
+                try:
+                    history = await self._log.read(
+                        ch.name, last, max(want, self.recover_max if catch_up else 0)
+                    )
+                except Exception as exc:
+                    log.warning(
+                        "channel %s: cannot read the events after offset %d yet (%s); retrying",
+                        ch.name,
+                        last,
+                        exc,
+                    )
+                    ch.held = held + ch.held
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 5.0)
+                    continue
+                catch_up = False
                 merged = {e.offset: e for e in history.events if e.offset}
-            except Exception:
-                log.exception("channel %s: could not read a missing range", ch.name)
-            for event in held:
-                assert event.offset is not None
-                merged.setdefault(event.offset, event)
+            for offset, event in arrived.items():
+                merged.setdefault(offset, event)
             for offset in sorted(merged):
                 expected = (ch.last or 0) + 1
                 if offset < expected:
@@ -335,9 +353,13 @@ class Hub:
     def resync(self) -> None:
         """Catch every channel up from the log (the broker may have lost messages)."""
         for ch in list(self._channels.values()):
-            if ch.last is not None and ch.held is None:
+            if ch.last is None:
+                continue
+            if ch.held is None:
                 ch.held = []
                 self._spawn(self._fill(ch, catch_up=True))
+            else:
+                ch.behind = True  # the running fill reads to the end of the log as well
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
