@@ -164,7 +164,7 @@ def publish(
     ephemeral: bool,
 ) -> None:
     """Publish one event (DATA is JSON) and print its offset."""
-    from .client import Client
+    from .client import Client, ClientError
 
     try:
         payload = orjson.loads(data)
@@ -177,7 +177,11 @@ def publish(
                 channel, type, payload, idempotency_key=idempotency_key, ephemeral=ephemeral
             )
 
-    click.echo(orjson.dumps(_run(go())).decode())
+    try:
+        result = _run(go())
+    except ClientError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    click.echo(orjson.dumps(result).decode())
 
 
 @main.command()
@@ -186,7 +190,7 @@ def publish(
 @click.option("--token", "token_", envvar="CROUPIER_TOKEN", default=None, help="A player token.")
 def tail(channels: tuple[str, ...], url: str, token_: str | None) -> None:
     """Print live events of CHANNELS, one JSON per line; resumes across reconnects."""
-    from .client import Client
+    from .client import Client, ClientError
 
     async def go() -> None:
         async with Client(url, token=token_) as client:
@@ -194,8 +198,11 @@ def tail(channels: tuple[str, ...], url: str, token_: str | None) -> None:
                 sys.stdout.write(orjson.dumps(event).decode() + "\n")
                 sys.stdout.flush()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        _run(go())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            _run(go())
+    except ClientError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
 
 
 def _register_bench() -> None:

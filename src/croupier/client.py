@@ -29,6 +29,9 @@ __all__ = ["Client", "ClientError"]
 _CONTROL = frozenset(
     {"connected", "subscribed", "unsubscribed", "pong", "published", "authenticated"}
 )
+# Refusals that reconnecting would not fix: raised to the caller instead of retried.
+_REFUSED = {"unauthorized": 401, "forbidden": 403, "bad_channel": 400, "unknown_namespace": 400}
+_REFUSED_AT_CONNECT = {401: "unauthorized", 403: "forbidden"}
 
 
 class ClientError(CroupierError):
@@ -168,13 +171,9 @@ class Client:
                                     if had and not doc.get("recovered"):
                                         yield {"type": "reset", "channel": channel}
                             elif kind == "error":
-                                if doc.get("code") in (
-                                    "forbidden",
-                                    "unauthorized",
-                                    "bad_channel",
-                                    "unknown_namespace",
-                                ):
-                                    raise ClientError(400, doc["code"], doc.get("message", ""))
+                                code = doc.get("code")
+                                if code in _REFUSED:
+                                    raise ClientError(_REFUSED[code], code, doc.get("message", ""))
                             elif kind == "disconnect":
                                 break
                             elif kind not in _CONTROL:
@@ -187,6 +186,13 @@ class Client:
                                 yield doc
                     finally:
                         pinger.cancel()
+            except aiohttp.WSServerHandshakeError as exc:
+                if exc.status in _REFUSED_AT_CONNECT:
+                    raise ClientError(
+                        exc.status,
+                        _REFUSED_AT_CONNECT[exc.status],
+                        f"the server refused the connection: {exc.message}",
+                    ) from None
             except (TimeoutError, aiohttp.ClientError, OSError):
                 pass
             attempt += 1

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,6 +77,44 @@ async def test_client_subscribe_resumes_across_a_server_restart(server: ServerPr
     assert client.positions["tournament:cli-a"]["offset"] == 25
 
 
+async def test_client_yields_reset_when_history_is_lost(tmp_path: Path) -> None:
+    """A server back with another log (new epoch): the client is told to reload state."""
+    srv = ServerProcess(tmp_path / "first.db").start()
+    received: list[dict[str, Any]] = []
+    try:
+        async with Client(srv.url, api_key=API_KEY, token=token("p1"), max_backoff=0.5) as client:
+
+            async def consume() -> None:
+                async for event in client.subscribe("tournament:lost"):
+                    received.append(event)
+
+            consumer = asyncio.create_task(consume())
+            try:
+                deadline = asyncio.get_running_loop().time() + timeout(10)
+                while not client.positions:
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.02)
+                for i in range(3):
+                    await client.publish("tournament:lost", "a.b", {"i": i})
+                await _wait_for(received, 3)
+                old_epoch = received[0]["epoch"]
+                await asyncio.to_thread(srv.kill)
+                srv.db = tmp_path / "second.db"
+                await asyncio.to_thread(srv.start)
+                await _wait_for(received, 4)
+                await client.publish("tournament:lost", "a.b", {"i": "new"})
+                await _wait_for(received, 5)
+            finally:
+                consumer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await consumer
+    finally:
+        srv.stop()
+    assert received[3] == {"type": "reset", "channel": "tournament:lost"}
+    assert (received[4]["offset"], received[4]["data"]) == (1, {"i": "new"})
+    assert received[4]["epoch"] != old_epoch
+
+
 async def test_client_publish_history_and_errors(server: ServerProcess) -> None:
     async with Client(server.url, api_key=API_KEY) as client:
         first = await client.publish("tournament:cli-b", "a.b", {"n": 1}, idempotency_key="k")
@@ -102,6 +141,19 @@ async def test_client_subscribe_refused_raises(server: ServerProcess) -> None:
             async for _ in client.subscribe("player:1001:someone-else"):
                 pass
         assert info.value.code == "forbidden"
+
+
+async def test_client_subscribe_with_a_bad_token_raises(server: ServerProcess) -> None:
+    """A refused token is not retried forever: reconnecting would not fix it."""
+
+    async def drain(client: Client) -> None:
+        async for _ in client.subscribe("tournament:cli-a"):
+            pass
+
+    async with Client(server.url, token="not-a-token", max_backoff=0.2) as client:
+        with pytest.raises(ClientError) as info:
+            await asyncio.wait_for(drain(client), timeout(10))
+    assert (info.value.status, info.value.code) == (401, "unauthorized")
 
 
 @contextlib.asynccontextmanager
@@ -152,6 +204,21 @@ async def test_cli_tail_prints_events_as_json_lines(server: ServerProcess) -> No
     assert set(lines[-1]) == {"type", "channel", "offset", "epoch", "ts", "data"}
 
 
+@pytest.mark.parametrize(
+    ("channel", "tok", "code"),
+    [("player:1001:other", token("p1"), "forbidden"), ("tournament:x", "bad", "unauthorized")],
+)
+async def test_cli_tail_refused_exits_with_a_message(
+    server: ServerProcess, channel: str, tok: str, code: str
+) -> None:
+    async with _croupier("tail", channel, "--url", server.url, "--token", tok) as tail:
+        out, err = await asyncio.wait_for(tail.communicate(), timeout(20))
+    assert tail.returncode == 1
+    assert out == b""
+    assert code in err.decode()
+    assert "Traceback" not in err.decode()
+
+
 async def test_cli_publish_and_token(server: ServerProcess) -> None:
     async with _croupier(
         "publish",
@@ -170,6 +237,13 @@ async def test_cli_publish_and_token(server: ServerProcess) -> None:
         1,
         False,
     )
+    async with _croupier(
+        "publish", "nowhere:1", "cli.said", "--url", server.url, CROUPIER_API_KEY=API_KEY
+    ) as proc:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout(20))
+    assert (proc.returncode, out) == (1, b"")
+    assert "unknown_namespace" in err.decode()
+    assert "Traceback" not in err.decode()
     async with _croupier("token", "p7", "--brand", "1001", CROUPIER_JWT_SECRET=SECRET) as proc:
         out, err = await asyncio.wait_for(proc.communicate(), timeout(20))
     assert proc.returncode == 0, err

@@ -41,6 +41,27 @@ async def _publish_until_refused(
                 started.set()
 
 
+BATCH_CHANNEL = "match:crash-batch"
+BATCH = 20
+
+
+async def _batch_until_refused(srv: ServerProcess, acked: list[int]) -> None:
+    """Publish batches until the server goes away; record the acknowledged batch numbers."""
+    async with http(srv) as api:
+        for b in range(100_000):
+            events = [
+                {"channel": BATCH_CHANNEL, "type": "crash.batch", "data": {"b": b, "k": k}}
+                for k in range(BATCH)
+            ]
+            try:
+                response = await api.post("/api/v1/batch", json={"events": events})
+            except httpx.TransportError:
+                return
+            if response.status_code != 200:
+                return
+            acked.append(b)
+
+
 async def test_kill_and_restart_loses_nothing(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path / "croupier.db").start()
     try:
@@ -52,12 +73,15 @@ async def test_kill_and_restart_loses_nothing(tmp_path: Path) -> None:
             for i, channel in enumerate(CHANNELS):
                 epochs[channel] = (await c.subscribe(channel, id=i))["position"]["epoch"]
             publisher = asyncio.create_task(_publish_until_refused(srv, acked, started))
+            batches: list[int] = []
+            batcher = asyncio.create_task(_batch_until_refused(srv, batches))
             await asyncio.wait_for(started.wait(), timeout(20))
             # Read a little, then crash the server under load.
             for event in await c.events(50):
                 seen[event["channel"]].append(event)
             await asyncio.to_thread(srv.kill)
             await asyncio.wait_for(publisher, timeout(10))
+            await asyncio.wait_for(batcher, timeout(10))
             # What the socket still held before it died.
             with contextlib.suppress(AssertionError, TimeoutError):
                 while True:
@@ -77,6 +101,16 @@ async def test_kill_and_restart_loses_nothing(tmp_path: Path) -> None:
                 assert stored == list(range(1, len(stored) + 1))
                 assert doc["position"]["epoch"] == epochs[channel]
                 tops[channel] = doc["position"]["offset"]
+            # A batch is one transaction: after the crash it is there whole or not at all.
+            assert len(batches) > 3
+            stored_batches: dict[int, list[int]] = {}
+            since = 0
+            while page := (await history(api, BATCH_CHANNEL, since=since, limit=1000))["events"]:
+                for e in page:
+                    stored_batches.setdefault(e["data"]["b"], []).append(e["data"]["k"])
+                since = page[-1]["offset"]
+            assert set(batches) <= set(stored_batches)
+            assert all(ks == list(range(BATCH)) for ks in stored_batches.values())
 
             async with ws_connect(srv, token("p1")) as c:
                 for i, channel in enumerate(CHANNELS):

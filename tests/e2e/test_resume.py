@@ -173,3 +173,32 @@ async def test_unsubscribe_and_resubscribe_on_one_connection(srv: ServerProcess)
             assert (await c.subscribe(channel, since=since, id=round_))["recovered"] is True
         await asyncio.wait_for(publisher, timeout(30))
     assert received == list(range(1, total + 1))
+
+
+async def test_concurrent_publishers_deliver_in_offset_order(srv: ServerProcess) -> None:
+    """Many publishers at once: offsets are assigned in one order and delivered in it."""
+    channel = f"tournament:resume-{next(_ids)}"
+    writers, each = 12, 40
+    async with ws_connect(srv, token("a")) as a, ws_connect(srv, token("b")) as b:
+        await a.subscribe(channel)
+        await b.subscribe(channel)
+
+        async def writer(w: int) -> list[int]:
+            async with http(srv) as api:
+                return [
+                    (await publish(api, channel, "w.tick", {"w": w, "i": i}))["offset"]
+                    for i in range(each)
+                ]
+
+        results = await asyncio.wait_for(
+            asyncio.gather(*(writer(w) for w in range(writers))), timeout(30)
+        )
+        total = writers * each
+        assert sorted(o for r in results for o in r) == list(range(1, total + 1))
+        for c in (a, b):
+            got = await c.events(total)
+            assert [e["offset"] for e in got] == list(range(1, total + 1))
+            # Each writer's own events keep the order it published them in.
+            for w in range(writers):
+                assert [e["data"]["i"] for e in got if e["data"]["w"] == w] == list(range(each))
+            assert await c.barrier() == []

@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.support import ServerProcess, timeout, token
@@ -46,6 +47,10 @@ async def test_signal_disconnects_every_client_and_exits_zero(
             started = time.monotonic()
             srv.proc.send_signal(sig)
             endings = await asyncio.gather(*(c.wait_closed(GRACE + 5) for c in clients))
+            # Clients are told only once the server has stopped accepting.
+            with pytest.raises((aiohttp.ClientError, OSError)):
+                async with ws_connect(srv, token("late")):
+                    pass
             code = await asyncio.to_thread(srv.proc.wait, timeout(GRACE + 10))
             elapsed = time.monotonic() - started
         for c, seen in zip(clients, endings, strict=True):
