@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 import aiohttp
+import httpx
 import pytest
 
 from tests.support import ServerProcess, timeout, token
 
-from .wsclient import WsClient, http, publish, raw_handshake, write_config, ws_connect
+from .wsclient import WsClient, history, http, publish, raw_handshake, write_config, ws_connect
 
 pytestmark = pytest.mark.e2e
 
@@ -60,5 +61,51 @@ async def test_signal_disconnects_every_client_and_exits_zero(
         assert code == 0, srv.output()[-2000:]
         # Bounded even with a client that never answers.
         assert elapsed < timeout(GRACE + 3), elapsed
+    finally:
+        srv.stop()
+
+
+async def test_publishes_acknowledged_before_sigterm_survive(tmp_path: Path) -> None:
+    # A short grace: aiohttp stops reading a connection once shutdown starts, so a request
+    # whose body was still on the wire waits out the grace and is dropped unanswered (and
+    # unstored). What matters here is that every answered publish is kept.
+    config = write_config(tmp_path / "croupier.toml", "[limits]\nshutdown_grace = 1.0\n")
+    srv = ServerProcess(tmp_path / "croupier.db", config=config).start()
+    acked: list[int] = []
+    try:
+
+        async def publish_until_refused(worker: int) -> None:
+            async with http(srv) as api:
+                for i in range(100_000):
+                    try:
+                        response = await api.post(
+                            "/api/v1/publish",
+                            json={"channel": "tournament:term", "type": "t.n", "data": {"i": i}},
+                        )
+                    except httpx.TransportError:
+                        return
+                    if response.status_code != 200:
+                        assert response.status_code == 503, response.text
+                        return
+                    acked.append(response.json()["offset"])
+
+        publishers = [asyncio.create_task(publish_until_refused(w)) for w in range(4)]
+        deadline = asyncio.get_running_loop().time() + timeout(10)
+        while len(acked) < 200:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        assert srv.proc is not None
+        srv.proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(asyncio.gather(*publishers), timeout(15))
+        assert await asyncio.to_thread(srv.proc.wait, timeout(10)) == 0
+        await asyncio.to_thread(srv.start)
+        async with http(srv) as api:
+            doc = await history(api, "tournament:term", limit=1000)
+            stored = [e["offset"] for e in doc["events"]]
+            while doc["events"]:
+                doc = await history(api, "tournament:term", since=stored[-1], limit=1000)
+                stored += [e["offset"] for e in doc["events"]]
+        assert set(acked) <= set(stored)
+        assert stored == list(range(1, len(stored) + 1))
     finally:
         srv.stop()

@@ -365,3 +365,19 @@ async def test_idle_connection_is_closed(tmp_path: Path) -> None:
             assert time.monotonic() - started < timeout(3)
             assert time.monotonic() - started >= 0.9
             assert await chatty.barrier() == []
+
+
+async def test_presence_count_and_join_are_broadcast(srv: ServerProcess) -> None:
+    room = fresh("room")  # rooms announce joins and keep presence
+    async with ws_connect(srv, token("p1", name="Ann")) as a:
+        await a.subscribe(room)
+        async with ws_connect(srv, token("p2")) as b:
+            await b.subscribe(room)
+            seen: list[dict[str, Any]] = []
+            # presence.count is throttled to one a second per channel.
+            while not any(m["type"] == "presence.count" and m["data"]["count"] == 2 for m in seen):
+                seen.append(await a.recv(seconds=3))
+        joins = [m for m in seen if m["type"] == "presence.join"]
+        assert {"id": "p2"} in [m["data"] for m in joins]
+        assert all("offset" not in m for m in seen)
+        assert all(m["channel"] == room for m in seen)
