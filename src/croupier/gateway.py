@@ -218,13 +218,26 @@ class Gateway:
             except Unavailable as exc:
                 if not appends:
                     raise  # ephemeral only: nothing was kept, so the caller must know
-                # The events are durably stored: the answer is still yes. Subscribers get
-                # them when the broker is back (it resyncs from the log) or on their resume.
+                # The events are durably stored: the answer is still yes. They are sent
+                # again in the background until the broker takes them (nodes that resynced
+                # meanwhile drop the copies by offset); a resuming client reads them anyway.
                 self.metrics.broker_failures += 1
-                log.warning("stored events not fanned out: %s", exc)
+                log.warning("stored events not fanned out yet: %s", exc)
+                self._spawn(self._republish([e for e in fresh if e.offset is not None]))
         self.metrics.published += len(fresh)
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         return done
+
+    async def _republish(self, events: list[Event]) -> None:
+        delay = 0.2
+        for _ in range(12):  # about a minute in all
+            await asyncio.sleep(delay)
+            try:
+                await self.broker.publish(events)
+                return
+            except Unavailable:
+                delay = min(delay * 2, 10.0)
+        log.error("gave up fanning out %d stored events; clients get them on resume", len(events))
 
     async def publish_json(
         self, channel: str, type: str, data: Any, **options: Any
@@ -282,15 +295,28 @@ class Gateway:
 
     async def _broadcast_count(self, channel: str) -> None:
         self._presence_due.pop(channel, None)
-        count = await self.presence.count(channel)
-        await self.publish(
+        try:
+            count = await self.presence.count(channel)
+        except Unavailable as exc:
+            log.warning("presence count of %s unavailable: %s", channel, exc)
+            return
+        await self._publish_quietly(
             PublishRequest(
                 channel, "presence.count", orjson.dumps({"count": count}), ephemeral=True
             )
         )
 
     def _emit(self, channel: str, type: str, data: dict[str, Any]) -> None:
-        self._spawn(self.publish(PublishRequest(channel, type, orjson.dumps(data), ephemeral=True)))
+        self._spawn(
+            self._publish_quietly(PublishRequest(channel, type, orjson.dumps(data), ephemeral=True))
+        )
+
+    async def _publish_quietly(self, request: PublishRequest) -> None:
+        """Publish a presence notice; a broker outage costs only this notice."""
+        try:
+            await self.publish(request)
+        except Unavailable as exc:
+            log.warning("%s on %s not sent: %s", request.type, request.channel, exc)
 
     # -- retention -------------------------------------------------------------------------
 
