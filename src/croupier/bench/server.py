@@ -55,11 +55,19 @@ class BenchServer:
     Args:
         cpus: the cores the server may run on (``None``: any).
         config: TOML text for ``--config`` (e.g. raised limits), if any.
+        env: extra environment (e.g. ``CROUPIER_DATABASE_URL`` for PostgreSQL).
     """
 
-    def __init__(self, *, cpus: set[int] | None = None, config: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        cpus: set[int] | None = None,
+        config: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.cpus = cpus
         self.config = config
+        self.env = env or {}
         self.port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.TemporaryDirectory(prefix="croupier-bench-")
@@ -83,6 +91,7 @@ class BenchServer:
             "CROUPIER_DATABASE_URL": f"sqlite:///{root / 'bench.db'}",
             "CROUPIER_JWT_SECRET": SECRET,
             "CROUPIER_API_KEYS": API_KEY,
+            **self.env,
         }
         args = [sys.executable, "-m", "croupier", "serve", "--port", str(self.port)]
         args += ["--log-level", "warning"]
