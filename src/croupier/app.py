@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -21,11 +21,42 @@ __all__ = ["build_app", "serve"]
 
 log = logging.getLogger(__name__)
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Drain:
+    """Requests being handled, and whether the server is stopping (see :func:`serve`)."""
+
+    __slots__ = ("in_flight", "stopping")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.stopping = False
+
+
+_DRAIN = web.AppKey("drain", _Drain)
+
+
+@web.middleware
+async def _drain_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    drain = request.app[_DRAIN]
+    drain.in_flight += 1
+    try:
+        response = await handler(request)
+    finally:
+        drain.in_flight -= 1
+    if drain.stopping:
+        response.force_close()  # no next request on this connection: it ends with this one
+    return response
+
 
 def build_app(gateway: Gateway) -> web.Application:
     """An application serving ``gateway``; starts and stops it with the app."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=16 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[_drain_middleware, error_middleware], client_max_size=16 * 1024 * 1024
+    )
     app["gateway"] = gateway
+    app[_DRAIN] = _Drain()
     app.router.add_get("/ws", websocket_handler)
     add_sse_routes(app)
     add_compat_routes(app)
@@ -90,4 +121,14 @@ async def serve(
         await stop.wait()
     finally:
         log.info("shutting down")
+        # Stop accepting, tell the clients, and let the requests in flight finish before
+        # aiohttp's own shutdown: from then on it ignores what arrives on a connection, so a
+        # request whose body is still on the way would hang until the grace ran out.
+        await site.stop()
+        drain = app[_DRAIN]
+        drain.stopping = True
+        deadline = loop.time() + gateway.settings.limits.shutdown_grace
+        await shutdown_clients(gateway)
+        while drain.in_flight and loop.time() < deadline:  # noqa: ASYNC110 - bounded poll
+            await asyncio.sleep(0.01)
         await runner.cleanup()

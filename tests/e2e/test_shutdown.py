@@ -12,7 +12,7 @@ import aiohttp
 import httpx
 import pytest
 
-from tests.support import ServerProcess, timeout, token
+from tests.support import API_KEY, ServerProcess, timeout, token
 
 from .wsclient import WsClient, history, http, publish, raw_handshake, write_config, ws_connect
 
@@ -107,5 +107,46 @@ async def test_publishes_acknowledged_before_sigterm_survive(tmp_path: Path) -> 
                 stored += [e["offset"] for e in doc["events"]]
         assert set(acked) <= set(stored)
         assert stored == list(range(1, len(stored) + 1))
+    finally:
+        srv.stop()
+
+
+async def test_request_in_flight_at_sigterm_is_answered(tmp_path: Path) -> None:
+    """A publish whose body is still on the way when shutdown starts is served, not dropped."""
+    srv = ServerProcess(tmp_path / "croupier.db").start()
+    try:
+        body = b'{"channel": "tournament:late", "type": "t.n", "data": {"late": true}}'
+        head = (
+            f"POST /api/v1/publish HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n"
+            f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        try:
+            writer.write(head)
+            await writer.drain()
+            async with ws_connect(srv, token("p1")) as watcher:
+                # The handler is waiting for the body; make sure it got that far.
+                metrics = ""
+                deadline = asyncio.get_running_loop().time() + timeout(5)
+                async with http(srv) as api:
+                    while "croupier_connections 1.0" not in metrics:
+                        assert asyncio.get_running_loop().time() < deadline
+                        metrics = (await api.get("/metrics")).text
+                assert srv.proc is not None
+                srv.proc.send_signal(signal.SIGTERM)
+                # The disconnect means shutdown is under way and nothing new is accepted.
+                assert await watcher.wait_closed() == [
+                    {"type": "disconnect", "code": "shutdown", "reconnect": True}
+                ]
+            writer.write(body)
+            await writer.drain()
+            response = await asyncio.wait_for(reader.read(), timeout(5))
+        finally:
+            writer.close()
+        status, _, rest = response.partition(b"\r\n")
+        assert status == b"HTTP/1.1 200 OK", response
+        assert b'"offset":1' in rest
+        assert await asyncio.to_thread(srv.proc.wait, timeout(5)) == 0
     finally:
         srv.stop()

@@ -261,7 +261,12 @@ async def test_frame_over_the_transport_limit_closes(srv: ServerProcess) -> None
     async with ws_connect(srv, token("p1")) as c:
         await c.send_raw("x" * (2 * 1024 * 1024))
         await c.wait_closed()
-        assert c.ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+        # 1009 when the close frame gets through; the server may also cut the socket while
+        # the rest of the frame is still arriving.
+        assert c.ws.close_code in (
+            aiohttp.WSCloseCode.MESSAGE_TOO_BIG,
+            aiohttp.WSCloseCode.ABNORMAL_CLOSURE,
+        ), c.ws.close_code
 
 
 async def test_abusive_client_is_closed(srv: ServerProcess) -> None:
