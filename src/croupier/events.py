@@ -1,17 +1,22 @@
-"""The values that travel through Croupier: events and channel positions."""
+"""The values that travel through Croupier: events and channel positions.
+
+They are frozen msgspec Structs rather than frozen dataclasses: the same immutable, slotted
+values, but made in C. A frozen dataclass's ``__init__`` costs about 1.4 µs here against
+0.07 µs, and a publish makes several of these per event. ``gc=False``: they hold only
+strings, bytes, numbers and tuples of one another, so they can never form a cycle.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 
 __all__ = ["Event", "History", "Position"]
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+class Position(msgspec.Struct, frozen=True, gc=False):
     """Where a channel's stored stream stands: the last offset and the channel's epoch.
 
     The epoch changes only when a channel's history is lost (an in-memory log restarted, a
@@ -25,8 +30,7 @@ class Position:
         return {"offset": self.offset, "epoch": self.epoch}
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(msgspec.Struct, frozen=True, gc=False):
     """One event on one channel.
 
     ``payload`` is the event's ``data`` already encoded as JSON, so that fan-out never
@@ -67,8 +71,7 @@ class Event:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class History:
+class History(msgspec.Struct, frozen=True, gc=False):
     """The result of reading a channel's log after some offset.
 
     ``events`` are in offset order; ``position`` is the channel's last offset when it was

@@ -7,10 +7,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+import msgspec
 import orjson
 
 from .auth import Authenticator
@@ -20,7 +20,7 @@ from .core.channels import namespace_of, resolve, validate_type
 from .errors import PayloadTooLarge, Unavailable
 from .events import Event
 from .hub import Hub
-from .logs import Append, Log, log_from_url, now_ts
+from .logs import Append, Appended, Log, log_from_url, now_ts
 from .metrics import Metrics
 from .presence import Presence, presence_from_url
 
@@ -28,12 +28,13 @@ __all__ = ["Gateway", "PublishRequest", "PublishResult"]
 
 log = logging.getLogger(__name__)
 
+_KNOWN_MAX = 50_000  # remembered channel names and types, each
+_PENDING = Appended(Event("", "", b"null", ""))  # a placeholder until the log answers
 PRESENCE_THROTTLE = 1.0  # seconds between presence.count broadcasts on one channel
 LEAVE_DELAY = 3.0  # a leave is announced only if the player has not come back by then
 
 
-@dataclass(frozen=True, slots=True)
-class PublishRequest:
+class PublishRequest(msgspec.Struct, frozen=True, gc=False):
     channel: str
     type: str
     payload: bytes  # the event's data as JSON
@@ -41,10 +42,9 @@ class PublishRequest:
     ephemeral: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class PublishResult:
-    event: Event
-    duplicate: bool = False
+# What a publish returns: the event (numbered, when stored) and whether an idempotency key
+# made it a repeat of an earlier one. The log's own answer, passed through as it is.
+PublishResult = Appended
 
 
 class Gateway:
@@ -82,6 +82,8 @@ class Gateway:
         self._presence_due: dict[str, asyncio.TimerHandle] = {}
         self._leaves: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self.ready = False
+        self._known_channels: dict[str, NamespaceRules] = {}
+        self._known_types: set[str] = set()
         self.metrics.add_source(self._counts)
 
     async def __aenter__(self) -> Self:
@@ -157,8 +159,18 @@ class Gateway:
             BadRequest: bad channel name, unknown namespace, bad type.
             PayloadTooLarge: the payload is over the publish limit.
         """
-        _, rules = resolve(self.settings, request.channel)
-        validate_type(request.type)
+        # Channel names and types repeat endlessly; each is checked once, then remembered.
+        rules = self._known_channels.get(request.channel)
+        if rules is None:
+            _, rules = resolve(self.settings, request.channel)
+            if len(self._known_channels) >= _KNOWN_MAX:
+                self._known_channels.clear()
+            self._known_channels[request.channel] = rules
+        if request.type not in self._known_types:
+            validate_type(request.type)
+            if len(self._known_types) >= _KNOWN_MAX:
+                self._known_types.clear()
+            self._known_types.add(request.type)
         limit = self.settings.limits.max_publish_bytes
         if len(request.payload) > limit:
             raise PayloadTooLarge(
@@ -182,23 +194,24 @@ class Gateway:
         """
         started = time.perf_counter()
         ts = now_ts()
-        results: list[PublishResult | None] = [None] * len(requests)
+        results: list[PublishResult] = []
         appends: list[Append] = []
         where: list[int] = []
-        for i, request in enumerate(requests):
-            rules = self.check(request)
+        check = self.check
+        for request in requests:
+            rules = check(request)
             payload = request.payload
             if b"\n" in payload or b"\r" in payload:
                 # Line breaks would split an SSE data line; JSON never needs them.
                 payload = orjson.dumps(orjson.loads(payload))
             if request.ephemeral or not rules.stored:
-                event = Event(request.channel, request.type, payload, ts)
-                results[i] = PublishResult(event)
+                results.append(PublishResult(Event(request.channel, request.type, payload, ts)))
             else:
+                where.append(len(results))
+                results.append(_PENDING)
                 appends.append(
                     Append(request.channel, request.type, payload, ts, request.idempotency_key)
                 )
-                where.append(i)
         if appends:
             append_started = time.perf_counter()
             try:
@@ -208,9 +221,12 @@ class Gateway:
             except Exception as exc:
                 raise Unavailable(f"the log could not store the events: {exc}") from exc
             self.metrics.append_seconds.observe(time.perf_counter() - append_started)
-            for i, appended in zip(where, stored, strict=True):
-                results[i] = PublishResult(appended.event, appended.duplicate)
-        done = [r for r in results if r is not None]
+            if len(where) == len(results):
+                results = stored
+            else:
+                for i, appended in zip(where, stored, strict=True):
+                    results[i] = appended
+        done = results
         fresh = [r.event for r in done if not r.duplicate]
         if fresh:
             try:

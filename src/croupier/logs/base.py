@@ -5,10 +5,11 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Protocol, Self
+
+import msgspec
 
 from ..events import Event, History, Position
 
@@ -39,8 +40,7 @@ def now_ts(now: float | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-@dataclass(frozen=True, slots=True)
-class Append:
+class Append(msgspec.Struct, frozen=True, gc=False):
     """A request to store one event. ``payload`` is the event's data as JSON."""
 
     channel: str
@@ -50,8 +50,7 @@ class Append:
     idempotency_key: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Appended:
+class Appended(msgspec.Struct, frozen=True, gc=False):
     """The stored event, and whether it was already there (a repeated idempotency key)."""
 
     event: Event

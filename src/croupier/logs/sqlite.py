@@ -54,6 +54,9 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
+    # Fewer, larger checkpoints: the writer commits often and in bursts.
+    conn.execute("PRAGMA wal_autocheckpoint=4000")
+    conn.execute("PRAGMA cache_size=-32000")
     return conn
 
 
@@ -223,6 +226,8 @@ class SQLiteLog:
         keys: list[tuple[str, str, int, float]] = []
         pending_keys: dict[tuple[str, str], Event] = {}
         results: list[list[Appended]] = []
+        tops = self._tops
+        add_row = rows.append
         for items in batches:
             out: list[Appended] = []
             for item in items:
@@ -233,11 +238,11 @@ class SQLiteLog:
                     if seen is not None:
                         out.append(Appended(seen, duplicate=True))
                         continue
-                offset, epoch = self._top(conn, channel)
+                offset, epoch = tops.get(channel) or self._top(conn, channel)
                 offset += 1
-                self._tops[channel] = (offset, epoch)
+                tops[channel] = (offset, epoch)
                 event = Event(channel, item.type, item.payload, item.ts, offset, epoch)
-                rows.append((channel, offset, item.type, item.payload, item.ts, now))
+                add_row((channel, offset, item.type, item.payload, item.ts, now))
                 if key is not None:
                     pending_keys[(channel, key)] = event
                     keys.append((channel, key, offset, now))
