@@ -192,10 +192,13 @@ def test_sender_is_set_by_the_server() -> None:
     (action,) = send(s, pub("chat:1", "chat.message", forged))
     assert isinstance(action, DoPublish)
     assert orjson.loads(action.payload) == {"text": "hi", "from": {"id": "p1", "name": "Alice"}}
+
+
+def test_anonymous_connections_read_public_channels_but_do_not_publish() -> None:
     anonymous = session(None)
-    (action,) = send(anonymous, pub("match:m1", "reaction", {"emoji": "x", "from": "me"}))
-    assert isinstance(action, DoPublish)
-    assert orjson.loads(action.payload)["from"] == {"id": None}
+    assert isinstance(send(anonymous, sub("match:m1"))[0], DoSubscribe)
+    reaction = pub("match:m1", "reaction", {"emoji": "x", "from": "me"})
+    assert error_code(send(anonymous, reaction)) == "unauthorized"
 
 
 def test_publish_too_large() -> None:

@@ -24,7 +24,14 @@ from typing import Any
 import orjson
 
 from ..config import NamespaceRules, Settings
-from ..errors import BadRequest, CroupierError, Forbidden, PayloadTooLarge, RateLimited
+from ..errors import (
+    BadRequest,
+    CroupierError,
+    Forbidden,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+)
 from ..events import Position
 from .channels import Claims, check_subscribe, resolve
 from .ratelimit import TokenBucket
@@ -183,6 +190,10 @@ class Session:
         rule = rules.client_publish.get(message.event)
         if rule is None:
             raise Forbidden(f"{message.event[:128]} is not allowed in {channel}")
+        if self.claims is None:
+            # Reading a public channel needs no token; speaking in it does, so every
+            # reaction and chat line has a player behind it (and a rate limit per player).
+            raise Unauthorized(f"publishing {message.event[:128]} needs a player token")
         check_subscribe(rules, channel, self.claims)
         raw = bytes(message.data)
         if len(raw) > rule.max_bytes:
@@ -204,8 +215,8 @@ class Session:
         if not isinstance(data, dict):
             raise BadRequest(f"{message.event} data must be a JSON object", code="bad_message")
         # Who sent it is the server's word, never the client's.
-        sender: dict[str, Any] = {"id": self.claims.sub if self.claims else None}
-        if self.claims is not None and self.claims.name:
+        sender: dict[str, Any] = {"id": self.claims.sub}
+        if self.claims.name:
             sender["name"] = self.claims.name
         data["from"] = sender
         return DoPublish(channel, rules, message.event, orjson.dumps(data), message.id)
