@@ -6,16 +6,21 @@ test then runs over it unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Self
 
+import asyncpg
 import pytest
 
-from croupier.brokers import Broker, LocalBroker, RedisBroker
+from croupier.brokers import Broker, EventHandler, LocalBroker, PostgresBroker, RedisBroker
 from croupier.events import Event
-from croupier.logs import Log, MemoryLog, PostgresLog, SQLiteLog
+from croupier.logs import Append, Log, MemoryLog, PostgresLog, SQLiteLog
+from croupier.logs.postgres_schema import migrate
+from croupier.presence import MemoryPresence, Presence, RedisPresence
 from tests.services import fresh_postgres_database, redis_url
 
 
@@ -67,16 +72,98 @@ class BrokerHarness:
         return f"{namespace}:{self.prefix}" + (f":{rest}" if rest else "")
 
 
-def _make_broker(name: str) -> Broker:
-    if name == "local":
-        return LocalBroker()
-    return RedisBroker(redis_url())
+class LoggedPostgresBroker:
+    """The PostgreSQL broker with the log it reads from.
+
+    Its NOTIFY carries only a channel and an offset and the events are read from the log, so
+    what a test publishes is stored first, as the gateway would have done. The log's epoch
+    is set to the one the tests' events carry, so what comes out equals what went in.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.log = PostgresLog(url)
+        self.inner = PostgresBroker(url, self.log)
+
+    def bind(self, handler: EventHandler, resync: Callable[[], None] | None = None) -> None:
+        self.inner.bind(handler, resync)
+
+    async def __aenter__(self) -> Self:
+        conn = await asyncpg.connect(self.url)
+        try:
+            await migrate(conn)
+            await conn.execute("INSERT INTO croupier_meta(key, value) VALUES ('epoch', $1)", EPOCH)
+        finally:
+            await conn.close()
+        await self.log.__aenter__()
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.inner.__aexit__(*exc)
+        await self.log.__aexit__(*exc)
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        stored = [Append(e.channel, e.type, e.payload, e.ts) for e in events if e.offset]
+        if stored:
+            await self.log.append(stored)
+        await self.inner.publish(events)
+
+    async def subscribe(self, channel: str) -> None:
+        await self.inner.subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        await self.inner.unsubscribe(channel)
 
 
-@pytest.fixture(params=["local", "redis"])
+EPOCH = "e1"  # the epoch the contract tests' events carry
+
+
+@pytest.fixture(params=["local", "redis", "postgres"])
 async def broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerHarness]:
-    instance = _make_broker(request.param)
-    harness = BrokerHarness(instance, secrets.token_hex(4))
-    instance.bind(harness.received.append)
-    async with instance:
-        yield harness
+    with contextlib.ExitStack() as stack:
+        instance: Broker
+        if request.param == "local":
+            instance = LocalBroker()
+        elif request.param == "redis":
+            instance = RedisBroker(redis_url())
+        else:
+            instance = LoggedPostgresBroker(stack.enter_context(fresh_postgres_database()))
+        harness = BrokerHarness(instance, secrets.token_hex(4))
+        instance.bind(harness.received.append)
+        async with instance:
+            yield harness
+
+
+@dataclass
+class PresenceHarness:
+    """Open presence stores that act as separate nodes over one backend.
+
+    ``nodes[0]`` and ``nodes[1]`` share the backend (for memory, they are the same store).
+    ``shared`` says whether two nodes see each other's members.
+    """
+
+    nodes: list[Presence]
+    prefix: str
+    shared: bool
+
+    def ch(self, name: str) -> str:
+        return f"{name}-{self.prefix}"
+
+
+PRESENCE_TTL = 0.6  # seconds a Redis entry outlives its node's last refresh, in these tests
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def presence(request: pytest.FixtureRequest) -> AsyncIterator[PresenceHarness]:
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "memory":
+            store = await stack.enter_async_context(MemoryPresence())
+            nodes: list[Presence] = [store, store]
+        else:
+            url = redis_url()
+            nodes = [
+                await stack.enter_async_context(RedisPresence(url, ttl=PRESENCE_TTL))
+                for _ in range(2)
+            ]
+        yield PresenceHarness(nodes, secrets.token_hex(4), shared=request.param != "memory")

@@ -1,0 +1,78 @@
+"""The Presence contract, run over every implementation (see ``conftest.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.contracts.conftest import PRESENCE_TTL, PresenceHarness
+from tests.support import timeout
+
+
+async def test_join_and_leave_count(presence: PresenceHarness) -> None:
+    store = presence.nodes[0]
+    channel = presence.ch("room:1")
+    assert await store.count(channel) == 0
+    assert await store.join(channel, "c-1", {"id": "p1"}) == 1
+    assert await store.join(channel, "c-2", {"id": "p2", "name": "Bea"}) == 2
+    assert await store.join(channel, "c-2", {"id": "p2", "name": "Bea"}) == 2  # idempotent
+    assert await store.count(channel) == 2
+    assert await store.leave(channel, "c-1") == 1
+    assert await store.leave(channel, "c-unknown") == 1  # harmless
+    assert await store.count(channel) == 1
+    assert await store.leave(channel, "c-2") == 0
+    assert await store.count(channel) == 0
+
+
+async def test_members_carry_their_info(presence: PresenceHarness) -> None:
+    store = presence.nodes[0]
+    channel = presence.ch("table:9")
+    await store.join(channel, "c-1", {"id": "p1", "name": "Al"})
+    await store.join(channel, "c-2", {"id": "p2"})
+    members = sorted(await store.members(channel, 10), key=lambda m: m["client"])
+    assert members == [
+        {"client": "c-1", "id": "p1", "name": "Al"},
+        {"client": "c-2", "id": "p2"},
+    ]
+    assert len(await store.members(channel, 1)) == 1
+    assert await store.members(presence.ch("table:empty"), 10) == []
+
+
+async def test_channels_are_independent(presence: PresenceHarness) -> None:
+    store = presence.nodes[0]
+    a, b = presence.ch("room:a"), presence.ch("room:b")
+    await store.join(a, "c-1", {"id": "p1"})
+    await store.join(b, "c-1", {"id": "p1"})
+    await store.leave(a, "c-1")
+    assert await store.count(a) == 0
+    assert await store.count(b) == 1
+
+
+async def test_nodes_see_each_other(presence: PresenceHarness) -> None:
+    one, two = presence.nodes
+    channel = presence.ch("match:final")
+    await one.join(channel, "c-1", {"id": "p1"})
+    count = await two.join(channel, "c-2", {"id": "p2"})
+    assert count == 2
+    assert await one.count(channel) == 2
+    clients = {m["client"] for m in await one.members(channel, 10)}
+    assert clients == {"c-1", "c-2"}
+
+
+async def test_a_dead_nodes_entries_expire(presence: PresenceHarness) -> None:
+    if not presence.shared:
+        return  # one process: its members go when the process does
+    one, two = presence.nodes
+    channel = presence.ch("lobby")
+    await one.join(channel, "c-1", {"id": "p1"})
+    await two.join(channel, "c-2", {"id": "p2"})
+    # Node two dies: its refresher stops, nobody calls leave.
+    refresher = getattr(two, "_refresher", None)
+    assert refresher is not None
+    refresher.cancel()
+    deadline = asyncio.get_running_loop().time() + timeout(PRESENCE_TTL * 8)
+    while await one.count(channel) != 1:
+        assert asyncio.get_running_loop().time() < deadline, "the dead node's entry stayed"
+        await asyncio.sleep(PRESENCE_TTL / 4)
+    # The living node's entry is refreshed and stays.
+    await asyncio.sleep(PRESENCE_TTL * 2)
+    assert [m["client"] for m in await one.members(channel, 10)] == ["c-1"]
