@@ -15,7 +15,8 @@ from .gateway import Gateway
 from .services.bridges import Bridges
 from .transports.compat import add_compat_routes
 from .transports.sse import add_sse_routes
-from .transports.websocket import websocket_handler
+from .transports.websocket import sweeper, websocket_handler
+from .transports.wsproto import Sniffer
 
 __all__ = ["build_app", "serve"]
 
@@ -76,6 +77,7 @@ def build_app(gateway: Gateway) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     app.cleanup_ctx.append(bridges)
+    app.cleanup_ctx.append(sweeper)
     app.on_shutdown.append(on_shutdown)
     return app
 
@@ -108,12 +110,16 @@ async def serve(
         shutdown_timeout=gateway.settings.limits.shutdown_grace,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
-    await site.start()
+    http = runner.server
+    assert http is not None
+    loop = asyncio.get_running_loop()
+    # A WebSocket upgrade on a fresh connection takes the lean path; aiohttp gets the rest.
+    server = await loop.create_server(
+        lambda: Sniffer(http, gateway), host, port, backlog=4096, reuse_address=True
+    )
     if on_started is not None:
         on_started()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
@@ -124,7 +130,7 @@ async def serve(
         # Stop accepting, tell the clients, and let the requests in flight finish before
         # aiohttp's own shutdown: from then on it ignores what arrives on a connection, so a
         # request whose body is still on the way would hang until the grace ran out.
-        await site.stop()
+        server.close()
         drain = app[_DRAIN]
         drain.stopping = True
         deadline = loop.time() + gateway.settings.limits.shutdown_grace

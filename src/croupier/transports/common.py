@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import secrets
-
-from aiohttp import web
+from collections.abc import Mapping
+from typing import Protocol
 
 from ..config import Settings
 from ..errors import Forbidden
 
-__all__ = ["check_origin", "new_client_id", "token_from_request"]
+__all__ = ["RequestHead", "check_origin", "new_client_id", "token_from_request"]
 
 
-def token_from_request(request: web.Request) -> str | None:
+class RequestHead(Protocol):
+    """What these checks read of a request: an aiohttp ``Request``, or a parsed head."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def query(self) -> Mapping[str, str]: ...
+
+
+def token_from_request(request: RequestHead) -> str | None:
     """The player token from ``?token=``, ``Authorization: Bearer`` or ``x-auth-token``."""
     token = request.query.get("token")
     if token:
@@ -23,7 +33,7 @@ def token_from_request(request: web.Request) -> str | None:
     return request.headers.get("x-auth-token") or None
 
 
-def check_origin(settings: Settings, request: web.Request) -> None:
+def check_origin(settings: Settings, request: RequestHead) -> None:
     """Refuse a browser whose ``Origin`` is not on the allowlist (when one is configured).
 
     Raises:

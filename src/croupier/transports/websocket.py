@@ -1,23 +1,36 @@
-"""The native WebSocket transport (``GET /ws``).
+"""The native WebSocket transport (``GET /ws``): one connection, two ways in.
 
-Fan-out bypasses aiohttp's per-message writer: the hub hands every subscriber the same
-pre-built frame and :meth:`WsConnection.push` writes it straight to the socket's transport.
-The transport's write buffer is the connection's outbox; its bound is checked on every push
-and a connection over it is cut off as a slow consumer.
+Most connections arrive on a fresh TCP connection and are upgraded by the lean path in
+:mod:`croupier.transports.wsproto`, which parses frames itself and holds no task while the
+client is quiet. An upgrade on a kept-alive HTTP connection goes through aiohttp instead
+(:func:`websocket_handler`). Both hand complete client messages to the same
+:class:`WsConnection`, which runs the :class:`~croupier.core.session.Session` rules.
+
+Fan-out bypasses any per-message writer: the hub hands every subscriber the same pre-built
+frame and :meth:`WsConnection.push` writes it straight to the socket's transport. The
+transport's write buffer is the connection's outbox; its bound is checked on every push and
+a connection over it is cut off as a slow consumer.
+
+Time-based rules (token expiry, idle timeout, protocol pings) are one sweep over every
+connection (:func:`sweeper`), not a timer per connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
+from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from ..config import Limits
 from ..core.channels import Claims
+from ..core.frames import close_frame
 from ..core.session import (
+    Action,
     Authenticated,
     Close,
     DoPublish,
@@ -32,9 +45,9 @@ from ..errors import CroupierError
 from ..events import Event
 from ..gateway import Gateway, PublishRequest
 from ..hub import SubscribeResult
-from .common import check_origin, new_client_id, token_from_request
+from .common import RequestHead, check_origin, new_client_id, token_from_request
 
-__all__ = ["WsConnection", "websocket_handler"]
+__all__ = ["WsConnection", "admit", "max_message_bytes", "sweep", "sweeper", "websocket_handler"]
 
 log = logging.getLogger(__name__)
 
@@ -42,52 +55,64 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 _SLOW_CLOSE_GRACE = 1.0
+_PING = b"\x89\x00"
+# Messages waiting behind one that awaits (a subscribe reading history): past this many the
+# socket stops being read until they are handled, so a flood cannot queue without bound.
+_INBOX_PAUSE = 64
+
+# Tasks that clean up after closed connections: referenced until they finish.
+_cleanups: set[asyncio.Task[None]] = set()
 
 
-def close_frame(code: int, reason: str = "") -> bytes:
-    body = struct.pack("!H", code) + reason.encode()[:120]
-    return bytes((0x88, len(body))) + body
+def max_message_bytes(limits: Limits) -> int:
+    """The largest message a client may send before the socket is closed with 1009.
+
+    Smaller messages over ``max_frame_bytes`` are answered with a ``too_large`` error.
+    """
+    return max(limits.max_frame_bytes * 4, 1 << 20)
 
 
 class WsConnection:
-    """One client's WebSocket: a :class:`~croupier.hub.Sink` and the session's executor."""
+    """One client's WebSocket: a :class:`~croupier.hub.Sink` and the session's executor.
+
+    The transport feeds it complete client messages, through :meth:`receive` (the lean
+    path) or :meth:`run` (aiohttp), and reports the end of the socket.
+    """
 
     wire = "ws"
     __slots__ = (
-        "_expiry",
         "backlog",
-        "channels_info",
         "client",
         "closed",
         "gateway",
+        "inbox",
+        "last_ping",
+        "last_seen",
         "max_bytes",
         "max_messages",
         "session",
+        "task",
         "transport",
-        "ws",
     )
 
     def __init__(
-        self,
-        gateway: Gateway,
-        ws: web.WebSocketResponse,
-        transport: asyncio.Transport,
-        claims: Claims | None,
+        self, gateway: Gateway, transport: asyncio.Transport, claims: Claims | None
     ) -> None:
         self.gateway = gateway
-        self.ws = ws
         self.transport = transport
         self.client = new_client_id()
         limits = gateway.settings.limits
-        self.session = Session(
-            gateway.settings, gateway.auth.verify_token, claims, time.monotonic()
-        )
+        now = time.monotonic()
+        self.session = Session(gateway.settings, gateway.auth.verify_token, claims, now)
         self.max_messages = limits.outbox_messages
         self.max_bytes = limits.outbox_bytes
         self.backlog = 0
         self.closed = False
-        self._expiry: asyncio.TimerHandle | None = None
-        self.channels_info: dict[str, Any] = {}
+        self.last_seen = now  # the client's last message (pongs do not count)
+        self.last_ping = now
+        # Only while a message awaits (subscribe, publish): the ones behind it, and the task.
+        self.inbox: deque[bytes | str | None] | None = None
+        self.task: asyncio.Task[None] | None = None
 
     @property
     def channels(self) -> dict[str, Any]:
@@ -131,19 +156,31 @@ class WsConnection:
         transport.close()
         asyncio.get_running_loop().call_later(_SLOW_CLOSE_GRACE, transport.abort)
 
+    def close(self, code: int, reason: str = "") -> None:
+        """Close the socket with a bare close frame (the client closed, or broke the framing)."""
+        self.closed = True
+        transport = self.transport
+        if not transport.is_closing():
+            transport.write(close_frame(code, reason))
+            transport.close()
+
+    # -- time ------------------------------------------------------------------------------
+
+    def tick(self, mono: float, wall: float, ping_interval: float) -> None:
+        """Apply the rules of time: token expiry, idle timeout, protocol pings."""
+        if self.closed:
+            return
+        claims = self.session.claims
+        if claims is not None and claims.exp is not None and claims.exp <= wall:
+            self.disconnect("token_expired", reconnect=True, code=CLOSE_POLICY)
+        elif mono - self.last_seen >= 2 * ping_interval:
+            self.disconnect("idle_timeout", reconnect=True)
+        elif mono - self.last_ping >= ping_interval:
+            self.last_ping = mono
+            if not self.transport.is_closing():
+                self.transport.write(_PING)
+
     # -- the session -----------------------------------------------------------------------
-
-    def _arm_expiry(self, claims: Claims | None) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-        if claims is not None and claims.exp is not None:
-            loop = asyncio.get_running_loop()
-            delay = max(0.0, claims.exp - time.time())
-            self._expiry = loop.call_later(delay, self._expired)
-
-    def _expired(self) -> None:
-        self.disconnect("token_expired", reconnect=True, code=CLOSE_POLICY)
 
     def _member(self) -> dict[str, Any]:
         claims = self.session.claims
@@ -154,8 +191,11 @@ class WsConnection:
             info["name"] = claims.name
         return info
 
-    async def run(self) -> None:
+    def open(self) -> None:
+        """Greet the client and join the gateway's connections."""
         gateway = self.gateway
+        gateway.connections.add(self)
+        gateway.metrics.connections_total += 1
         claims = self.session.claims
         ping = gateway.settings.limits.ping_interval
         expires_in = None if claims is None or claims.exp is None else int(claims.exp - time.time())
@@ -167,34 +207,79 @@ class WsConnection:
                 expires_in=expires_in,
             )
         )
-        self._arm_expiry(claims)
-        try:
-            while not self.closed:
-                # The idle deadline counts the client's own messages only: aiohttp answers
-                # protocol pongs inside receive() and restarts its per-read timeout on each,
-                # so ``receive(timeout=…)`` would never fire for a client that auto-pongs.
-                try:
-                    async with asyncio.timeout(2 * ping):
-                        message = await self.ws.receive()
-                except TimeoutError:
-                    self.disconnect("idle_timeout", reconnect=True)
-                    break
-                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    actions = self.session.receive(message.data, time.monotonic())
-                    for action in actions:
-                        await self._apply(action)
-                elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                    break
-                elif message.type is WSMsgType.ERROR:
-                    log.debug("websocket %s error: %s", self.client, self.ws.exception())
-                    break
-        finally:
-            await self._cleanup()
 
-    async def _apply(self, action: Any) -> None:
+    def receive(self, raw: bytes | str | None) -> None:
+        """Handle one client message (``None``: the client closed), in order.
+
+        Whatever can be done at once is; from the first action that awaits, this message's
+        remaining actions and every later message go through a task that lives only until
+        they are handled.
+        """
+        if self.closed:
+            return
+        now = time.monotonic()
+        inbox = self.inbox
+        if inbox is not None:
+            if raw is not None:
+                self.last_seen = now  # a client waiting on a slow subscribe is not idle
+            inbox.append(raw)
+            if len(inbox) == _INBOX_PAUSE:
+                self.transport.pause_reading()
+            return
+        if raw is None:
+            self.close(1000)
+            return
+        self.last_seen = now
+        actions = self.session.receive(raw, now)
+        for i, action in enumerate(actions):
+            if not self._apply_now(action):
+                self.inbox = deque()
+                self.task = asyncio.get_running_loop().create_task(self._drain(actions[i:]))
+                return
+
+    async def _drain(self, actions: list[Action]) -> None:
+        inbox = self.inbox
+        assert inbox is not None
+        try:
+            for action in actions:
+                await self._apply(action)
+            while inbox and not self.closed:
+                if len(inbox) == _INBOX_PAUSE:
+                    self.transport.resume_reading()
+                raw = inbox.popleft()
+                if raw is None:
+                    self.close(1000)
+                    break
+                now = time.monotonic()
+                self.last_seen = now
+                for action in self.session.receive(raw, now):
+                    await self._apply(action)
+        except Exception:
+            log.exception("websocket %s: handling a message failed", self.client)
+            self.disconnect("internal_error", reconnect=True, code=1011)
+        finally:
+            if len(inbox) >= _INBOX_PAUSE and not self.transport.is_closing():
+                self.transport.resume_reading()
+            self.inbox = None
+            self.task = None
+
+    def _apply_now(self, action: Action) -> bool:
+        """Carry out an action that needs no await; return False for one that does."""
         if isinstance(action, Reply):
             self.send(action.payload)
-        elif isinstance(action, DoSubscribe):
+        elif isinstance(action, Authenticated):
+            pass  # the sweep reads the session's claims: a refreshed expiry just applies
+        elif isinstance(action, Close):
+            self.send(control("error", code=action.code, message=action.message))
+            self.disconnect(action.code, reconnect=False, code=CLOSE_POLICY)
+        else:
+            return False
+        return True
+
+    async def _apply(self, action: Action) -> None:
+        if self._apply_now(action):
+            return
+        if isinstance(action, DoSubscribe):
             await self._subscribe(action)
         elif isinstance(action, DoUnsubscribe):
             self.gateway.hub.unsubscribe(self, action.channel)
@@ -212,11 +297,6 @@ class WsConnection:
             else:
                 if action.id is not None:
                     self.send(control("published", id=action.id, channel=action.channel))
-        elif isinstance(action, Authenticated):
-            self._arm_expiry(action.claims)
-        elif isinstance(action, Close):
-            self.send(control("error", code=action.code, message=action.message))
-            self.disconnect(action.code, reconnect=False, code=CLOSE_POLICY)
 
     async def _subscribe(self, action: DoSubscribe) -> None:
         gateway = self.gateway
@@ -249,10 +329,21 @@ class WsConnection:
             await gateway.leave(channel, self.client, self._member(), action.rules)
             self.send(error(exc, action.id).payload)
 
+    def lost(self) -> None:
+        """The socket is gone: leave the hub and presence once any message in hand is done."""
+        self.closed = True
+        if self.task is not None:
+            self.task.add_done_callback(lambda _: self._spawn_cleanup())
+        else:
+            self._spawn_cleanup()
+
+    def _spawn_cleanup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._cleanup())
+        _cleanups.add(task)
+        task.add_done_callback(_cleanups.discard)
+
     async def _cleanup(self) -> None:
         self.closed = True
-        if self._expiry is not None:
-            self._expiry.cancel()
         gateway = self.gateway
         gateway.connections.discard(self)
         member = self._member()
@@ -261,18 +352,80 @@ class WsConnection:
             await gateway.leave(channel, self.client, member, rules)
         self.session.channels.clear()
 
+    # -- the aiohttp path ------------------------------------------------------------------
+
+    async def run(self, ws: web.WebSocketResponse) -> None:
+        """Serve the connection through aiohttp's reader until it closes."""
+        self.open()
+        try:
+            while not self.closed:
+                message = await ws.receive()
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    now = time.monotonic()
+                    self.last_seen = now
+                    for action in self.session.receive(message.data, now):
+                        await self._apply(action)
+                elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    break
+                elif message.type is WSMsgType.ERROR:
+                    log.debug("websocket %s error: %s", self.client, ws.exception())
+                    break
+        finally:
+            await self._cleanup()
+
+
+def sweep(gateway: Gateway) -> None:
+    """One pass of the time rules over every WebSocket connection of ``gateway``."""
+    mono = time.monotonic()
+    wall = time.time()
+    ping = gateway.settings.limits.ping_interval
+    for conn in list(gateway.connections):
+        if type(conn) is WsConnection:
+            conn.tick(mono, wall, ping)
+
+
+async def sweeper(app: web.Application) -> AsyncIterator[None]:
+    """A cleanup context running :func:`sweep` while the application runs."""
+    gateway: Gateway = app["gateway"]
+    # Often enough that a deadline is met within a quarter ping interval (at most a second).
+    period = min(1.0, gateway.settings.limits.ping_interval / 4)
+
+    async def forever() -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                sweep(gateway)
+            except Exception:  # pragma: no cover - a bug here must not stop the sweeps
+                log.exception("websocket sweep failed")
+
+    task = asyncio.get_running_loop().create_task(forever())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
 
 def _json_error(exc: CroupierError) -> web.Response:
     return web.json_response({"error": exc.as_dict()}, status=exc.status)
+
+
+def admit(gateway: Gateway, request: RequestHead) -> Claims | None:
+    """The claims of an upgrade's token (None: anonymous), the checks both paths make.
+
+    Raises:
+        CroupierError: the origin is not allowed or the token is not valid.
+    """
+    check_origin(gateway.settings, request)
+    token = token_from_request(request)
+    return gateway.auth.verify_token(token) if token else None
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
     gateway: Gateway = request.app["gateway"]
     settings = gateway.settings
     try:
-        check_origin(settings, request)
-        token = token_from_request(request)
-        claims = gateway.auth.verify_token(token) if token else None
+        claims = admit(gateway, request)
     except CroupierError as exc:
         return _json_error(exc)
     if not gateway.ready:
@@ -280,10 +433,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             {"error": {"code": "shutting_down", "message": "the server is shutting down"}},
             status=503,
         )
-    limits = settings.limits
     ws = web.WebSocketResponse(
-        heartbeat=limits.ping_interval,
-        max_msg_size=max(limits.max_frame_bytes * 4, 1 << 20),
+        heartbeat=None,  # the sweep pings every connection
+        max_msg_size=max_message_bytes(settings.limits),
         compress=False,
         autoping=True,
     )
@@ -291,10 +443,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     transport = request.transport
     if transport is None:
         return ws
-    conn = WsConnection(gateway, ws, transport, claims)
-    gateway.connections.add(conn)
-    gateway.metrics.connections_total += 1
-    await conn.run()
+    conn = WsConnection(gateway, transport, claims)
+    await conn.run(ws)
     if not ws.closed:
         await ws.close()
     return ws
