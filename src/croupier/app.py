@@ -12,7 +12,10 @@ from aiohttp import web
 
 from .api.http import error_middleware, routes
 from .gateway import Gateway
+from .services import service_factories
 from .services.bridges import Bridges
+from .storage import database_from_url
+from .transports.common import GATEWAY, SERVICES
 from .transports.compat import add_compat_routes
 from .transports.sse import add_sse_routes
 from .transports.websocket import sweeper, websocket_handler
@@ -56,15 +59,31 @@ def build_app(gateway: Gateway) -> web.Application:
     app = web.Application(
         middlewares=[_drain_middleware, error_middleware], client_max_size=16 * 1024 * 1024
     )
-    app["gateway"] = gateway
+    app[GATEWAY] = gateway
     app[_DRAIN] = _Drain()
     app.router.add_get("/ws", websocket_handler)
     add_sse_routes(app)
     add_compat_routes(app)
     app.add_routes(routes())
+    # The services keep their state beside the log: the same SQLite file or PostgreSQL
+    # database, in tables of their own.
+    database = database_from_url(gateway.settings.database_url)
+    services = [make(gateway, database) for make in service_factories()]
+    app[SERVICES] = services
+    for service in services:
+        app.add_routes(service.routes())
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         async with gateway:
+            yield
+
+    async def run_services(app: web.Application) -> AsyncIterator[None]:
+        if not services:
+            yield
+            return
+        async with database, contextlib.AsyncExitStack() as stack:
+            for service in services:
+                await stack.enter_async_context(service)
             yield
 
     async def bridges(app: web.Application) -> AsyncIterator[None]:
@@ -76,6 +95,7 @@ def build_app(gateway: Gateway) -> web.Application:
         await shutdown_clients(gateway)
 
     app.cleanup_ctx.append(lifecycle)
+    app.cleanup_ctx.append(run_services)
     app.cleanup_ctx.append(bridges)
     app.cleanup_ctx.append(sweeper)
     app.on_shutdown.append(on_shutdown)

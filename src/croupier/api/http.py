@@ -15,6 +15,7 @@ from ..auth import mint_token
 from ..core.channels import resolve
 from ..errors import BadRequest, CroupierError, PayloadTooLarge, Unavailable
 from ..gateway import Gateway, PublishRequest, PublishResult
+from ..transports.common import GATEWAY, SERVICES
 from .openapi import build_openapi
 from .schemas import BatchBody, BroadcastBody, PublishBody, TokenBody
 
@@ -53,7 +54,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def _gateway(request: web.Request) -> Gateway:
-    gateway: Gateway = request.app["gateway"]
+    gateway: Gateway = request.app[GATEWAY]
     return gateway
 
 
@@ -230,7 +231,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return _json(build_openapi(_gateway(request).settings))
+    services = request.app.get(SERVICES, [])
+    extra = [op for service in services for op in service.operations]
+    return _json(build_openapi(_gateway(request).settings, extra))
 
 
 async def metrics(request: web.Request) -> web.Response:

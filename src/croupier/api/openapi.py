@@ -7,7 +7,7 @@ against the aiohttp router in both directions, so the two cannot drift.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -73,6 +73,9 @@ class Operation:
     media: str = "application/json"
     query: tuple[str, ...] = ()
     errors: tuple[int, ...] = ()
+    # Parameters beyond the shared ones: (name, "path" or "query", OpenAPI parameter fields
+    # such as description, schema, example, required).
+    params: tuple[tuple[str, str, dict[str, Any]], ...] = ()
 
 
 _QUERY: dict[str, dict[str, Any]] = {
@@ -339,6 +342,8 @@ def _operation(op: Operation, channel_pattern: str) -> dict[str, Any]:
             }
         )
     parameters += [{"name": q, "in": "query", "required": False, **_QUERY[q]} for q in op.query]
+    for name, where, fields in op.params:
+        parameters.append({"name": name, "in": where, "required": where == "path", **fields})
     if parameters:
         doc["parameters"] = parameters
     if op.body is not None:
@@ -367,14 +372,17 @@ def _operation(op: Operation, channel_pattern: str) -> dict[str, Any]:
     return doc
 
 
-def build_openapi(settings: Settings) -> dict[str, Any]:
+def build_openapi(settings: Settings, extra: Sequence[Operation] = ()) -> dict[str, Any]:
     """The OpenAPI 3.1 document for a server running with ``settings``.
+
+    ``extra`` are the services' operations, documented beside the gateway's own.
 
     Channel-name patterns list the configured namespaces, and the batch size its limit, so
     that a client generating requests from the document gets the same answers as the server.
     """
     types = sorted(
-        {t for op in OPERATIONS for t in (op.body, op.reply) if t is not None} | {s.ErrorReply},
+        {t for op in (*OPERATIONS, *extra) for t in (op.body, op.reply) if t is not None}
+        | {s.ErrorReply},
         key=lambda t: t.__name__,
     )
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
@@ -382,7 +390,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
     components = _narrow(components, pattern)
     components["BatchBody"]["properties"]["events"]["maxItems"] = settings.limits.max_batch
     paths: dict[str, dict[str, Any]] = {}
-    for op in OPERATIONS:
+    for op in (*OPERATIONS, *extra):
         paths.setdefault(op.path, {})[op.method] = _operation(op, pattern)
     return {
         "openapi": "3.1.0",

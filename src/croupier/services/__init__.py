@@ -1,0 +1,51 @@
+"""Game services: game rules as plain code, publishing through the gateway.
+
+A service is mounted on the application by :func:`service_factories`: it contributes HTTP
+routes, their OpenAPI operations, and a lifecycle (``async with``) run after the gateway and
+the services' database are up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, Self
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from ..api.openapi import Operation
+    from ..gateway import Gateway
+    from ..storage import Database
+
+__all__ = ["Service", "ServiceFactory", "service_factories"]
+
+
+class Service(Protocol):
+    """One service as the application sees it."""
+
+    @property
+    def operations(self) -> Sequence[Operation]:
+        """The OpenAPI operations of :meth:`routes`, one per route."""
+        ...
+
+    def routes(self) -> list[web.RouteDef]: ...
+
+    async def __aenter__(self) -> Self:
+        """Start: migrate its tables, load state, start background tasks."""
+        ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+ServiceFactory = Callable[["Gateway", "Database"], Service]
+
+
+def service_factories() -> list[ServiceFactory]:
+    """Every service the server runs, in start order."""
+    return []

@@ -6,10 +6,21 @@ import secrets
 from collections.abc import Mapping
 from typing import Protocol
 
+from aiohttp import web
+
 from ..config import Settings
 from ..errors import Forbidden
+from ..gateway import Gateway
+from ..services import Service
 
-__all__ = ["RequestHead", "check_origin", "new_client_id", "token_from_request"]
+__all__ = [
+    "GATEWAY",
+    "SERVICES",
+    "RequestHead",
+    "check_origin",
+    "new_client_id",
+    "token_from_request",
+]
 
 
 class RequestHead(Protocol):
@@ -20,6 +31,11 @@ class RequestHead(Protocol):
 
     @property
     def query(self) -> Mapping[str, str]: ...
+
+
+# Where the application keeps its gateway and its services; every handler finds them there.
+GATEWAY = web.AppKey("gateway", Gateway)
+SERVICES = web.AppKey("services", list["Service"])
 
 
 def token_from_request(request: RequestHead) -> str | None:

@@ -24,7 +24,7 @@ from ..core.sse import comment, data_frame, id_line
 from ..errors import CroupierError, Forbidden, Unauthorized
 from ..events import Event
 from ..gateway import Gateway
-from .common import check_origin, token_from_request
+from .common import GATEWAY, check_origin, token_from_request
 from .sse import Dialect, Want, last_event_id, open_stream, since_offset
 
 __all__ = [
@@ -82,7 +82,7 @@ POKER = Dialect(
 
 async def table_events_handler(request: web.Request) -> web.StreamResponse:
     """``GET /api/tables/{tableId}/events?lastEventId=N``."""
-    gateway: Gateway = request.app["gateway"]
+    gateway: Gateway = request.app[GATEWAY]
     settings = gateway.settings
     check_origin(settings, request)
     channel, rules = resolve(settings, "table:" + request.match_info["tableId"])
@@ -166,7 +166,7 @@ CASINO = Dialect(
 
 async def player_stream_handler(request: web.Request) -> web.StreamResponse:
     """``GET /gateway/sse/{brand_id}/stream`` with the player's token in ``x-auth-token``."""
-    gateway: Gateway = request.app["gateway"]
+    gateway: Gateway = request.app[GATEWAY]
     settings = gateway.settings
     check_origin(settings, request)
     token = token_from_request(request)
@@ -188,7 +188,7 @@ async def player_stream_handler(request: web.Request) -> web.StreamResponse:
 
 def add_compat_routes(app: web.Application) -> None:
     """Serve both compatibility streams and teach the gateway's hub their wire formats."""
-    gateway: Gateway = app["gateway"]
+    gateway: Gateway = app[GATEWAY]
     gateway.hub.add_wire(POKER.wire, encode_poker)
     gateway.hub.add_wire(CASINO.wire, encode_casino)
     app.router.add_get("/api/tables/{tableId}/events", table_events_handler, allow_head=False)

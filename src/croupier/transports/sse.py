@@ -32,7 +32,7 @@ from ..events import Event, Position
 from ..gateway import Gateway
 from ..hub import SubscribeResult
 from ..logs import now_ts
-from .common import check_origin, new_client_id, token_from_request
+from .common import GATEWAY, check_origin, new_client_id, token_from_request
 
 __all__ = [
     "Dialect",
@@ -483,7 +483,7 @@ NATIVE_MULTI = replace(NATIVE, wire="sse.data")
 
 async def sse_handler(request: web.Request) -> web.StreamResponse:
     """``GET /sse?channel=…[&channel=…]`` — the native event stream."""
-    gateway: Gateway = request.app["gateway"]
+    gateway: Gateway = request.app[GATEWAY]
     settings = gateway.settings
     check_origin(settings, request)
     token = token_from_request(request)
@@ -533,7 +533,7 @@ async def _resume(gateway: Gateway, wants: list[Want], value: str) -> list[Want]
 
 def add_sse_routes(app: web.Application) -> None:
     """Serve ``GET /sse`` and teach the gateway's hub the SSE wire formats."""
-    gateway: Gateway = app["gateway"]
+    gateway: Gateway = app[GATEWAY]
     gateway.hub.add_wire(NATIVE.wire, encode_sse)
     gateway.hub.add_wire(NATIVE_MULTI.wire, encode_sse_data)
     app.router.add_get("/sse", sse_handler, allow_head=False)

@@ -45,7 +45,13 @@ from ..errors import CroupierError
 from ..events import Event
 from ..gateway import Gateway, PublishRequest
 from ..hub import SubscribeResult
-from .common import RequestHead, check_origin, new_client_id, token_from_request
+from .common import (
+    GATEWAY,
+    RequestHead,
+    check_origin,
+    new_client_id,
+    token_from_request,
+)
 
 __all__ = ["WsConnection", "admit", "max_message_bytes", "sweep", "sweeper", "websocket_handler"]
 
@@ -386,7 +392,7 @@ def sweep(gateway: Gateway) -> None:
 
 async def sweeper(app: web.Application) -> AsyncIterator[None]:
     """A cleanup context running :func:`sweep` while the application runs."""
-    gateway: Gateway = app["gateway"]
+    gateway: Gateway = app[GATEWAY]
     # Often enough that a deadline is met within a quarter ping interval (at most a second).
     period = min(1.0, gateway.settings.limits.ping_interval / 4)
 
@@ -422,7 +428,7 @@ def admit(gateway: Gateway, request: RequestHead) -> Claims | None:
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    gateway: Gateway = request.app["gateway"]
+    gateway: Gateway = request.app[GATEWAY]
     settings = gateway.settings
     try:
         claims = admit(gateway, request)
