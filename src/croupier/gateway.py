@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -84,6 +84,7 @@ class Gateway:
         self.ready = False
         self._known_channels: dict[str, NamespaceRules] = {}
         self._known_types: set[str] = set()
+        self._listeners: list[Callable[[list[Event]], None]] = []
         self.metrics.add_source(self._counts)
 
     async def __aenter__(self) -> Self:
@@ -241,8 +242,21 @@ class Gateway:
                 log.warning("stored events not fanned out yet: %s", exc)
                 self._spawn(self._republish([e for e in fresh if e.offset is not None]))
         self.metrics.published += len(fresh)
+        for listener in self._listeners:
+            try:
+                listener(fresh)
+            except Exception:
+                log.exception("a publish listener failed")
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         return done
+
+    def on_publish(self, listener: Callable[[list[Event]], None]) -> None:
+        """Call ``listener`` with the events each publish through this node stored or sent.
+
+        For services that react to events (webhooks, say). It runs on the publish path: it
+        must be quick and must not block; hand work to a task.
+        """
+        self._listeners.append(listener)
 
     async def _republish(self, events: list[Event]) -> None:
         delay = 0.2
