@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "BadRequest",
+    "Conflict",
     "CroupierError",
     "Forbidden",
     "NotFound",
@@ -48,6 +49,13 @@ class Forbidden(CroupierError):
 class NotFound(CroupierError):
     code = "not_found"
     status = 404
+
+
+class Conflict(CroupierError):
+    """The request contradicts the current state (a balance too small, a reused id)."""
+
+    code = "conflict"
+    status = 409
 
 
 class PayloadTooLarge(CroupierError):

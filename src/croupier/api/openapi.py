@@ -26,6 +26,7 @@ _ERROR_TEXT = {
     401: "No API key, or an unknown one (`invalid_key`).",
     403: "The API key lacks the scope this operation needs.",
     404: "No such route (e.g. a channel name with `/` in it).",
+    409: "The request contradicts the current state (e.g. a balance too small for it).",
     413: "The body, or an event's data, is over the limit.",
     503: "The log cannot take or answer the request right now; retry.",
 }
@@ -34,6 +35,7 @@ _ERROR_EXAMPLE = {
     401: ("unauthorized", "an API key is required: send 'Authorization: Bearer <key>'"),
     403: ("forbidden", "the API key 'backend' lacks the 'publish' scope"),
     404: ("not_found", "Not Found"),
+    409: ("conflict", "the balance is 40; redeeming 100 would make it negative"),
     413: ("too_large", "event data is 70000 bytes; the limit is 65536"),
     503: ("unavailable", "the log could not store the events"),
 }
