@@ -162,12 +162,21 @@ class WsConnection:
         transport.close()
         asyncio.get_running_loop().call_later(_SLOW_CLOSE_GRACE, transport.abort)
 
-    def close(self, code: int, reason: str = "") -> None:
-        """Close the socket with a bare close frame (the client closed, or broke the framing)."""
+    def close(self, code: int, reason: str = "", *, linger: bool = False) -> None:
+        """Close the socket with a bare close frame (the client closed, or broke the framing).
+
+        With ``linger`` the socket stays open for a grace period first, while the transport
+        reads and drops what still arrives: closing with unread input resets the connection,
+        and a client still sending a message over the limit would never read why.
+        """
         self.closed = True
         transport = self.transport
-        if not transport.is_closing():
-            transport.write(close_frame(code, reason))
+        if transport.is_closing():
+            return
+        transport.write(close_frame(code, reason))
+        if linger:
+            asyncio.get_running_loop().call_later(_SLOW_CLOSE_GRACE, transport.close)
+        else:
             transport.close()
 
     # -- time ------------------------------------------------------------------------------

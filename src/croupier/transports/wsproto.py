@@ -193,7 +193,8 @@ class LeanWebSocket(asyncio.Protocol):
     """An upgraded socket: frames in, complete messages to the connection.
 
     Pings are answered here; pongs only show the peer is alive, which the idle rule
-    ignores; a close is answered once the messages before it are handled.
+    ignores; a close is answered once the messages before it are handled. A frame that
+    breaks the rules is answered with a close frame and the rest of the input is dropped.
     """
 
     __slots__ = ("conn", "parser")
@@ -220,8 +221,8 @@ class LeanWebSocket(asyncio.Protocol):
                 conn.receive(None)
                 return
         if parser.error is not None:
-            self.parser = None
-            conn.close(*parser.error)
+            self.parser = None  # from now on, what arrives is dropped
+            conn.close(*parser.error, linger=True)
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes; connection_lost follows
