@@ -23,19 +23,31 @@ import schemathesis
 from schemathesis import GenerationMode, engine
 from schemathesis.engine import events
 
-from croupier.api.openapi import OPERATIONS
+from croupier.api.openapi import OPERATIONS, Operation
+from croupier.app import build_app
+from croupier.config import Settings
+from croupier.gateway import Gateway
+from croupier.transports.common import SERVICES
 from tests.support import ServerProcess, running_server, timeout
 
 pytestmark = pytest.mark.e2e
 
 MAX_EXAMPLES = 30
 SEED = 20250101
+
+
+def _operations() -> list[Operation]:
+    """The gateway's operations and the services' (as the server serves them)."""
+    app = build_app(Gateway(Settings(database_url="memory://")))
+    return [*OPERATIONS, *(op for service in app[SERVICES] for op in service.operations)]
+
+
 CASES = [
     pytest.param(f"{op.method.upper()} {op.path}", mode, id=f"{op.method.upper()} {op.path} {mode}")
-    for op in OPERATIONS
+    for op in _operations()
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
     # An operation without parameters or body has no invalid request to make.
-    if mode is GenerationMode.POSITIVE or op.body or op.query or "{" in op.path
+    if mode is GenerationMode.POSITIVE or op.body or op.query or op.params or "{" in op.path
 ]
 
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Protocol, Self
 
 from aiohttp import web
 
+from . import leaderboards
+
 if TYPE_CHECKING:
     from ..api.openapi import Operation
     from ..gateway import Gateway
@@ -48,4 +50,8 @@ ServiceFactory = Callable[["Gateway", "Database"], Service]
 
 def service_factories() -> list[ServiceFactory]:
     """Every service the server runs, in start order."""
-    return []
+    from .balances import BalancesService
+    from .notifications import NotificationsService
+    from .webhooks import WebhookService  # here, not on top: webhooks import the HTTP API
+
+    return [leaderboards.Leaderboards.shared, WebhookService, NotificationsService, BalancesService]
