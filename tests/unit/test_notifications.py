@@ -63,6 +63,7 @@ def test_message_ids() -> None:
 
 def test_details_are_size_limited() -> None:
     assert encode_details({"bonus_amount": 100}) == b'{"bonus_amount":100}'
+    assert encode_details({"big": 2**70}) == b'{"big":1180591620717411303424}'
     with pytest.raises(PayloadTooLarge):
         encode_details({"x": "y" * MAX_DETAILS_BYTES})
 

@@ -164,7 +164,10 @@ def apply(totals: Totals, kind: Kind, amount: int) -> tuple[Totals, int]:
 
 # -- what comes in and goes out ------------------------------------------------------------
 
-Coins = Annotated[int, msgspec.Meta(ge=1, le=MAX_COINS, description="Whole coins.")]
+# JSON Schema counts 500.0 as an integer, so the server does too: a whole-number float.
+Coins = Annotated[
+    float, msgspec.Meta(ge=1, le=MAX_COINS, multiple_of=1, description="Whole coins.")
+]
 IdempotencyKey = Annotated[
     str,
     msgspec.Meta(
@@ -189,10 +192,11 @@ class CoinAdjustment(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Move the balance by ``amount`` (non-zero, either sign)."""
 
     amount: Annotated[
-        int,
+        float,
         msgspec.Meta(
             ge=-MAX_COINS,
             le=MAX_COINS,
+            multiple_of=1,
             description="Whole coins, not zero.",
             extra_json_schema={"not": {"const": 0}},
         ),
@@ -487,7 +491,7 @@ class BalancesService:
             request, CoinAdjustment if kind is Kind.ADJUST else CoinChange
         )
         entry, duplicate = await self.change(
-            who, kind, body.amount, body.idempotency_key, body.reason
+            who, kind, int(body.amount), body.idempotency_key, body.reason
         )
         return _json(
             {"brand_id": who.brand, "player_id": who.player, "entry": entry, "duplicate": duplicate}

@@ -252,7 +252,8 @@ def encode_details(details: dict[str, Any]) -> bytes:
     Raises:
         PayloadTooLarge: over :data:`MAX_DETAILS_BYTES`.
     """
-    raw = orjson.dumps(details)
+    # msgspec, not orjson: it also writes the integers beyond 64 bits that JSON allows.
+    raw = msgspec.json.encode(details)
     if len(raw) > MAX_DETAILS_BYTES:
         raise PayloadTooLarge(
             f"event_details is {len(raw)} bytes encoded; the limit is {MAX_DETAILS_BYTES}"
