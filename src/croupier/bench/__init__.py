@@ -32,6 +32,8 @@ PUBLISH_TARGETS = {"single": 8_000.0, "batch": 100_000.0}
 # On PostgreSQL (issue 4), and what a second node may add to delivery latency.
 PUBLISH_TARGETS_POSTGRES = {"single": 5_000.0, "batch": 20_000.0}
 TARGETS["added_p99_ms"] = ("<=", 10.0)
+# The leaderboard (issue 5): score updates per second on a 100,000-entry board, one core.
+TARGETS["updates_per_s"] = (">=", 10_000.0)
 
 
 def _raise_fd_limit(need: int) -> None:
@@ -289,5 +291,49 @@ def nodes(
                 )
             )
     result["broker"] = "postgres" if broker_url == "postgres" else "redis"
+    result["host_load_1m"] = round(os.getloadavg()[0], 2)
+    _emit([result], as_json)
+
+
+@bench.command()
+@click.option("--entries", default=100_000, show_default=True, type=click.IntRange(1))
+@click.option("--duration", default=5.0, show_default=True, help="Seconds of updates measured.")
+@click.option("--concurrency", default=256, show_default=True, type=click.IntRange(1))
+@click.option("--queries", default=20_000, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--database-url",
+    default=None,
+    help="A PostgreSQL server for the board (a scratch database is made and dropped); "
+    "default: a throwaway SQLite file.",
+)
+@click.option(
+    "--cores", default=1, show_default=True, type=click.IntRange(0), help="0: do not pin."
+)
+@json_option
+def leaderboard(
+    entries: int,
+    duration: float,
+    concurrency: int,
+    queries: int,
+    database_url: str | None,
+    cores: int,
+    as_json: bool,
+) -> None:
+    """Score updates per second on a board of ENTRIES players with the 1 Hz push running,
+    and rank-query latency: in-process, through the Leaderboards service API (not HTTP)."""
+    from .leaderboard import run_leaderboard
+
+    if cores:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
+    with _scratch_env(database_url) as env:
+        result = _run(
+            lambda: run_leaderboard(
+                entries=entries,
+                duration=duration,
+                concurrency=concurrency,
+                queries=queries,
+                database_url=env.get("CROUPIER_DATABASE_URL"),
+            )
+        )
     result["host_load_1m"] = round(os.getloadavg()[0], 2)
     _emit([result], as_json)
