@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-__all__ = ["Database", "Row", "Transaction"]
+__all__ = ["Database", "Row", "Transaction", "apply_migrations"]
 
 Row = dict[str, Any]
 
@@ -61,3 +61,27 @@ class Database(Transaction, Protocol):
         steps; never edit applied ones.
         """
         ...
+
+
+async def apply_migrations(tx: Transaction, component: str, steps: Sequence[Sequence[str]]) -> None:
+    """The body of :meth:`Database.migrate`, inside the transaction (and lock) it runs in."""
+    await tx.execute(
+        "CREATE TABLE IF NOT EXISTS croupier_service_migrations ("
+        "component TEXT NOT NULL, version BIGINT NOT NULL, PRIMARY KEY (component, version))"
+    )
+    done = {
+        r["version"]
+        for r in await tx.fetch(
+            "SELECT version FROM croupier_service_migrations WHERE component = $1", component
+        )
+    }
+    for version, statements in enumerate(steps, start=1):
+        if version in done:
+            continue
+        for statement in statements:
+            await tx.execute(statement)
+        await tx.execute(
+            "INSERT INTO croupier_service_migrations(component, version) VALUES ($1, $2)",
+            component,
+            version,
+        )

@@ -11,7 +11,7 @@ import asyncpg
 
 from ..errors import Unavailable
 from ..logs.postgres import PostgresLog
-from .base import Row
+from .base import Row, apply_migrations
 
 __all__ = ["PostgresDatabase"]
 
@@ -106,29 +106,6 @@ class PostgresDatabase:
             await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
             try:
                 async with conn.transaction():
-                    tx = _Tx(conn)
-                    await tx.execute(
-                        "CREATE TABLE IF NOT EXISTS croupier_service_migrations ("
-                        "component TEXT NOT NULL, version BIGINT NOT NULL, "
-                        "PRIMARY KEY (component, version))"
-                    )
-                    done = {
-                        r["version"]
-                        for r in await tx.fetch(
-                            "SELECT version FROM croupier_service_migrations WHERE component = $1",
-                            component,
-                        )
-                    }
-                    for version, statements in enumerate(steps, start=1):
-                        if version in done:
-                            continue
-                        for statement in statements:
-                            await tx.execute(statement)
-                        await tx.execute(
-                            "INSERT INTO croupier_service_migrations(component, version) "
-                            "VALUES ($1, $2)",
-                            component,
-                            version,
-                        )
+                    await apply_migrations(_Tx(conn), component, steps)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)

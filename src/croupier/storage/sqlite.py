@@ -17,7 +17,7 @@ from typing import Any, Self
 
 from ..errors import Unavailable
 from ..logs.sqlite import path_from_url
-from .base import Row
+from .base import Row, apply_migrations
 
 __all__ = ["SQLiteDatabase"]
 
@@ -151,25 +151,4 @@ class SQLiteDatabase:
 
     async def migrate(self, component: str, steps: Sequence[Sequence[str]]) -> None:
         async with self.transaction() as tx:
-            await tx.execute(
-                "CREATE TABLE IF NOT EXISTS croupier_service_migrations ("
-                "component TEXT NOT NULL, version BIGINT NOT NULL, "
-                "PRIMARY KEY (component, version))"
-            )
-            done = {
-                r["version"]
-                for r in await tx.fetch(
-                    "SELECT version FROM croupier_service_migrations WHERE component = $1",
-                    component,
-                )
-            }
-            for version, statements in enumerate(steps, start=1):
-                if version in done:
-                    continue
-                for statement in statements:
-                    await tx.execute(statement)
-                await tx.execute(
-                    "INSERT INTO croupier_service_migrations(component, version) VALUES ($1, $2)",
-                    component,
-                    version,
-                )
+            await apply_migrations(tx, component, steps)
