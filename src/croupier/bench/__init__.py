@@ -32,6 +32,14 @@ PUBLISH_TARGETS = {"single": 8_000.0, "batch": 100_000.0}
 # On PostgreSQL (issue 4), and what a second node may add to delivery latency.
 PUBLISH_TARGETS_POSTGRES = {"single": 5_000.0, "batch": 20_000.0}
 TARGETS["added_p99_ms"] = ("<=", 10.0)
+# Issue 6: notification created -> delivered, 1,000/s over 10,000 connected players.
+NOTIFICATION_TARGETS: dict[str, tuple[str, float]] = {
+    "latency_p99_ms": ("<=", 100.0),
+    "lost": ("<=", 0),
+    "duplicates": ("<=", 0),
+    "failed": ("<=", 0),
+    "misrouted": ("<=", 0),
+}
 # The leaderboard (issue 5): score updates per second on a 100,000-entry board, one core.
 TARGETS["updates_per_s"] = (">=", 10_000.0)
 
@@ -63,6 +71,8 @@ def _fmt(value: Any) -> str:
 
 def _verdict(key: str, value: Any, result: dict[str, Any]) -> str:
     target = TARGETS.get(key)
+    if result.get("bench") == "notifications":
+        target = NOTIFICATION_TARGETS.get(key)
     if key == "events_per_s":
         table = PUBLISH_TARGETS_POSTGRES if result.get("log") == "postgres" else PUBLISH_TARGETS
         target = (">=", table[result["mode"]])
@@ -336,4 +346,35 @@ def leaderboard(
             )
         )
     result["host_load_1m"] = round(os.getloadavg()[0], 2)
+    _emit([result], as_json)
+
+
+@bench.command()
+@click.option("--players", default=10_000, show_default=True, type=click.IntRange(1))
+@click.option("--rate", default=1000.0, show_default=True, help="Notifications per second.")
+@click.option("--duration", default=10.0, show_default=True, help="Seconds measured.")
+@click.option(
+    "--database-url",
+    default=None,
+    help="A PostgreSQL server to store into (a scratch database is made and dropped).",
+)
+@pin_option
+@json_option
+def notifications(
+    players: int, rate: float, duration: float, database_url: str | None, pin: bool, as_json: bool
+) -> None:
+    """Notification created over HTTP -> delivered on the casino player stream.
+
+    One stream per player; notifications spread over the players at RATE. Reports latency
+    percentiles, server CPU per notification, and lost, duplicated or misrouted ones.
+    """
+    from .notifications import run_notifications
+
+    _raise_fd_limit(players + 256)
+    result = _serve_and_run(
+        pin,
+        None,
+        lambda server: run_notifications(server, players=players, rate=rate, duration=duration),
+        database_url,
+    )
     _emit([result], as_json)

@@ -302,6 +302,9 @@ class NotificationsService:
         self.retention_ms = int(retention * 1000)
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._published: list[tuple[str]] = []
+        self._flush: asyncio.TimerHandle | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Self:
         await self.db.migrate("notifications", _MIGRATIONS)
@@ -319,6 +322,11 @@ class NotificationsService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        await asyncio.gather(*self._flushing, return_exceptions=True)
+        await self._mark_published()
 
     # -- operations ----------------------------------------------------------------------
 
@@ -400,10 +408,28 @@ class NotificationsService:
             return
         for row in rows:
             row["pushed"] = 1
-        await self.db.executemany(
-            "UPDATE croupier_notifications SET pushed = 1 WHERE message_id = $1",
-            [(row["message_id"],) for row in rows],
-        )
+        # Marked in batches: one write for many notifications, off the request's path. A mark
+        # lost in a crash only means maintenance publishes again under the same key.
+        self._published += [(row["message_id"],) for row in rows]
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(0.1, self._spawn_flush)
+
+    def _spawn_flush(self) -> None:
+        self._flush = None
+        task = asyncio.ensure_future(self._mark_published())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _mark_published(self) -> None:
+        marks, self._published = self._published, []
+        if not marks:
+            return
+        try:
+            await self.db.executemany(
+                "UPDATE croupier_notifications SET pushed = 1 WHERE message_id = $1", marks
+            )
+        except CroupierError as exc:
+            log.warning("could not mark %d notifications published: %s", len(marks), exc)
 
     async def page(
         self, who: Player, *, unread_only: bool, limit: int, cursor: str | None
@@ -474,6 +500,7 @@ class NotificationsService:
 
     async def push_pending(self, older_than: float = 10.0, limit: int = 500) -> int:
         """Publish notifications stored over ``older_than`` seconds ago but not yet published."""
+        await self._mark_published()
         rows = await self.db.fetch(
             f"SELECT {_COLUMNS} FROM croupier_notifications "
             "WHERE pushed = 0 AND created_ms <= $1 ORDER BY created_ms LIMIT $2",
