@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ..api.http import _api_key, _body, _int_query, _json
 from ..api.openapi import Operation
+from ..api.schemas import ChannelName
 from ..core.ranking import Standing
 from ..errors import NotFound
 from .leaderboards import BOARD_PATTERN, MAX_NAME, MAX_SCORE, PLAYER_PATTERN, number
@@ -24,6 +25,8 @@ __all__ = [
     "LeaderboardReply",
     "LeaderboardScoreBody",
     "LeaderboardScoreReply",
+    "LeaderboardWatchBody",
+    "LeaderboardWatchReply",
     "routes",
 ]
 
@@ -54,6 +57,26 @@ class LeaderboardScoreBody(msgspec.Struct, forbid_unknown_fields=True):
         Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME, examples=["Ann"])] | None
     ) = None
     achieved_at: Annotated[float, msgspec.Meta(ge=0, le=1e11)] | None = None
+
+
+class LeaderboardWatchBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Push ``leaderboard.updated`` ``{tournamentId, leaderboard: [top 10], lastUpdated}`` on
+    ``channel`` at most once a second while the board changes (replaces an earlier watch).
+    ``ephemeral: false`` keeps each push in the channel's history."""
+
+    channel: ChannelName
+    tournament_id: Annotated[
+        str | int, msgspec.Meta(description="Sent as `tournamentId`.", examples=[42])
+    ]
+    ephemeral: bool = True
+
+
+class LeaderboardWatchReply(msgspec.Struct):
+    """Whether the board is pushed now, and where."""
+
+    board: str
+    watching: bool
+    channel: str | None = None
 
 
 class LeaderboardEntry(msgspec.Struct):
@@ -119,6 +142,32 @@ _ENTRY_EXAMPLE = {
 }
 
 OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "put",
+        "/api/v1/leaderboards/{board}/watch",
+        "leaderboard_watch",
+        "Push a board's top 10 on a channel, at most once a second",
+        "leaderboards",
+        scope="publish",
+        body=LeaderboardWatchBody,
+        body_example={"channel": "tournament:42", "tournament_id": 42},
+        reply=LeaderboardWatchReply,
+        reply_example={"board": "tournament:42", "watching": True, "channel": "tournament:42"},
+        errors=(400, 401, 403, 413, 503),
+        params=(_BOARD_PARAM,),
+    ),
+    Operation(
+        "delete",
+        "/api/v1/leaderboards/{board}/watch",
+        "leaderboard_unwatch",
+        "Stop pushing a board",
+        "leaderboards",
+        scope="publish",
+        reply=LeaderboardWatchReply,
+        reply_example={"board": "tournament:42", "watching": False, "channel": None},
+        errors=(400, 401, 403, 503),
+        params=(_BOARD_PARAM,),
+    ),
     Operation(
         "post",
         "/api/v1/leaderboards/{board}/scores",
@@ -241,7 +290,22 @@ def routes(service: Leaderboards) -> list[web.RouteDef]:
             }
         )
 
+    async def watch(request: web.Request) -> web.Response:
+        _api_key(request, "publish")
+        board = request.match_info["board"]
+        body = await _body(request, LeaderboardWatchBody)
+        await service.watch(board, body.channel, body.tournament_id, ephemeral=body.ephemeral)
+        return _json({"board": board, "watching": True, "channel": body.channel})
+
+    async def unwatch(request: web.Request) -> web.Response:
+        _api_key(request, "publish")
+        board = request.match_info["board"]
+        await service.unwatch(board)
+        return _json({"board": board, "watching": False, "channel": None})
+
     return [
+        web.put("/api/v1/leaderboards/{board}/watch", watch),
+        web.delete("/api/v1/leaderboards/{board}/watch", unwatch),
         web.post("/api/v1/leaderboards/{board}/scores", submit),
         web.get("/api/v1/leaderboards/{board}", top),
         web.get("/api/v1/leaderboards/{board}/players/{player}", player),
