@@ -35,6 +35,7 @@ FAST = {
     "CROUPIER_WEBHOOK_POLL_INTERVAL": "0.05",
     "CROUPIER_WEBHOOK_REFRESH_INTERVAL": "0.5",
     "CROUPIER_WEBHOOK_MAX_ATTEMPTS": "1000",
+    "CROUPIER_WEBHOOK_CONCURRENCY": "16",  # whatever the environment says: these deliver
 }
 
 
