@@ -366,3 +366,26 @@ async def test_management_api(
     }
     await api.call("DELETE", f"/api/v1/webhooks/{endpoint}", status=404)
     await api.call("GET", f"/api/v1/webhooks/{endpoint}/deliveries", status=404)
+
+
+async def test_graceful_stop_right_after_publishing_loses_nothing(
+    make_server: Callable[..., ServerProcess],
+    api_for: Callable[[ServerProcess], Api],
+    receiver: Receiver,
+) -> None:
+    server = make_server()
+    api = api_for(server)
+    receiver.status = 503  # nothing is delivered before the stop
+    await api.register(receiver.url, ["notification"])
+    await asyncio.gather(
+        *(api.publish("player:1001:p1", "notification", {"n": i}) for i in range(50))
+    )
+    assert await asyncio.to_thread(server.stop) == 0  # SIGTERM: the queue is written first
+    receiver.status = 200
+    await asyncio.to_thread(server.start)
+
+    async def all_arrived() -> bool:
+        return len(receiver.ids()) == 50
+
+    await eventually(all_arrived, 20, "every delivery after a graceful stop")
+    assert max(receiver.ids().values()) == 1
