@@ -70,7 +70,12 @@ class NamespaceRules:
 def _defaults() -> dict[str, NamespaceRules]:
     chat = PublishRule(max_bytes=2048, rate=2.0, burst=5)
     return {
-        "tournament": NamespaceRules(history_size=2000, history_ttl=86400.0),
+        "tournament": NamespaceRules(
+            history_size=2000,
+            history_ttl=86400.0,
+            # A player asks for a rebuy; the tournaments service answers (rebuy.requested).
+            client_publish={"rebuy.request": PublishRule(max_bytes=256, rate=1.0, burst=3)},
+        ),
         "room": NamespaceRules(
             history_size=1000,
             history_ttl=6 * 3600.0,

@@ -52,6 +52,13 @@ def service_factories() -> list[ServiceFactory]:
     """Every service the server runs, in start order."""
     from .balances import BalancesService
     from .notifications import NotificationsService
+    from .tournaments import Tournaments
     from .webhooks import WebhookService  # here, not on top: webhooks import the HTTP API
 
-    return [leaderboards.Leaderboards.shared, WebhookService, NotificationsService, BalancesService]
+    return [
+        leaderboards.Leaderboards.shared,
+        WebhookService,
+        NotificationsService,
+        BalancesService,
+        Tournaments.mounted,
+    ]

@@ -1,0 +1,1021 @@
+"""The tournaments service: what each API call and clock tick does, and the events it sends.
+
+Rules:
+
+* Every decision about money or entries (registration, rebuy, prizes, refunds) runs in one
+  database transaction that first locks the tournament row (``FOR UPDATE``), so concurrent
+  calls, on one node or many, are applied one after the other.
+* Events decided in such a transaction go to the outbox table in that same transaction and
+  are published after it commits, again after a crash (idempotency keys make the repeat
+  harmless): the completion, its prizes and the winners' notifications happen exactly once.
+* Events that carry a live position (``tournament.connected``, ``player.score.updated``,
+  ``player.eliminated``) are published after the commit with an idempotency key; a backend
+  that retries the call after a failure sends them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+from aiohttp import web
+
+from ...errors import BadRequest, Conflict, CroupierError, NotFound
+from ...events import Event
+from ...gateway import Gateway, PublishRequest
+from ...storage import Database, Transaction
+from ..leaderboards import Leaderboards
+from . import rules, store
+from . import schemas as s
+from .positions import LeaderboardPositions, Positions, TablePositions, board_of
+from .rules import Action, InvalidTransition, Op, PrizeRange, Status
+from .store import Config, Outgoing, Player, Rebuy, Tournament
+
+__all__ = ["Tournaments"]
+
+log = logging.getLogger(__name__)
+
+TICK = 0.25  # seconds between two looks at the schedule
+RESULTS_IN_EVENT = 500  # finalResults entries in the channel's tournament.completed
+WINNERS_IN_EVENT = 100
+
+
+def cents(amount: float) -> int:
+    return round(amount * 100)
+
+
+def money(minor: int) -> float:
+    return minor / 100
+
+
+def number(value: float) -> float | int:
+    """Integral scores as integers (1250, not 1250.0)."""
+    return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _casino_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _seconds(value: str | None, name: str, problems: list[str]) -> float | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except (ValueError, OverflowError):
+        # The pattern admits the 30th of February: a date that contradicts the calendar.
+        problems.append(f"{name} {value!r} is not a date")
+        return None
+
+
+def _casino_id(value: str) -> int | str:
+    """Numeric ids as numbers, as the casino player stream has them."""
+    return int(value) if value.isdigit() and len(value) < 16 else value
+
+
+def config_of(body: s.CreateBody) -> Config:
+    """The stored settings of a create request.
+
+    Raises:
+        Conflict: settings that contradict one another (``conflicting_settings``).
+    """
+    problems: list[str] = []
+    opens = _seconds(body.registration_opens_at, "registrationOpensAt", problems)
+    starts = _seconds(body.starts_at, "startsAt", problems)
+    ends = _seconds(body.ends_at, "endsAt", problems)
+    if starts is not None and ends is not None and ends <= starts:
+        problems.append("endsAt must be after startsAt")
+    if opens is not None and starts is not None and opens > starts:
+        problems.append("registrationOpensAt must not be after startsAt")
+    if body.max_players is not None and body.max_players < body.min_players:
+        problems.append("maxPlayers is below minPlayers")
+    prizes = tuple(
+        PrizeRange(
+            int(p.from_rank),
+            int(p.to_rank),
+            None if p.amount is None else cents(p.amount),
+            p.percent,
+        )
+        for p in body.prizes
+    )
+    try:
+        rules.check_prizes(prizes)
+    except ValueError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise Conflict("; ".join(problems), code="conflicting_settings")
+    fee = cents(body.entry_fee)
+    return Config(
+        opens_at=opens,
+        starts_at=starts,
+        ends_at=ends,
+        rounds=int(body.rounds),
+        round_seconds=body.round_seconds,
+        max_players=None if body.max_players is None else int(body.max_players),
+        min_players=int(body.min_players),
+        entry_fee=fee,
+        max_entries=int(body.max_entries),
+        rebuy_price=fee if body.rebuy_price is None else cents(body.rebuy_price),
+        guaranteed=cents(body.guaranteed_pool),
+        prizes=prizes,
+        rule=rules.PointsRule(
+            rules.Scoring(body.scoring.rule),
+            body.scoring.min_bet,
+            rules.Counting(body.scoring.counting),
+        ),
+        ties=rules.TieMode(body.ties),
+    )
+
+
+class _Batch:
+    """Events decided in one transaction, numbered after the tournament's last one."""
+
+    def __init__(self, t: Tournament) -> None:
+        self.tournament = t.id
+        self.seq = t.seq
+        self.rows: list[Outgoing] = []
+
+    def add(self, channel: str, type: str, data: dict[str, Any]) -> None:
+        self.seq += 1
+        self.rows.append(Outgoing(self.tournament, self.seq, channel, type, orjson.dumps(data)))
+
+    async def write(self, tx: Transaction, t: Tournament) -> Tournament:
+        """Store the events and the tournament (with its new sequence number)."""
+        t = replace(t, seq=self.seq)
+        await store.add_outgoing(tx, self.rows)
+        await store.save_tournament(tx, t, rules.next_due(t.schedule()))
+        return t
+
+
+class Tournaments:
+    """The service. Use as ``async with Tournaments(gateway, database):``."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        database: Database,
+        *,
+        leaderboards: Leaderboards | None = None,
+        positions: Positions | None = None,
+        tick: float = TICK,
+    ) -> None:
+        self.gateway = gateway
+        self.db = database
+        self.leaderboards = leaderboards
+        if positions is None:
+            positions = (
+                TablePositions(database)
+                if leaderboards is None
+                else LeaderboardPositions(leaderboards)
+            )
+        self.positions = positions
+        self.tick = tick
+        self._flush_lock = asyncio.Lock()
+        self._unsent = True  # the outbox may hold events (at start, after a failure)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._clock: asyncio.Task[None] | None = None
+
+    @classmethod
+    def mounted(cls, gateway: Gateway, database: Database) -> Tournaments:
+        """The factory the application uses: positions and ``leaderboard.updated`` come from
+        the leaderboards service (which starts first)."""
+        return cls(gateway, database, leaderboards=Leaderboards.shared(gateway, database))
+
+    # -- the Service face ------------------------------------------------------------------
+
+    @property
+    def operations(self) -> Sequence[Any]:
+        from .api import OPERATIONS
+
+        return OPERATIONS
+
+    def routes(self) -> list[web.RouteDef]:
+        from .api import routes
+
+        return routes(self)
+
+    async def __aenter__(self) -> Self:
+        await self.db.migrate("tournaments", store.MIGRATIONS)
+        self.gateway.on_publish(self._published)
+        if self.leaderboards is not None:
+            # A crash between a start and its watch would leave the board unwatched.
+            for t in await store.list_tournaments(self.db, Status.RUNNING.value, 10_000):
+                await self._watch(t)
+        self._clock = asyncio.get_running_loop().create_task(self._run_clock())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tasks = [*self._tasks, *([self._clock] if self._clock else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Publish what the outbox holds, in order, and remove it once the log has it."""
+        async with self._flush_lock:
+            self._unsent = False
+            try:
+                while rows := await store.outgoing(self.db, 200):
+                    await self.gateway.publish_many(
+                        [
+                            PublishRequest(
+                                o.channel,
+                                o.type,
+                                o.data,
+                                idempotency_key=f"tournament:{o.tournament_id}:{o.seq}",
+                            )
+                            for o in rows
+                        ]
+                    )
+                    await store.remove_outgoing(self.db, rows)
+            except Exception:
+                self._unsent = True  # the clock tries again
+                raise
+
+    async def _publish_now(
+        self, key: str, events: Sequence[tuple[str, str, dict[str, Any]]]
+    ) -> None:
+        await self.gateway.publish_many(
+            [
+                PublishRequest(channel, type, orjson.dumps(data), idempotency_key=key)
+                for channel, type, data in events
+            ]
+        )
+
+    # -- the clock -------------------------------------------------------------------------
+
+    async def _run_clock(self) -> None:
+        while True:
+            try:
+                if self._unsent:
+                    await self.flush()
+                for tid in await store.due_tournaments(self.db, time.time()):
+                    await self._on_clock(tid)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("tournament clock tick failed")
+            await asyncio.sleep(self.tick)
+
+    async def _on_clock(self, tid: str) -> None:
+        now = time.time()
+        async with self.db.transaction() as tx:
+            t = await store.get_tournament(tx, tid, lock=True)
+            if t is None:
+                return
+            what = rules.due(t.schedule(), now)
+            if what is None:
+                await store.save_tournament(tx, t, rules.next_due(t.schedule()))
+                return
+        with contextlib.suppress(Conflict, NotFound):  # another node (or the API) was first
+            if what is Op.ADVANCE:
+                await self.advance(tid, expected=t.current_round)
+            elif isinstance(what, Action):
+                await self.transition(tid, what, by_clock=True)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _tournament(self, tx: Transaction, tid: str, *, lock: bool = False) -> Tournament:
+        t = await store.get_tournament(tx, tid, lock=lock)
+        if t is None:
+            raise NotFound(f"no tournament {tid}")
+        return t
+
+    async def get(self, tid: str) -> s.TournamentReply:
+        return self.view(await self._tournament(self.db, tid))
+
+    async def find(self, status: str | None, limit: int) -> s.TournamentsReply:
+        found = await store.list_tournaments(self.db, status, limit)
+        return s.TournamentsReply(tournaments=[self.view(t) for t in found])
+
+    def view(self, t: Tournament) -> s.TournamentReply:
+        c = t.config
+        return s.TournamentReply(
+            id=t.id,
+            name=t.name,
+            status=t.status.value,
+            registration_opens_at=None if c.opens_at is None else iso(c.opens_at),
+            starts_at=None if c.starts_at is None else iso(c.starts_at),
+            ends_at=None if c.ends_at is None else iso(c.ends_at),
+            started_at=None if t.started_at is None else iso(t.started_at),
+            ended_at=None if t.ended_at is None else iso(t.ended_at),
+            current_round=t.current_round,
+            total_rounds=c.rounds,
+            round_seconds=c.round_seconds,
+            player_count=t.players,
+            max_players=c.max_players,
+            min_players=c.min_players,
+            entry_fee=money(c.entry_fee),
+            max_entries=c.max_entries,
+            rebuy_price=money(c.rebuy_price),
+            guaranteed_pool=money(c.guaranteed),
+            prize_pool=money(rules.prize_pool(c.guaranteed, t.collected)),
+            prizes=[
+                s.PrizeBody(
+                    from_rank=p.first,
+                    to_rank=p.last,
+                    amount=None if p.amount is None else money(p.amount),
+                    percent=p.percent,
+                )
+                for p in c.prizes
+            ],
+            scoring=s.ScoringBody(
+                rule=c.rule.scoring.value,
+                min_bet=c.rule.min_bet,
+                counting=c.rule.counting.value,
+            ),
+            ties=c.ties.value,
+        )
+
+    def _player_view(
+        self, t: Tournament, p: Player, position: int, *, duplicate: bool = False
+    ) -> s.PlayerReply:
+        return s.PlayerReply(
+            tournament_id=t.id,
+            player_id=p.player_id,
+            brand=p.brand,
+            display_name=p.display_name,
+            status="eliminated" if p.eliminated_at is not None else "active",
+            score=p.score,
+            position=position,
+            entry_count=p.entries,
+            remaining_rebuys=rules.remaining_rebuys(p.entries, t.config.max_entries),
+            duplicate=duplicate,
+        )
+
+    async def player(self, tid: str, pid: str) -> s.PlayerReply:
+        t = await self._tournament(self.db, tid)
+        p = await store.get_player(self.db, tid, pid)
+        if p is None:
+            raise NotFound(f"player {pid} is not in tournament {tid}")
+        return self._player_view(t, p, await self.positions.position(p))
+
+    async def players(self, tid: str, limit: int) -> s.PlayersReply:
+        t = await self._tournament(self.db, tid)
+        everyone = {p.player_id: p for p in await store.players(self.db, tid)}
+        ranked = rules.order(
+            rules.Standing(p.player_id, p.score, p.reached_at) for p in everyone.values()
+        )
+        return s.PlayersReply(
+            tournament_id=tid,
+            players=[
+                self._player_view(t, everyone[r.player], i + 1)
+                for i, r in enumerate(ranked[:limit])
+            ],
+        )
+
+    async def results(self, tid: str) -> s.ResultsReply:
+        t = await self._tournament(self.db, tid)
+        return await self._results(t)
+
+    async def _results(self, t: Tournament) -> s.ResultsReply:
+        return s.ResultsReply(
+            tournament_id=t.id,
+            status=t.status.value,
+            prize_pool=money(rules.prize_pool(t.config.guaranteed, t.collected)),
+            results=[
+                s.ResultReply(
+                    player_id=r["player_id"],
+                    display_name=r["display_name"],
+                    position=int(r["position"]),
+                    points=float(r["points"]),
+                    prize_amount=money(int(r["prize"])),
+                )
+                for r in await store.results(self.db, t.id)
+            ],
+            refunds=[
+                s.RefundReply(player_id=r["player_id"], brand=r["brand"], amount=money(r["amount"]))
+                for r in await store.refunds(self.db, t.id)
+            ],
+        )
+
+    # -- the lifecycle ---------------------------------------------------------------------
+
+    async def create(self, body: s.CreateBody) -> s.TournamentReply:
+        config = config_of(body)
+        tid = body.id or "t-" + secrets.token_hex(6)
+        t = Tournament(
+            id=tid,
+            name=body.name,
+            status=Status.SCHEDULED,
+            config=config,
+            current_round=0,
+            round_started_at=None,
+            players=0,
+            collected=0,
+            seq=0,
+            created_at=time.time(),
+            started_at=None,
+            ended_at=None,
+        )
+        if not await store.insert_tournament(self.db, t, rules.next_due(t.schedule())):
+            raise Conflict(f"tournament {tid} exists", code="tournament_exists")
+        return self.view(t)
+
+    async def transition(self, tid: str, action: Action, *, by_clock: bool = False) -> Tournament:
+        """Apply ``action`` (open, start, complete, cancel) and send what it causes.
+
+        Raises:
+            NotFound: no such tournament.
+            Conflict: the lifecycle table has no such move (``invalid_transition``), or a
+                start without the minimum of players (``not_enough_players``).
+        """
+        now = time.time()
+        async with self.db.transaction() as tx:
+            t = await self._tournament(tx, tid, lock=True)
+            try:
+                status = rules.transition(t.status, action)
+            except InvalidTransition as exc:
+                raise Conflict(str(exc), code="invalid_transition") from None
+            if action is Action.START and t.players < max(t.config.min_players, 1):
+                raise Conflict(
+                    f"tournament {tid} has {t.players} players; it needs at least "
+                    f"{max(t.config.min_players, 1)} to start",
+                    code="not_enough_players",
+                )
+            batch = _Batch(t)
+            batch.add(
+                t.channel,
+                "tournament.status.changed",
+                {
+                    "tournamentId": t.id,
+                    "previousStatus": t.status.value,
+                    "status": status.value,
+                    "changedAt": iso(now),
+                    "by": "schedule" if by_clock else "api",
+                },
+            )
+            t = replace(t, status=status)
+            if action is Action.START:
+                t = replace(t, current_round=1, round_started_at=now, started_at=now)
+                batch.add(
+                    t.channel,
+                    "tournament.started",
+                    {
+                        "tournamentId": t.id,
+                        "startTime": iso(now),
+                        "playerCount": t.players,
+                        "currentRound": 1,
+                        "totalRounds": t.config.rounds,
+                    },
+                )
+            elif action is Action.COMPLETE:
+                t = replace(t, ended_at=now)
+                await self._settle(tx, t, batch, now)
+            elif action is Action.CANCEL:
+                t = replace(t, ended_at=now)
+                await self._refund(tx, t, batch, now)
+            t = await batch.write(tx, t)
+        await self.flush()
+        if self.leaderboards is not None:
+            if action is Action.START:
+                await self._watch(t)
+            elif status in (Status.COMPLETED, Status.CANCELLED):
+                await self.leaderboards.unwatch(board_of(t.id))
+        return t
+
+    async def _watch(self, t: Tournament) -> None:
+        assert self.leaderboards is not None
+        await self.leaderboards.watch(board_of(t.id), t.channel, t.id)
+
+    async def _settle(self, tx: Transaction, t: Tournament, batch: _Batch, now: float) -> None:
+        """Final positions and prizes, stored once, with the events that announce them."""
+        c = t.config
+        everyone = {p.player_id: p for p in await store.players(tx, t.id)}
+        pool = rules.prize_pool(c.guaranteed, t.collected)
+        prizes = rules.prizes_by_position(c.prizes, pool, len(everyone))
+        placements = rules.settle(
+            (rules.Standing(p.player_id, p.score, p.reached_at) for p in everyone.values()),
+            prizes,
+            c.ties,
+        )
+        await store.insert_results(
+            tx, t.id, [(r.player, r.position, r.points, r.prize) for r in placements]
+        )
+        paid = [r for r in placements if r.prize > 0] or [r for r in placements if r.position == 1]
+        winners = [
+            {
+                "position": r.position,
+                "playerId": r.player,
+                "displayName": everyone[r.player].display_name,
+                "prizeAmount": money(r.prize),
+            }
+            for r in paid[:WINNERS_IN_EVENT]
+        ]
+        completed = iso(now)
+        batch.add(
+            t.channel,
+            "tournament.completed",
+            {
+                "tournamentId": t.id,
+                "completedAt": completed,
+                "playerCount": len(placements),
+                "prizePool": money(pool),
+                "finalResults": [
+                    {
+                        "playerId": r.player,
+                        "position": r.position,
+                        "points": number(r.points),
+                        "prizeAmount": money(r.prize),
+                    }
+                    for r in placements[:RESULTS_IN_EVENT]
+                ],
+                "resultsTruncated": len(placements) > RESULTS_IN_EVENT,
+                "winners": winners,
+            },
+        )
+        for r in placements:
+            p = everyone[r.player]
+            batch.add(
+                p.channel,
+                "tournament.completed",
+                {
+                    "tournamentId": t.id,
+                    "completedAt": completed,
+                    "finalResults": {
+                        "position": r.position,
+                        "points": number(r.points),
+                        "prizeAmount": money(r.prize),
+                    },
+                    "winners": winners,
+                },
+            )
+            if r.prize > 0:
+                batch.add(p.channel, "notification", _win_notice(t, p, r, now))
+
+    async def _refund(self, tx: Transaction, t: Tournament, batch: _Batch, now: float) -> None:
+        refunds = [(p.player_id, p.brand, p.paid) for p in await store.players(tx, t.id)]
+        refunds = sorted(r for r in refunds if r[2] > 0)
+        await store.insert_refunds(tx, t.id, refunds)
+        batch.add(
+            t.channel,
+            "tournament.cancelled",
+            {
+                "tournamentId": t.id,
+                "cancelledAt": iso(now),
+                "refunds": [
+                    {"playerId": pid, "amount": money(amount)}
+                    for pid, _, amount in refunds[:RESULTS_IN_EVENT]
+                ],
+                "refundsTruncated": len(refunds) > RESULTS_IN_EVENT,
+            },
+        )
+        for pid, brand, amount in refunds:
+            batch.add(
+                f"player:{brand}:{pid}",
+                "tournament.cancelled",
+                {"tournamentId": t.id, "cancelledAt": iso(now), "refundAmount": money(amount)},
+            )
+
+    async def advance(self, tid: str, *, expected: int | None = None) -> s.TournamentReply:
+        """Start the next round.
+
+        Raises:
+            Conflict: not running, already in the last round, or (``expected``) the round
+                moved on meanwhile.
+        """
+        now = time.time()
+        async with self.db.transaction() as tx:
+            t = await self._tournament(tx, tid, lock=True)
+            _require(t, Op.ADVANCE)
+            if expected is not None and t.current_round != expected:
+                raise Conflict("the round has already advanced", code="round_moved")
+            if t.current_round >= t.config.rounds:
+                raise Conflict(
+                    f"round {t.current_round} is the last; complete the tournament",
+                    code="last_round",
+                )
+            t = replace(t, current_round=t.current_round + 1, round_started_at=now)
+            batch = _Batch(t)
+            batch.add(
+                t.channel,
+                "round.started",
+                {
+                    "tournamentId": t.id,
+                    "round": t.current_round,
+                    "totalRounds": t.config.rounds,
+                    "startedAt": iso(now),
+                },
+            )
+            t = await batch.write(tx, t)
+        await self.flush()
+        return self.view(t)
+
+    # -- players ---------------------------------------------------------------------------
+
+    async def register(self, tid: str, body: s.RegisterBody) -> s.PlayerReply:
+        now = time.time()
+        async with self.db.transaction() as tx:
+            t = await self._tournament(tx, tid, lock=True)
+            p = await store.get_player(tx, tid, body.player_id)
+            duplicate = p is not None
+            if p is None:
+                _require(t, Op.REGISTER)
+                limit = t.config.max_players
+                if limit is not None and t.players >= limit:
+                    raise Conflict(f"tournament {tid} is full ({limit})", code="tournament_full")
+                fee = t.config.entry_fee
+                p = Player(
+                    tournament_id=tid,
+                    player_id=body.player_id,
+                    brand=body.brand,
+                    display_name=body.display_name or body.player_id,
+                    registered_at=now,
+                    entries=1,
+                    paid=fee,
+                    entry_scores=(0.0,),
+                    score=0.0,
+                    reached_at=now,
+                    eliminated_at=None,
+                    elimination_round=None,
+                    bets=0.0,
+                    wins=0.0,
+                )
+                await store.insert_player(tx, p)
+                t = replace(t, players=t.players + 1, collected=t.collected + fee)
+                batch = _Batch(t)
+                batch.add(
+                    t.channel,
+                    "player.registered",
+                    {
+                        "tournamentId": tid,
+                        "playerId": p.player_id,
+                        "displayName": p.display_name,
+                        "brand": p.brand,
+                        "playerCount": t.players,
+                        "entryCount": 1,
+                        "registeredAt": iso(now),
+                    },
+                )
+                t = await batch.write(tx, t)
+        await self.flush()
+        position = await self.positions.update(p)
+        connected = {
+            "tournamentId": tid,
+            "playerId": p.player_id,
+            "status": "active" if p.eliminated_at is None else "eliminated",
+            "playerInfo": {
+                "displayName": p.display_name,
+                "position": position,
+                "entryCount": p.entries,
+            },
+        }
+        await self._publish_now(
+            f"connected:{tid}:{p.player_id}",
+            [
+                (t.channel, "tournament.connected", connected),
+                (p.channel, "tournament.connected", connected),
+            ],
+        )
+        return self._player_view(t, p, position, duplicate=duplicate)
+
+    async def score(self, tid: str, body: s.ScoreBody) -> s.ScoreReply:
+        """Record one submission (idempotent by its id) and send the new score."""
+        now = time.time()
+        async with self.db.transaction() as tx:
+            t = await self._tournament(tx, tid, lock=True)
+            seen = await store.get_submission(tx, tid, body.submission_id)
+            if seen is not None:
+                if seen["player_id"] != body.player_id:
+                    raise Conflict(
+                        f"submission {body.submission_id} was for another player",
+                        code="submission_reused",
+                    )
+                points = seen["points"]
+                round = int(seen["round"])
+            else:
+                _require(t, Op.SCORE)
+            p = await store.get_player(tx, tid, body.player_id, lock=True)
+            if p is None:
+                raise NotFound(f"player {body.player_id} is not in tournament {tid}")
+            if seen is None:
+                if p.eliminated_at is not None:
+                    raise Conflict(f"player {p.player_id} is eliminated", code="player_eliminated")
+                try:
+                    points = rules.submission_points(
+                        t.config.rule, points=body.points, bet=body.bet, win=body.win
+                    )
+                except ValueError as exc:
+                    raise BadRequest(str(exc), code="bad_submission") from None
+                round = t.current_round
+                await store.insert_submission(
+                    tx, tid, body.submission_id, p.player_id, points, round, now
+                )
+                entries = (*p.entry_scores[:-1], p.entry_scores[-1] + (points or 0.0))
+                score = rules.player_score(t.config.rule, entries)
+                p = replace(
+                    p,
+                    entry_scores=entries,
+                    score=score,
+                    reached_at=now if score != p.score else p.reached_at,
+                    bets=p.bets + (body.bet or 0.0),
+                    wins=p.wins + (body.win or 0.0),
+                )
+                await store.save_player(tx, p)
+        position = await self.positions.update(p)
+        if points is not None:
+            update = {
+                "tournamentId": tid,
+                "playerId": p.player_id,
+                "score": number(p.score),
+                "position": position,
+                "round": round,
+            }
+            await self._publish_now(
+                f"score:{tid}:{body.submission_id}",
+                [
+                    (t.channel, "player.score.updated", update),
+                    (p.channel, "player.score.updated", update),
+                ],
+            )
+        return s.ScoreReply(
+            tournament_id=tid,
+            submission_id=body.submission_id,
+            player_id=p.player_id,
+            points=points,
+            qualified=points is not None,
+            score=p.score,
+            position=position,
+            round=round,
+            duplicate=seen is not None,
+        )
+
+    async def eliminate(self, tid: str, pid: str) -> s.PlayerReply:
+        now = time.time()
+        async with self.db.transaction() as tx:
+            t = await self._tournament(tx, tid, lock=True)
+            p = await store.get_player(tx, tid, pid, lock=True)
+            if p is None:
+                raise NotFound(f"player {pid} is not in tournament {tid}")
+            duplicate = p.eliminated_at is not None
+            if not duplicate:
+                _require(t, Op.ELIMINATE)
+                p = replace(p, eliminated_at=now, elimination_round=t.current_round)
+                await store.save_player(tx, p)
+        position = await self.positions.position(p)
+        assert p.eliminated_at is not None
+        event = {
+            "tournamentId": tid,
+            "playerId": pid,
+            "eliminatedAt": iso(p.eliminated_at),
+            "finalPosition": position,
+            "finalPoints": number(p.score),
+            "eliminationRound": p.elimination_round,
+        }
+        await self._publish_now(
+            f"eliminated:{tid}:{pid}:{p.entries}",
+            [(t.channel, "player.eliminated", event), (p.channel, "player.eliminated", event)],
+        )
+        return self._player_view(t, p, position, duplicate=duplicate)
+
+    # -- rebuys ----------------------------------------------------------------------------
+
+    def _rebuy_view(
+        self, t: Tournament, r: Rebuy, entries: int, *, duplicate: bool = False
+    ) -> s.RebuyReply:
+        return s.RebuyReply(
+            tournament_id=t.id,
+            request_id=r.request_id,
+            player_id=r.player_id,
+            status=r.status,  # type: ignore[arg-type]
+            rebuy_amount=money(r.amount),
+            entry_count=entries,
+            max_entries=t.config.max_entries,
+            remaining_rebuys=rules.remaining_rebuys(entries, t.config.max_entries),
+            error=r.error,
+            duplicate=duplicate,
+        )
+
+    async def rebuy_status(self, tid: str, rid: str) -> s.RebuyReply:
+        t = await self._tournament(self.db, tid)
+        r = await store.get_rebuy(self.db, tid, rid)
+        if r is None:
+            raise NotFound(f"no rebuy request {rid} in tournament {tid}")
+        p = await store.get_player(self.db, tid, r.player_id)
+        return self._rebuy_view(t, r, p.entries if p is not None else r.entries)
+
+    async def request_rebuy(self, tid: str, pid: str) -> s.RebuyReply:
+        """A player asks for a rebuy: ``rebuy.requested`` for the casino backend to decide.
+
+        One request per player is open at a time; asking again returns it.
+
+        Raises:
+            Conflict: the tournament is not running or the player has no rebuys left (a
+                ``rebuy.failed`` is sent to the player too).
+        """
+        now = time.time()
+        refused: Conflict | None = None
+        async with self.db.transaction() as tx:
+            t = await self._tournament(tx, tid, lock=True)
+            p = await store.get_player(tx, tid, pid)
+            if p is None:
+                raise NotFound(f"player {pid} is not in tournament {tid}")
+            open_request = await store.pending_rebuy(tx, tid, pid)
+            if open_request is not None:
+                return self._rebuy_view(t, open_request, p.entries, duplicate=True)
+            c = t.config
+            r = Rebuy(
+                tid, secrets.token_hex(8), pid, "pending", c.rebuy_price, now, None, None, p.entries
+            )
+            batch = _Batch(t)
+            if t.status not in rules.ALLOWED[Op.REBUY]:
+                refused = Conflict(f"tournament {tid} is {t.status.value}", code="not_running")
+            elif p.entries >= c.max_entries:
+                refused = Conflict(
+                    f"player {pid} has all {c.max_entries} entries", code="max_entries"
+                )
+            if refused is not None:
+                r = replace(r, status="failed", decided_at=now, error=refused.message)
+                _failed(batch, t, p, r)
+            else:
+                requested = {
+                    "tournamentId": tid,
+                    "playerId": pid,
+                    "requestId": r.request_id,
+                    "rebuyAmount": money(r.amount),
+                    "currentEntries": p.entries,
+                    "maxEntries": c.max_entries,
+                }
+                batch.add(t.channel, "rebuy.requested", requested)
+                batch.add(p.channel, "rebuy.requested", requested)
+            await store.put_rebuy(tx, r)
+            t = await batch.write(tx, t)
+        await self.flush()
+        if refused is not None:
+            raise refused
+        return self._rebuy_view(t, r, p.entries)
+
+    async def confirm_rebuy(self, tid: str, rid: str) -> s.RebuyReply:
+        """The casino backend took the payment: add the entry, unless the maximum is reached.
+
+        A repeated confirmation is a no-op that returns the confirmed request.
+
+        Raises:
+            Conflict: the request was declined or failed, or it cannot be honoured now
+                (the request then fails, with ``rebuy.failed``).
+        """
+        now = time.time()
+        refused: Conflict | None = None
+        async with self.db.transaction() as tx:
+            t = await self._tournament(tx, tid, lock=True)
+            r = await store.get_rebuy(tx, tid, rid, lock=True)
+            if r is None:
+                raise NotFound(f"no rebuy request {rid} in tournament {tid}")
+            p = await store.get_player(tx, tid, r.player_id, lock=True)
+            assert p is not None
+            if r.status == "confirmed":
+                return self._rebuy_view(t, r, p.entries, duplicate=True)
+            if r.status != "pending":
+                raise Conflict(f"rebuy {rid} is {r.status}", code="rebuy_closed")
+            c = t.config
+            batch = _Batch(t)
+            if t.status not in rules.ALLOWED[Op.REBUY]:
+                refused = Conflict(f"tournament {tid} is {t.status.value}", code="not_running")
+            elif p.entries >= c.max_entries:
+                refused = Conflict(
+                    f"player {p.player_id} has all {c.max_entries} entries", code="max_entries"
+                )
+            if refused is not None:
+                r = replace(r, status="failed", decided_at=now, error=refused.message)
+                _failed(batch, t, p, r)
+            else:
+                p = replace(
+                    p,
+                    entries=p.entries + 1,
+                    paid=p.paid + r.amount,
+                    entry_scores=(*p.entry_scores, 0.0),
+                    eliminated_at=None,
+                    elimination_round=None,
+                )
+                await store.save_player(tx, p)
+                t = replace(t, collected=t.collected + r.amount)
+                r = replace(r, status="confirmed", decided_at=now, entries=p.entries)
+                success = {
+                    "tournamentId": tid,
+                    "playerId": p.player_id,
+                    "requestId": rid,
+                    "newEntryCount": p.entries,
+                    "remainingRebuys": rules.remaining_rebuys(p.entries, c.max_entries),
+                }
+                batch.add(t.channel, "rebuy.success", success)
+                batch.add(p.channel, "rebuy.success", success)
+            await store.put_rebuy(tx, r)
+            t = await batch.write(tx, t)
+        await self.flush()
+        if refused is not None:
+            raise refused
+        return self._rebuy_view(t, r, p.entries)
+
+    async def decline_rebuy(self, tid: str, rid: str, error: str) -> s.RebuyReply:
+        """The casino backend refused (no funds, say): ``rebuy.failed`` with its reason."""
+        now = time.time()
+        async with self.db.transaction() as tx:
+            t = await self._tournament(tx, tid, lock=True)
+            r = await store.get_rebuy(tx, tid, rid, lock=True)
+            if r is None:
+                raise NotFound(f"no rebuy request {rid} in tournament {tid}")
+            p = await store.get_player(tx, tid, r.player_id)
+            assert p is not None
+            if r.status == "declined":
+                return self._rebuy_view(t, r, p.entries, duplicate=True)
+            if r.status != "pending":
+                raise Conflict(f"rebuy {rid} is {r.status}", code="rebuy_closed")
+            r = replace(r, status="declined", decided_at=now, error=error)
+            batch = _Batch(t)
+            _failed(batch, t, p, r)
+            await store.put_rebuy(tx, r)
+            t = await batch.write(tx, t)
+        await self.flush()
+        return self._rebuy_view(t, r, p.entries)
+
+    def _published(self, events: list[Event]) -> None:
+        """A player's ``rebuy.request`` over WebSocket becomes a rebuy request."""
+        for event in events:
+            if event.type == "rebuy.request" and event.channel.startswith("tournament:"):
+                try:
+                    sender = orjson.loads(event.payload)["from"]["id"]
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    continue
+                self._spawn(self._ask(event.channel.split(":", 1)[1], str(sender)))
+
+    async def _ask(self, tid: str, pid: str) -> None:
+        try:
+            await self.request_rebuy(tid, pid)
+        except CroupierError as exc:
+            log.info("rebuy request of %s in %s refused: %s", pid, tid, exc.message)
+        except Exception:
+            log.exception("rebuy request of %s in %s failed", pid, tid)
+
+
+def _require(t: Tournament, op: Op) -> None:
+    try:
+        rules.require(t.status, op)
+    except InvalidTransition as exc:
+        raise Conflict(str(exc), code="invalid_state") from None
+
+
+def _failed(batch: _Batch, t: Tournament, p: Player, r: Rebuy) -> None:
+    failed = {
+        "tournamentId": t.id,
+        "playerId": p.player_id,
+        "requestId": r.request_id,
+        "error": r.error,
+    }
+    batch.add(t.channel, "rebuy.failed", failed)
+    batch.add(p.channel, "rebuy.failed", failed)
+
+
+def _win_notice(t: Tournament, p: Player, r: rules.Placement, now: float) -> dict[str, Any]:
+    """A ``notification`` in the casino player stream's shape, event ``tournament_win``."""
+    message_id = uuid.uuid5(uuid.NAMESPACE_URL, f"croupier:tournament:{t.id}:win:{p.player_id}")
+    starts = t.started_at if t.started_at is not None else t.created_at
+    return {
+        "message_id": str(message_id),
+        "event": "tournament_win",
+        "event_details": {
+            "tournament_id": t.id,
+            "transaction_id": f"{t.id}:{p.player_id}",
+            "tournament_name": t.name,
+            "tournament_points": number(r.points),
+            "tournament_start_date": _casino_time(starts),
+            "tournament_end_date": _casino_time(now),
+            "tournament_position": r.position,
+            "prize_type": 1,
+            "player_id": _casino_id(p.player_id),
+            "casino_id": _casino_id(p.brand),
+            "prize_value": f"{money(r.prize):.2f}",
+            "prize_name": f"{t.name}: position {r.position}",
+            "total_rounds": t.config.rounds,
+            "total_bets": f"{p.bets:.2f}",
+            "total_wins": f"{p.wins:.2f}",
+            "timestamp": _casino_time(now),
+        },
+        "is_read": False,
+        "time": _casino_time(now),
+    }
