@@ -67,6 +67,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_GROUP = 256  # single creates that share one transaction, at most
+# (player, message_id, event, event_details as JSON): one notification, validated.
+_Prepared = tuple["Player", str, str, str]
+
 EVENTS = frozenset(
     {
         "bonus_granted",
@@ -305,6 +309,8 @@ class NotificationsService:
         self._published: list[tuple[str]] = []
         self._flush: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
+        self._queued: list[tuple[_Prepared, int, asyncio.Future[tuple[Row, bool]]]] = []
+        self._inserter: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         await self.db.migrate("notifications", _MIGRATIONS)
@@ -322,6 +328,8 @@ class NotificationsService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._inserter is not None:
+            await asyncio.gather(self._inserter, return_exceptions=True)
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
@@ -352,7 +360,7 @@ class NotificationsService:
         ]
         created = now_ms()
         if len(prepared) == 1:
-            rows = [await self._insert(self.db, *prepared[0], created)]
+            rows = [await self._insert_grouped(prepared[0], created)]
         else:
             async with self.db.transaction() as tx:
                 rows = [await self._insert(tx, *p, created) for p in prepared]
@@ -362,6 +370,42 @@ class NotificationsService:
             (Player(row["brand"], row["player"]), _notification(row), duplicate)
             for row, duplicate in rows
         ]
+
+    async def _insert_grouped(self, prepared: _Prepared, created: int) -> tuple[Row, bool]:
+        """Insert one notification, sharing a transaction with those arriving meanwhile.
+
+        Single creates are the common case and each alone would cost a commit; while one
+        transaction runs, the next ones queue and go in together (at most ``_GROUP``).
+        """
+        fut: asyncio.Future[tuple[Row, bool]] = asyncio.get_running_loop().create_future()
+        self._queued.append((prepared, created, fut))
+        if self._inserter is None or self._inserter.done():
+            self._inserter = asyncio.ensure_future(self._insert_queued())
+        return await fut
+
+    async def _insert_queued(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued[:_GROUP], self._queued[_GROUP:]
+            outcomes: list[tuple[Row, bool] | CroupierError] = []
+            try:
+                async with self.db.transaction() as tx:
+                    for prepared, created, _ in batch:
+                        try:
+                            outcomes.append(await self._insert(tx, *prepared, created))
+                        except Conflict as exc:  # nothing written for it: the rest go on
+                            outcomes.append(exc)
+            except Exception as exc:
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, _, fut), outcome in zip(batch, outcomes, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(outcome, CroupierError):
+                    fut.set_exception(outcome)
+                else:
+                    fut.set_result(outcome)
 
     async def _insert(
         self,
