@@ -844,12 +844,7 @@ class Tournaments:
                 tid, secrets.token_hex(8), pid, "pending", c.rebuy_price, now, None, None, p.entries
             )
             batch = _Batch(t)
-            if t.status not in rules.ALLOWED[Op.REBUY]:
-                refused = Conflict(f"tournament {tid} is {t.status.value}", code="not_running")
-            elif p.entries >= c.max_entries:
-                refused = Conflict(
-                    f"player {pid} has all {c.max_entries} entries", code="max_entries"
-                )
+            refused = _rebuy_refusal(t, p)
             if refused is not None:
                 r = replace(r, status="failed", decided_at=now, error=refused.message)
                 _failed(batch, t, p, r)
@@ -895,12 +890,7 @@ class Tournaments:
                 raise Conflict(f"rebuy {rid} is {r.status}", code="rebuy_closed")
             c = t.config
             batch = _Batch(t)
-            if t.status not in rules.ALLOWED[Op.REBUY]:
-                refused = Conflict(f"tournament {tid} is {t.status.value}", code="not_running")
-            elif p.entries >= c.max_entries:
-                refused = Conflict(
-                    f"player {p.player_id} has all {c.max_entries} entries", code="max_entries"
-                )
+            refused = _rebuy_refusal(t, p)
             if refused is not None:
                 r = replace(r, status="failed", decided_at=now, error=refused.message)
                 _failed(batch, t, p, r)
@@ -978,6 +968,17 @@ def _require(t: Tournament, op: Op) -> None:
         rules.require(t.status, op)
     except InvalidTransition as exc:
         raise Conflict(str(exc), code="invalid_state") from None
+
+
+def _rebuy_refusal(t: Tournament, p: Player) -> Conflict | None:
+    """Why a rebuy cannot be had now (asked for or confirmed), or ``None``."""
+    if t.status not in rules.ALLOWED[Op.REBUY]:
+        return Conflict(f"tournament {t.id} is {t.status.value}", code="not_running")
+    if p.entries >= t.config.max_entries:
+        return Conflict(
+            f"player {p.player_id} has all {t.config.max_entries} entries", code="max_entries"
+        )
+    return None
 
 
 def _failed(batch: _Batch, t: Tournament, p: Player, r: Rebuy) -> None:
