@@ -156,12 +156,17 @@ class PostgresBroker:
         if offset <= max(self._wanted.get(name, 0), self._channels[name]):
             return
         self._wanted[name] = offset
-        if name not in self._fetching:
-            self._spawn(self._fetch(name))
+        self._start_fetch(name)
+
+    def _start_fetch(self, channel: str) -> None:
+        # Marked before the task runs: notifications handled in the same turn must not start
+        # a second reader of the same range (which would hand events over twice, out of order).
+        if channel not in self._fetching:
+            self._fetching.add(channel)
+            self._spawn(self._fetch(channel))
 
     async def _fetch(self, channel: str) -> None:
         """Read the announced range from the log and hand it to the hub, in order."""
-        self._fetching.add(channel)
         try:
             while (
                 channel in self._channels and self._wanted.get(channel, 0) > self._channels[channel]
@@ -212,8 +217,7 @@ class PostgresBroker:
             for channel in list(self._channels):
                 with contextlib.suppress(Unavailable):
                     self._wanted[channel] = (await self._log.position(channel)).offset
-                    if channel not in self._fetching:
-                        self._spawn(self._fetch(channel))
+                    self._start_fetch(channel)
             if self._resync is not None:
                 self._resync()
 
