@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -114,6 +115,30 @@ async def test_a_repeated_message_id_is_a_no_op(service: NotificationsService) -
     assert len(page["notifications"]) == 1
     with pytest.raises(Conflict):
         await service.create([(P2, first)])
+
+
+async def test_single_creates_arriving_together(service: NotificationsService) -> None:
+    """Creates that go in as one statement keep each one's own answer."""
+    mid = str(uuid.uuid4())
+    note = NewNotification(event="bonus_granted", message_id=mid)
+    others = [NewNotification(event="deposit_success") for _ in range(20)]
+    outcomes = await asyncio.gather(
+        service.create([(P1, note)]),
+        service.create([(P1, note)]),  # the same message again: a no-op
+        service.create([(P2, note)]),  # the same message_id for another player
+        *(service.create([(P1, other)]) for other in others),
+        return_exceptions=True,
+    )
+    first, again, taken, *rest = outcomes
+    assert isinstance(first, list)
+    assert first[0][2] is False
+    assert isinstance(again, list)
+    assert again[0][2] is True
+    assert again[0][1]["message_id"] == first[0][1]["message_id"]
+    assert isinstance(taken, Conflict)
+    assert all(isinstance(r, list) and r[0][2] is False for r in rest)
+    assert len(await _events(service, P1)) == 21
+    assert await _events(service, P2) == []
 
 
 async def test_a_batch_is_all_or_nothing(service: NotificationsService) -> None:

@@ -372,10 +372,11 @@ class NotificationsService:
         ]
 
     async def _insert_grouped(self, prepared: _Prepared, created: int) -> tuple[Row, bool]:
-        """Insert one notification, sharing a transaction with those arriving meanwhile.
+        """Insert one notification, in one statement with those arriving meanwhile.
 
-        Single creates are the common case and each alone would cost a commit; while one
-        transaction runs, the next ones queue and go in together (at most ``_GROUP``).
+        Single creates are the common case and each alone would cost a statement and a
+        commit; while one insert runs, the next ones queue and go in together (at most
+        ``_GROUP``).
         """
         fut: asyncio.Future[tuple[Row, bool]] = asyncio.get_running_loop().create_future()
         self._queued.append((prepared, created, fut))
@@ -388,12 +389,31 @@ class NotificationsService:
             batch, self._queued = self._queued[:_GROUP], self._queued[_GROUP:]
             outcomes: list[tuple[Row, bool] | CroupierError] = []
             try:
-                async with self.db.transaction() as tx:
-                    for prepared, created, _ in batch:
-                        try:
-                            outcomes.append(await self._insert(tx, *prepared, created))
-                        except Conflict as exc:  # nothing written for it: the rest go on
-                            outcomes.append(exc)
+                # One statement for the whole group (atomic without a transaction around it);
+                # the rare repeat of a message_id is then looked at on its own.
+                params: list[Any] = []
+                values = []
+                for (who, message_id, event, details), created, _ in batch:
+                    n = len(params)
+                    values.append(
+                        f"(${n + 1}, ${n + 2}, ${n + 3}, ${n + 4}, ${n + 5}, ${n + 6}, NULL, 0)"
+                    )
+                    params += [message_id, who.brand, who.player, event, details, created]
+                inserted = await self.db.fetch(
+                    f"INSERT INTO croupier_notifications ({_COLUMNS}) VALUES {', '.join(values)} "
+                    f"ON CONFLICT (message_id) DO NOTHING RETURNING {_COLUMNS}",
+                    *params,
+                )
+                fresh = {row["message_id"]: row for row in inserted}
+                for prepared, created, _ in batch:
+                    row = fresh.pop(prepared[1], None)
+                    if row is not None:
+                        outcomes.append((row, False))
+                        continue
+                    try:
+                        outcomes.append(await self._insert(self.db, *prepared, created))
+                    except Conflict as exc:  # nothing written for it: the rest go on
+                        outcomes.append(exc)
             except Exception as exc:
                 for _, _, fut in batch:
                     if not fut.done():

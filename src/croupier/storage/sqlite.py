@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -25,6 +26,7 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 _FOR_UPDATE = re.compile(r"\s+FOR\s+UPDATE\b", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=1024)
 def _sqlite_sql(sql: str) -> str:
     # $1 -> ?1 (SQLite's numbered parameters); row locks are implied by the writer lock.
     return _FOR_UPDATE.sub("", _PLACEHOLDER.sub(r"?\1", sql))
