@@ -34,10 +34,22 @@ def new_epoch() -> str:
     return secrets.token_hex(3)
 
 
+# The last whole second formatted, as (second, text): replaced whole, never half-updated.
+_formatted: list[tuple[int, str]] = [(-1, "")]
+
+
 def now_ts(now: float | None = None) -> str:
     """An ISO-8601 UTC timestamp with milliseconds, e.g. ``2026-11-22T09:29:01.123Z``."""
-    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    moment = time.time() if now is None else now
+    second = int(moment // 1)
+    micros = round((moment - second) * 1_000_000)  # rounded as datetime rounds it
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    cached = _formatted[0]
+    if cached[0] != second:  # every publish stamps its events: format each second once
+        cached = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S."))
+        _formatted[0] = cached
+    return f"{cached[1]}{micros // 1000:03d}Z"
 
 
 class Append(msgspec.Struct, frozen=True, gc=False):
