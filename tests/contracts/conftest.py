@@ -21,6 +21,7 @@ from croupier.events import Event
 from croupier.logs import Append, Log, MemoryLog, PostgresLog, SQLiteLog
 from croupier.logs.postgres_schema import migrate
 from croupier.presence import MemoryPresence, Presence, RedisPresence
+from croupier.storage import Database, database_from_url
 from tests.services import fresh_postgres_database, redis_url
 
 
@@ -167,3 +168,17 @@ async def presence(request: pytest.FixtureRequest) -> AsyncIterator[PresenceHarn
                 for _ in range(2)
             ]
         yield PresenceHarness(nodes, secrets.token_hex(4), shared=request.param != "memory")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def services_database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Database]:
+    """An open, empty services' database on each engine."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'services.db'}"
+        else:
+            url = stack.enter_context(fresh_postgres_database())
+        async with database_from_url(url) as database:
+            yield database

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
-from croupier.storage import Database, PostgresDatabase, SQLiteDatabase
-from tests.services import fresh_postgres_database
+from croupier.storage import Database
 
 STEPS = [
     [
@@ -19,25 +16,10 @@ STEPS = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'services.db'}"
-    else:
-        with fresh_postgres_database() as url:
-            yield url
-
-
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database: Database = (
-        PostgresDatabase(database_url)
-        if database_url.startswith("postgres")
-        else SQLiteDatabase.from_url(database_url)
-    )
-    async with database:
-        await database.migrate("test", STEPS)
-        yield database
+async def db(services_database: Database) -> Database:
+    await services_database.migrate("test", STEPS)
+    return services_database
 
 
 async def test_migrations_apply_once(db: Database) -> None:

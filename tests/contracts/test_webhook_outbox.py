@@ -4,41 +4,23 @@ leases that expire, outcomes recorded only by the lease holder, dead letters red
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
 from croupier.events import Event
 from croupier.services.webhooks.outbox import Attempt, DeliveryStatus, Endpoint, Outbox
-from croupier.storage import Database, PostgresDatabase, SQLiteDatabase
-from tests.services import fresh_postgres_database
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'services.db'}"
-    else:
-        with fresh_postgres_database() as url:
-            yield url
+from croupier.storage import Database
 
 
 @pytest.fixture
-async def outbox(database_url: str) -> AsyncIterator[Outbox]:
-    database: Database = (
-        PostgresDatabase(database_url)
-        if database_url.startswith("postgres")
-        else SQLiteDatabase.from_url(database_url)
+async def outbox(services_database: Database) -> Outbox:
+    box = Outbox(services_database)
+    await box.migrate()
+    await box.migrate()  # again: nothing to do
+    await box.add_endpoint(
+        Endpoint("wh_a", "http://127.0.0.1:9/", ("*",), "s" * 16, True, "", 1.0, 1.0)
     )
-    async with database:
-        box = Outbox(database)
-        await box.migrate()
-        await box.migrate()  # again: nothing to do
-        await box.add_endpoint(
-            Endpoint("wh_a", "http://127.0.0.1:9/", ("*",), "s" * 16, True, "", 1.0, 1.0)
-        )
-        yield box
+    return box
 
 
 def _event(offset: int | None, channel: str = "tournament:1") -> Event:
