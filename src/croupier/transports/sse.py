@@ -32,7 +32,7 @@ from ..events import Event, Position
 from ..gateway import Gateway
 from ..hub import SubscribeResult
 from ..logs import now_ts
-from .common import GATEWAY, check_origin, new_client_id, token_from_request
+from .common import GATEWAY, BoundedOutbox, check_origin, new_client_id, token_from_request
 
 __all__ = [
     "Dialect",
@@ -103,7 +103,7 @@ class _Watch:
         self.conn.lost()
 
 
-class SseConnection:
+class SseConnection(BoundedOutbox):
     """One client's event stream: a :class:`~croupier.hub.Sink` that writes to the socket.
 
     Until :meth:`start`, pushes are held in order; after it they go to the transport.
@@ -111,7 +111,6 @@ class SseConnection:
 
     __slots__ = (
         "_expiry",
-        "backlog",
         "channels",
         "claims",
         "client",
@@ -120,9 +119,7 @@ class SseConnection:
         "done",
         "gateway",
         "held",
-        "max_bytes",
         "max_held",
-        "max_messages",
         "transport",
         "wire",
     )
@@ -137,10 +134,8 @@ class SseConnection:
         self.channels: dict[str, NamespaceRules] = {}
         self.transport: asyncio.Transport | None = None
         self.held: list[tuple[bytes, Event | None]] | None = []
-        self.max_messages = limits.outbox_messages
-        self.max_bytes = limits.outbox_bytes
+        BoundedOutbox.__init__(self, limits)
         self.max_held = limits.recover_max + limits.outbox_messages
-        self.backlog = 0
         self.closed = False
         self.done = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
@@ -158,15 +153,7 @@ class SseConnection:
             return
         transport = self.transport
         assert transport is not None
-        size = transport.get_write_buffer_size()
-        if size:
-            self.backlog += 1
-            if self.backlog > self.max_messages or size > self.max_bytes:
-                self._slow_consumer()
-                return
-        else:
-            self.backlog = 0
-        transport.write(frame)
+        self.write_bounded(transport, frame)
 
     def send(self, frame: bytes) -> None:
         """Queue a frame that is not an event (keep-alive, reset, error)."""

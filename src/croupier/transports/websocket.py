@@ -47,6 +47,7 @@ from ..gateway import Gateway, PublishRequest
 from ..hub import SubscribeResult
 from .common import (
     GATEWAY,
+    BoundedOutbox,
     RequestHead,
     check_origin,
     new_client_id,
@@ -78,7 +79,7 @@ def max_message_bytes(limits: Limits) -> int:
     return max(limits.max_frame_bytes * 4, 1 << 20)
 
 
-class WsConnection:
+class WsConnection(BoundedOutbox):
     """One client's WebSocket: a :class:`~croupier.hub.Sink` and the session's executor.
 
     The transport feeds it complete client messages, through :meth:`receive` (the lean
@@ -87,15 +88,12 @@ class WsConnection:
 
     wire = "ws"
     __slots__ = (
-        "backlog",
         "client",
         "closed",
         "gateway",
         "inbox",
         "last_ping",
         "last_seen",
-        "max_bytes",
-        "max_messages",
         "session",
         "task",
         "transport",
@@ -110,9 +108,7 @@ class WsConnection:
         limits = gateway.settings.limits
         now = time.monotonic()
         self.session = Session(gateway.settings, gateway.auth.verify_token, claims, now)
-        self.max_messages = limits.outbox_messages
-        self.max_bytes = limits.outbox_bytes
-        self.backlog = 0
+        BoundedOutbox.__init__(self, limits)
         self.closed = False
         self.last_seen = now  # the client's last message (pongs do not count)
         self.last_ping = now
@@ -127,18 +123,8 @@ class WsConnection:
     # -- the hot path ----------------------------------------------------------------------
 
     def push(self, frame: bytes, event: Event | None = None) -> None:
-        if self.closed:
-            return
-        transport = self.transport
-        size = transport.get_write_buffer_size()
-        if size:
-            self.backlog += 1
-            if self.backlog > self.max_messages or size > self.max_bytes:
-                self._slow_consumer()
-                return
-        else:
-            self.backlog = 0
-        transport.write(frame)
+        if not self.closed:
+            self.write_bounded(self.transport, frame)
 
     def send(self, payload: bytes) -> None:
         self.push(ws_frame(payload))
