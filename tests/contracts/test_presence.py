@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.contracts.conftest import PRESENCE_TTL, PresenceHarness
 from tests.support import timeout
 
@@ -58,9 +60,9 @@ async def test_nodes_see_each_other(presence: PresenceHarness) -> None:
     assert clients == {"c-1", "c-2"}
 
 
+@pytest.mark.parametrize("presence", ["redis"], indirect=True)  # in-process dies with it
 async def test_a_dead_nodes_entries_expire(presence: PresenceHarness) -> None:
-    if not presence.shared:
-        return  # one process: its members go when the process does
+    assert presence.shared
     one, two = presence.nodes
     channel = presence.ch("lobby")
     await one.join(channel, "c-1", {"id": "p1"})
