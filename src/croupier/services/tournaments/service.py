@@ -35,6 +35,8 @@ from ...events import Event
 from ...gateway import Gateway, PublishRequest
 from ...storage import Database, Transaction
 from ..leaderboards import Leaderboards
+from ..notifications import keep_published, migrate_table
+from ..players import Player as Recipient
 from . import rules, store
 from . import schemas as s
 from .positions import LeaderboardPositions, Positions, TablePositions, board_of
@@ -210,6 +212,7 @@ class Tournaments:
 
     async def __aenter__(self) -> Self:
         await self.db.migrate("tournaments", store.MIGRATIONS)
+        await migrate_table(self.db)  # a win is kept in the notification centre
         self.gateway.on_publish(self._published)
         if self.leaderboards is not None:
             # A crash between a start and its watch would leave the board unwatched.
@@ -567,7 +570,9 @@ class Tournaments:
                 },
             )
             if r.prize > 0:
-                batch.add(p.channel, "notification", _win_notice(t, p, r, now))
+                notice = _win_notice(t, p, r, now)
+                await keep_published(tx, Recipient(p.brand, p.player_id), notice, now)
+                batch.add(p.channel, "notification", notice)
 
     async def _refund(self, tx: Transaction, t: Tournament, batch: _Batch, now: float) -> None:
         refunds = [(p.player_id, p.brand, p.paid) for p in await store.players(tx, t.id)]
