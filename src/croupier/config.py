@@ -187,6 +187,8 @@ class Settings:
     trim_interval: float = 60.0
     generated_secret: bool = False  # true when no secret was configured (local use)
     bridges: BridgeSettings = field(default_factory=BridgeSettings)
+    # `croupier serve --demo` only: the well-known key the console is handed (never secret).
+    demo_key: str | None = None
 
     def rules_for(self, namespace: str) -> NamespaceRules | None:
         rules = self.namespaces.get(namespace)
