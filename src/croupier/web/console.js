@@ -208,7 +208,14 @@ function follow(client, name, channel) {
   console_.subs[name]?.unsubscribe();
   const sub = client.subscribe(channel);
   console_.subs[name] = sub;
+  live(sub, `${name}-panel`);
   return sub;
+}
+
+function live(sub, panel) {
+  // The panel says when its channel is live (and dims while it is not).
+  $(panel).dataset.live = "";
+  sub.on("subscribed", () => ($(panel).dataset.live = sub.channel));
 }
 
 async function watchTournament() {
@@ -351,6 +358,7 @@ async function watchPlayer() {
   const client = new Client({ token: await refresh(), refreshToken: refresh });
   console_.player = client;
   const sub = client.subscribe(`player:${brand}:${player}`);
+  live(sub, "player-panel");
   sub.on("subscribed", () => reload());
   sub.on("reset", () => reload());
   sub.on("notification", (data) => {

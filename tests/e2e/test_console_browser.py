@@ -1,0 +1,161 @@
+"""The operator console in real Chromium: it signs in, and its panels follow the server.
+
+Everything the panels show is published here through the HTTP API, in the shapes the
+services use, while the page is watched for console errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.e2e.browser import chromium, publish, wait_for
+from tests.support import API_KEY, ServerProcess, running_server, timeout
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+
+def _post(server: ServerProcess, path: str, body: Any) -> Any:
+    r = httpx.post(
+        server.url + path,
+        content=orjson.dumps(body),
+        headers=server.headers,
+        timeout=timeout(10),
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _text(page: Any, selector: str) -> str:
+    text: str = page.locator(selector).inner_text()
+    return text
+
+
+def test_console_signs_in_and_its_panels_update(tmp_path: Path) -> None:
+    errors: list[str] = []
+    with running_server(tmp_path) as server, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url + "/")
+
+        # Not a demo server: the operator pastes a key; a wrong one is refused.
+        page.locator("#signin").wait_for(state="visible", timeout=timeout(10) * 1000)
+        page.fill("#key", "not-a-key")
+        page.click("#signin button")
+        wait_for(page, "document.getElementById('signin-error').textContent !== ''", 10)
+        errors.clear()  # the browser logs the refused request's 401 itself
+        page.fill("#key", API_KEY)
+        page.click("#signin button")
+        wait_for(page, "document.getElementById('state').textContent === 'connected'", 15)
+        assert page.evaluate("sessionStorage.getItem('croupier.apiKey')") == API_KEY
+        for panel in ("tournament", "match", "player"):
+            wait_for(page, f"document.getElementById('{panel}-panel').dataset.live", 15)
+
+        # Nodes: this server, with the console's own two connections.
+        wait_for(
+            page, f"document.getElementById('nodes').textContent.includes('{server.port}')", 10
+        )
+        wait_for(page, "Number(document.getElementById('total-connections').textContent) >= 2", 10)
+
+        # A tournament's leaderboard, from score updates and then a full board.
+        score = {"tournamentId": "demo", "round": 1}
+        publish(
+            server,
+            "tournament:demo",
+            "player.score.updated",
+            {**score, "playerId": "p-ann", "score": 100, "position": 2},
+        )
+        publish(
+            server,
+            "tournament:demo",
+            "player.score.updated",
+            {**score, "playerId": "p-bob", "score": 250, "position": 1},
+        )
+        wait_for(page, "document.querySelectorAll('#leaderboard tr').length === 2", 10)
+        assert _text(page, "#leaderboard tr:first-child").split("\t")[1] == "p-bob"
+        board = [
+            {"position": 1, "playerId": "p-ann", "displayName": "Ann", "score": 900},
+            {"position": 2, "playerId": "p-bob", "displayName": "Bob", "score": 250},
+            {"position": 3, "playerId": "p-cy", "displayName": "Cy", "score": 10},
+        ]
+        publish(
+            server,
+            "tournament:demo",
+            "leaderboard.updated",
+            {"tournamentId": "demo", "leaderboard": board, "lastUpdated": "2026-01-01T00:00:00Z"},
+        )
+        wait_for(page, "document.querySelectorAll('#leaderboard tr').length === 3", 10)
+        assert _text(page, "#leaderboard tr:first-child").split("\t")[1] == "Ann"
+
+        # A match: a score update, a reactions summary and the viewer count.
+        publish(
+            server,
+            "match:demo",
+            "score.updated",
+            {
+                "eventId": "demo",
+                "sport": "cricket",
+                "seq": 1,
+                "update": {"over": 0, "ball": 1, "runs": 4},
+                "snapshot": {"runs": 4, "wickets": 0, "overs": "0.1"},
+            },
+        )
+        publish(
+            server,
+            "match:demo",
+            "reactions.summary",
+            {
+                "eventId": "demo",
+                "window": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:01Z"},
+                "total": 15,
+                "counts": {"🔥": 12, "👏": 3},
+                "samples": [{"id": "v1", "emoji": "🔥", "comment": "what a shot"}],
+            },
+            ephemeral=True,
+        )
+        publish(
+            server,
+            "match:demo",
+            "viewers.count",
+            {"eventId": "demo", "viewers": 42, "peak": 57},
+            ephemeral=True,
+        )
+        wait_for(page, "document.getElementById('viewers').textContent === '42'", 10)
+        wait_for(page, "document.getElementById('reactions').dataset.total === '15'", 10)
+        wait_for(page, "document.getElementById('match-updates').children.length === 1", 10)
+        assert "runs4" in _text(page, "#scoreboard").replace(" ", "").replace("\n", "")
+        assert _text(page, "#viewers-peak") == "57"
+        assert "🔥 12" in _text(page, "#reactions")
+        assert "what a shot" in _text(page, "#reaction-samples")
+
+        # The player's notification centre: a notification and a coin balance arrive.
+        _post(
+            server,
+            "/api/v1/players/1001/p1/notifications",
+            {
+                "message_id": "3c2f7a1e-0000-4000-8000-000000000001",
+                "event": "bonus_granted",
+                "event_details": {"amount": 5},
+            },
+        )
+        _post(
+            server,
+            "/api/v1/players/1001/p1/coins/earn",
+            {"amount": 500, "idempotency_key": "earn-1"},
+        )
+        wait_for(page, "document.querySelectorAll('#notifications li').length === 1", 10)
+        wait_for(page, "document.getElementById('unread').textContent === '1'", 10)
+        wait_for(page, "document.getElementById('coins').textContent === '500'", 10)
+        page.click("#mark-read")
+        wait_for(page, "document.getElementById('unread').textContent === '0'", 10)
+
+        # Channels with their subscribers, and the rate chart drawn from the samples.
+        wait_for(page, "document.getElementById('channels').textContent.includes('match:demo')", 10)
+        wait_for(page, "Number(document.getElementById('rates').dataset.points) >= 2", 15)
+        page.screenshot(path=str(tmp_path / "console.png"))
+    assert errors == []
