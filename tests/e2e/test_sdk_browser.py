@@ -206,3 +206,42 @@ def test_sdk_is_served_as_module_and_classic_script(tmp_path: Path) -> None:
     assert {"Client", "GameBridge", "CasinoBridge", "backoffDelay"} <= set(names)
     assert delays == [1000, 2000, 4000, 8000, 16000, 30000, 30000]
     assert 500 <= jittered < 1000
+
+
+def test_sdk_pings_and_refreshes_its_token_before_it_expires(tmp_path: Path) -> None:
+    """A server that closes silent connections after 2 s and a token good for 4 s: the SDK
+    pings on the server's interval and swaps in a fresh token, so the connection lives."""
+    config = tmp_path / "croupier.toml"
+    config.write_text("[limits]\nping_interval = 1\n")
+    refreshed: list[str] = []
+
+    def fresh_token() -> str:
+        refreshed.append("yes")
+        return token("fan", ttl=60)
+
+    with running_server(tmp_path, config=config) as server, chromium() as browser:
+        page = browser.new_page()
+        page.goto(server.url + "/healthz")
+        page.expose_function("freshToken", fresh_token)
+        page.evaluate(
+            """async ([token]) => {
+              const { Client } = await import("/sdk/croupier.js");
+              window.states = [];
+              window.got = [];
+              const client = new Client({ token, refreshToken: () => window.freshToken() });
+              client.on("state", (s) => window.states.push(s.state));
+              client.on("disconnect", (m) => window.states.push(m.code));
+              const sub = client.subscribe("tournament:alive");
+              sub.on("t.tick", (d) => window.got.push(d.n));
+              await new Promise((ok) => sub.on("subscribed", ok));
+            }""",
+            [token("fan", ttl=4)],
+        )
+        # Past the first token's expiry and many idle timeouts. (Waiting through Playwright
+        # lets it answer the page's calls to freshToken meanwhile.)
+        page.wait_for_timeout((timeout(2) + 5) * 1000)
+        publish(server, "tournament:alive", "t.tick", {"n": 1})
+        wait_for(page, "window.got.length === 1", 10)
+        states = page.evaluate("window.states")
+    assert refreshed, states
+    assert states == ["connecting", "connected"], states  # never dropped
