@@ -3,6 +3,9 @@
 // No build step and no dependencies. Served as an ES module at /sdk/croupier.js; the server
 // also serves /sdk/croupier.classic.js, the same source as a classic script that defines
 // `window.Croupier`. Both are documented in docs/sdk.md.
+//
+// One file on purpose, though it holds two concepts (the client, then the bridge): a page
+// loads it with one request, and an integrator can vendor it as it is.
 
 const VERSION = "1.0.0";
 
@@ -470,10 +473,14 @@ export class Client extends Emitter {
 
   _sendSubscribe(sub) {
     const id = this._nextId++;
-    const since = sub.position && sub.position.epoch ? sub.position : null;
+    // A position without an epoch (a single-channel event stream's start, before its first
+    // event) cannot be checked by the server: it answers recovered:false, and the app reloads
+    // rather than silently missing what happened meanwhile.
+    const since = sub.position ? { offset: sub.position.offset, epoch: sub.position.epoch ?? "" }
+      : null;
     this._pending.set(id, { kind: "subscribe", sub, since });
     const message = { type: "subscribe", channel: sub.channel, id };
-    if (since) message.since = { offset: since.offset, epoch: since.epoch };
+    if (since) message.since = since;
     this._send(message);
   }
 
