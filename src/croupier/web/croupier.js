@@ -311,7 +311,8 @@ export class Client extends Emitter {
   // -- state -------------------------------------------------------------------------------
 
   _setState(state, detail = {}) {
-    if (!STATES.includes(state) || state === this.state) return;
+    // Every reconnect attempt is announced (with its delay); other states once.
+    if (!STATES.includes(state) || (state === this.state && state !== "reconnecting")) return;
     const previous = this.state;
     this.state = state;
     this._emit("state", { state, previous, transport: this.transport, ...detail });
