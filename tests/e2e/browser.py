@@ -78,8 +78,11 @@ class Publisher(threading.Thread):
     """Publishes ``total`` events ``{"n": 1…total}`` on each of ``channels`` in order,
     retrying each until the server takes it (idempotency keys make a retry safe)."""
 
-    def __init__(self, server: ServerProcess, channels: list[str], total: int) -> None:
+    def __init__(
+        self, server: ServerProcess, channels: list[str], total: int, interval: float = 0.02
+    ) -> None:
         super().__init__(daemon=True)
+        self.interval = interval
         self.server = server
         self.channels = channels
         self.total = total
@@ -94,7 +97,7 @@ class Publisher(threading.Thread):
                     for channel in self.channels:
                         self._publish(client, channel, n)
                     self.sent = n
-                    time.sleep(0.02)
+                    time.sleep(self.interval)
         except BaseException as exc:  # reported by the test
             self.error = exc
 

@@ -47,15 +47,21 @@ def _counts(channels: list[str]) -> str:
 
 
 def _run_restarts(page: Any, server: ServerProcess, channels: list[str]) -> Publisher:
-    """Publish TOTAL events per channel while the server stops gracefully, then crashes."""
-    publisher = Publisher(server, channels, TOTAL)
+    """Publish TOTAL events per channel while the server stops gracefully, then crashes.
+
+    Returns once the page has every event and has connected a third time.
+    """
+    publisher = Publisher(server, channels, TOTAL, interval=0.05)
     publisher.start()
     done = _counts(channels)
+    connected = "window.states.filter((s) => s[0] === 'connected').length >= {n}"
     wait_for(page, done.format(n=15), 20)
     server.stop()  # graceful: clients are told to reconnect
     server.start()
-    wait_for(page, done.format(n=35), 30)
+    wait_for(page, connected.format(n=2), 30)
+    wait_for(page, done.format(n=30), 30)
     server.restart()  # a crash: connections just drop
+    wait_for(page, connected.format(n=3), 30)
     publisher.join(timeout(60))
     assert publisher.error is None, publisher.error
     assert publisher.sent == TOTAL
