@@ -110,21 +110,3 @@ def test_rates_are_per_second_and_never_negative() -> None:
     assert rates((10.0, 100, 1000), (12.0, 160, 1400)) == (30.0, 200.0)
     assert rates((10.0, 100, 1000), (10.0, 160, 1400)) == (0.0, 0.0)
     assert rates((10.0, 100, 1000), (11.0, 50, 900)) == (0.0, 0.0)  # counters restarted
-
-
-async def test_every_node_sees_the_others_through_the_shared_database(tmp_path: Path) -> None:
-    from croupier.services.stats import NodeStats
-    from croupier.storage import SQLiteDatabase
-
-    settings = Settings(database_url="memory://")
-    async with SQLiteDatabase(str(tmp_path / "services.db")) as db:
-        one = NodeStats(Gateway(settings), db, interval=3600)
-        two = NodeStats(Gateway(settings), db, interval=3600)
-        async with one, two:
-            one.gateway.metrics.published += 30
-            one.sample()
-            await one._share()
-            report = await two.report()
-    assert [n.id for n in report.nodes] == [two.id, one.id]
-    assert report.nodes[1].published == 30
-    assert report.nodes[1].series[-1].published > 0
