@@ -1,9 +1,11 @@
 """Node statistics for the operator console: connections, channels and event rates.
 
 Every node samples its own counters once a second and keeps the last two minutes in memory.
-Every few seconds it also writes its latest figures and recent series to the services'
-database, so ``GET /api/v1/stats`` on any node lists every node that wrote lately: with
-PostgreSQL behind many nodes the console sees them all, with no other channel between them.
+When it has peers (a broker other than ``local://``), it also writes its latest figures and
+recent series to the services' database every few seconds, so ``GET /api/v1/stats`` on any
+node lists every node that wrote lately: with PostgreSQL behind many nodes the console sees
+them all, with no other channel between them. A single node never touches the database for
+this.
 """
 
 from __future__ import annotations
@@ -112,6 +114,8 @@ class NodeStats:
         settings = gateway.settings
         self.address = f"{settings.host}:{settings.port}"
         self.started = int(time.time() * 1000)
+        # With the local broker there is no other node to tell, nor to hear from.
+        self.shared = not settings.broker_url.startswith("local:")
         self.series: deque[Sample] = deque(maxlen=SERIES)
         self._last = self._reading()
         self._task: asyncio.Task[None] | None = None
@@ -174,7 +178,7 @@ class NodeStats:
             await asyncio.sleep(self.interval)
             self.sample()
             n += 1
-            if n % self.share_every == 0:
+            if self.shared and n % self.share_every == 0:
                 try:
                     await self._share()
                 except Exception:  # the database is down: the console shows this node only
@@ -199,6 +203,8 @@ class NodeStats:
         """Every node seen in the last ``STALE`` seconds, this one first and up to date."""
         own = self.own()
         nodes = [own]
+        if not self.shared:
+            return _totals(own.id, nodes)
         since = int(time.time() * 1000) - int(STALE * 1000)
         try:
             rows = await self.db.fetch(
@@ -213,14 +219,7 @@ class NodeStats:
         for row in rows:
             with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
                 nodes.append(msgspec.json.decode(row["doc"], type=NodeReply))
-        return StatsReply(
-            node=self.id,
-            nodes=nodes,
-            connections=sum(n.connections for n in nodes),
-            subscriptions=sum(n.subscriptions for n in nodes),
-            publishedPerSecond=round(sum(n.publishedPerSecond for n in nodes), 2),
-            deliveredPerSecond=round(sum(n.deliveredPerSecond for n in nodes), 2),
-        )
+        return _totals(own.id, nodes)
 
     async def _stats(self, request: web.Request) -> web.Response:
         gateway: Gateway = request.app[GATEWAY]
@@ -249,6 +248,17 @@ class NodeStats:
                 errors=(401, 403),
             )
         ]
+
+
+def _totals(node: str, nodes: list[NodeReply]) -> StatsReply:
+    return StatsReply(
+        node=node,
+        nodes=nodes,
+        connections=sum(n.connections for n in nodes),
+        subscriptions=sum(n.subscriptions for n in nodes),
+        publishedPerSecond=round(sum(n.publishedPerSecond for n in nodes), 2),
+        deliveredPerSecond=round(sum(n.deliveredPerSecond for n in nodes), 2),
+    )
 
 
 _NODE: dict[str, Any] = {
