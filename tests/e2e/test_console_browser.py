@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.browser import chromium, publish, wait_for
 from tests.support import API_KEY, ServerProcess, running_server, timeout
+from tests.support import token as token_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -159,3 +160,36 @@ def test_console_signs_in_and_its_panels_update(tmp_path: Path) -> None:
         wait_for(page, "Number(document.getElementById('rates').dataset.points) >= 2", 15)
         page.screenshot(path=str(tmp_path / "console.png"))
     assert errors == []
+
+
+def test_console_lists_every_node_of_a_cluster(tmp_path: Path) -> None:
+    """Two nodes on PostgreSQL: the console on one shows both, with the other's clients."""
+    from tests.e2e.cluster import cluster
+    from tests.services import fresh_postgres_database
+
+    with (
+        fresh_postgres_database("croupier_console") as url,
+        cluster(tmp_path, 2, {"CROUPIER_DATABASE_URL": url, "CROUPIER_BROKER_URL": url}) as nodes,
+        chromium() as browser,
+    ):
+        # A player on the second node.
+        other = browser.new_page()
+        other.goto(nodes[1].url + "/healthz")
+        other.evaluate(
+            """async ([token]) => {
+              const { Client } = await import("/sdk/croupier.js");
+              const sub = new Client({ token }).subscribe("tournament:cluster");
+              await new Promise((ok) => sub.on("subscribed", ok));
+            }""",
+            [token_for("fan")],
+        )
+        page = browser.new_page()
+        page.goto(nodes[0].url + "/")
+        page.evaluate("(key) => sessionStorage.setItem('croupier.apiKey', key)", API_KEY)
+        page.reload()
+        wait_for(page, "document.querySelectorAll('#nodes tr').length === 2", 30)
+        text = _text(page, "#nodes")
+        rows = [line.split("\t") for line in text.splitlines()]
+        wait_for(page, "Number(document.getElementById('total-connections').textContent) >= 3", 15)
+    assert any(f":{nodes[0].port}" in r[1] for r in rows)
+    assert any(f":{nodes[1].port}" in r[1] for r in rows)
