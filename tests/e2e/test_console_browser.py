@@ -193,3 +193,44 @@ def test_console_lists_every_node_of_a_cluster(tmp_path: Path) -> None:
         wait_for(page, "Number(document.getElementById('total-connections').textContent) >= 3", 15)
     assert any(f":{nodes[0].port}" in r[1] for r in rows)
     assert any(f":{nodes[1].port}" in r[1] for r in rows)
+
+
+def test_console_follows_a_running_tournament_of_the_service(tmp_path: Path) -> None:
+    """The tournament panel picks the running tournament, loads its standings, and moves
+    with the scores the tournament service publishes."""
+    errors: list[str] = []
+    with running_server(tmp_path) as server, chromium() as browser:
+        base = "/api/v1/tournaments"
+        _post(server, base, {"name": "Cup", "id": "cup1", "scoring": {"rule": "points"}})
+        _post(server, f"{base}/cup1/open", {})
+        for player, name in (("p-ann", "Ann"), ("p-bob", "Bob")):
+            _post(
+                server,
+                f"{base}/cup1/players",
+                {"playerId": player, "brand": "1001", "displayName": name},
+            )
+        _post(server, f"{base}/cup1/start", {})
+        _post(
+            server,
+            f"{base}/cup1/scores",
+            {"submissionId": "s1", "playerId": "p-ann", "points": 300},
+        )
+
+        page = browser.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(server.url + "/")
+        page.evaluate("(key) => sessionStorage.setItem('croupier.apiKey', key)", API_KEY)
+        page.reload()
+        wait_for(page, "document.getElementById('tournament-panel').dataset.live", 15)
+        assert page.input_value("#tournament-id") == "cup1"
+        wait_for(page, "document.querySelectorAll('#leaderboard tr').length === 2", 10)
+        assert _text(page, "#leaderboard tr:first-child").split("\t")[1] == "Ann"
+        assert "running" in _text(page, "#tournament-status")
+
+        _post(
+            server,
+            f"{base}/cup1/scores",
+            {"submissionId": "s2", "playerId": "p-bob", "points": 500},
+        )
+        wait_for(page, "document.querySelector('#leaderboard tr').textContent.includes('Bob')", 10)
+    assert errors == []

@@ -218,19 +218,34 @@ function live(sub, panel) {
   sub.on("subscribed", () => ($(panel).dataset.live = sub.channel));
 }
 
+async function tournaments() {
+  // Known tournaments, newest first (none without the service). Asking only about these
+  // keeps the browser from logging a 404 for a made-up id.
+  if (!console_.paths.has("/api/v1/tournaments")) return [];
+  const list = await api("/api/v1/tournaments?limit=100").catch(() => null);
+  return (list && list.tournaments) || [];
+}
+
 async function watchTournament() {
   const input = $("tournament-id");
+  const known = await tournaments();
   if (!input.value) {
-    input.value = "demo";
-    if (console_.paths.has("/api/v1/tournaments")) {
-      const list = await api("/api/v1/tournaments?status=running&limit=1").catch(() => null);
-      const first = list && (list.tournaments || list.items || [])[0];
-      if (first && (first.id || first.tournamentId)) input.value = first.id || first.tournamentId;
-    }
+    const running = known.find((t) => t.status === "running") || known[0];
+    input.value = running ? running.id : "demo";
   }
   input.onchange = () => watchTournament();
   const id = input.value.trim();
   const board = new Map();
+  const load = async () => {
+    // The standings so far, for a tournament the service knows; events keep them current.
+    if (!known.some((t) => t.id === id)) return;
+    const page = await api(`/api/v1/tournaments/${encodeURIComponent(id)}/players?limit=10`)
+      .catch(() => null);
+    for (const p of (page && page.players) || []) board.set(p.playerId, { ...p });
+    render();
+    const t = known.find((k) => k.id === id);
+    status(`${t.status} · ${t.playerCount ?? board.size} players`);
+  };
   const render = () => {
     const rows = [...board.values()].sort((a, b) => (a.position ?? 1e9) - (b.position ?? 1e9)
       || b.score - a.score).slice(0, 10);
@@ -242,6 +257,7 @@ async function watchTournament() {
   const status = (text) => ($("tournament-status").textContent = text);
   status(`tournament:${id}`);
   const sub = follow(console_.ops, "tournament", `tournament:${id}`);
+  sub.on("subscribed", (s) => s.resumed || load());
   sub.on("leaderboard.updated", (data) => {
     board.clear();
     for (const entry of data.leaderboard || []) board.set(entry.playerId, { ...entry });
@@ -260,29 +276,55 @@ async function watchTournament() {
   sub.on("reset", () => {
     board.clear();
     render();
+    load();
   });
 }
 
 // -- a match: score, reactions, viewers --------------------------------------------------------
 
+async function sportingEvents() {
+  if (!console_.paths.has("/api/v1/sports/events")) return [];
+  const list = await api("/api/v1/sports/events").catch(() => null);
+  const events = list && (Array.isArray(list) ? list : list.events || list.items || []);
+  return (events || []).map((e) => ({ ...e, eventId: e.eventId ?? e.id }));
+}
+
+function hasPath(pattern) {
+  return [...console_.paths].some((path) => pattern.test(path));
+}
+
 async function watchMatch() {
   const input = $("match-id");
+  const known = await sportingEvents();
   if (!input.value) {
-    input.value = "demo";
-    if (console_.paths.has("/api/v1/sports/events")) {
-      const list = await api("/api/v1/sports/events").catch(() => null);
-      const events = list && (Array.isArray(list) ? list : list.events || list.items || []);
-      const live = events && (events.find((e) => e.status === "live") || events[0]);
-      if (live && (live.eventId || live.id)) input.value = live.eventId || live.id;
-    }
+    const live = known.find((e) => e.status === "live") || known[0];
+    input.value = live && live.eventId ? live.eventId : "demo";
   }
   input.onchange = () => watchMatch();
   const id = input.value.trim();
+  const load = async () => {
+    // The scoreboard and audience so far, for an event the sports service knows.
+    if (!known.some((e) => e.eventId === id)) return;
+    const base = `/api/v1/sports/events/${encodeURIComponent(id)}`;
+    if (hasPath(/^\/api\/v1\/sports\/events\/\{[^}]+\}\/snapshot$/)) {
+      const snap = await api(`${base}/snapshot`).catch(() => null);
+      if (snap) renderScoreboard(snap.snapshot ?? snap.scoreboard ?? snap);
+    }
+    if (hasPath(/^\/api\/v1\/sports\/events\/\{[^}]+\}\/viewers$/)) {
+      const audience = await api(`${base}/viewers`).catch(() => null);
+      if (audience) {
+        $("viewers").textContent = fmt(audience.viewers);
+        $("viewers-peak").textContent = fmt(audience.peak);
+      }
+    }
+  };
   $("scoreboard").replaceChildren();
   $("match-updates").replaceChildren();
   $("reactions").replaceChildren();
   $("reaction-samples").replaceChildren();
   const sub = follow(console_.ops, "match", `match:${id}`);
+  sub.on("subscribed", (s) => s.resumed || load());
+  sub.on("reset", () => load());
   const addUpdate = (text) => {
     const list = $("match-updates");
     list.prepend(el("li", text, { class: "flash" }));
