@@ -83,7 +83,7 @@ def test_sdk_resumes_without_loss_after_restarts(tmp_path: Path) -> None:
         page.evaluate(FOLLOW, [channels, token("fan"), {"transport": "websocket"}])
         wait_for(page, "window.subscribed.length === 1", 10)
         publisher = _run_restarts(page, server, channels)
-        time.sleep(0.3)  # a duplicate would show up now
+        time.sleep(timeout(0.3))  # a duplicate would show up now
         got = page.evaluate("window.got")
         states = page.evaluate("window.states")
         resets = page.evaluate("window.resets")
@@ -134,7 +134,7 @@ def test_sdk_falls_back_to_sse_when_websocket_is_refused(tmp_path: Path) -> None
         wait_for(page, "window.client.transport === 'sse'", 20)
         refused = proxy.refused
         publisher = _run_restarts(page, server, channels)
-        time.sleep(0.3)
+        time.sleep(timeout(0.3))
         got = page.evaluate("window.got")
         states = page.evaluate("window.states")
         publish_error = page.evaluate(
