@@ -191,6 +191,8 @@ class Settings:
     bridges: BridgeSettings = field(default_factory=BridgeSettings)
     # The TOML tables the game services read themselves (e.g. ``[webhooks]``), as written.
     services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # `croupier serve --demo` only: the well-known key the console is handed (never secret).
+    demo_key: str | None = None
 
     def rules_for(self, namespace: str) -> NamespaceRules | None:
         rules = self.namespaces.get(namespace)

@@ -50,8 +50,10 @@ ServiceFactory = Callable[["Gateway", "Database"], Service]
 
 def service_factories() -> list[ServiceFactory]:
     """Every service the server runs, in start order."""
+    from ..web import WebAssets
     from .balances import BalancesService
     from .notifications import NotificationsService
+    from .stats import NodeStats
     from .tournaments import Tournaments
     from .webhooks import WebhookService  # here, not on top: webhooks import the HTTP API
 
@@ -61,4 +63,6 @@ def service_factories() -> list[ServiceFactory]:
         NotificationsService,
         BalancesService,
         Tournaments.mounted,
+        NodeStats,
+        WebAssets,
     ]
