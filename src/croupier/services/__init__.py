@@ -51,7 +51,9 @@ ServiceFactory = Callable[["Gateway", "Database"], Service]
 def service_factories() -> list[ServiceFactory]:
     """Every service the server runs, in start order."""
     from .balances import BalancesService
+    from .matchmaking import Matchmaking
     from .notifications import NotificationsService
+    from .rooms import Rooms
     from .tournaments import Tournaments
     from .webhooks import WebhookService  # here, not on top: webhooks import the HTTP API
 
@@ -61,4 +63,6 @@ def service_factories() -> list[ServiceFactory]:
         NotificationsService,
         BalancesService,
         Tournaments.mounted,
+        Rooms.shared,
+        Matchmaking.mounted,
     ]
