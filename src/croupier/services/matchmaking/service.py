@@ -140,11 +140,7 @@ class Matchmaking:
             BadRequest: an unknown game or options it does not take.
         """
         if self.rooms is not None:
-            handler = self.rooms.handler(game)
-            try:
-                handler.check_options(options)
-            except ValueError as exc:
-                raise BadRequest(str(exc), code="bad_options") from None
+            handler = self.rooms.check_options(game, options)
             if not handler.min_players <= rules.group_size <= handler.max_players:
                 raise BadRequest(
                     f"{game} takes {handler.min_players}-{handler.max_players} players; "

@@ -37,7 +37,7 @@ from ...errors import BadRequest, Conflict, CroupierError, NotFound
 from ...events import Event
 from ...gateway import Gateway, PublishRequest
 from ...storage import Database
-from ..leaderboards import Leaderboards
+from ..leaderboards import Leaderboards, check_board
 from . import engine, store
 from .engine import Room, RoomStatus, Step
 from .handler import ActionRejected, Move, RoomHandler
@@ -183,6 +183,28 @@ class Rooms:
             )
         return found
 
+    def check_options(self, game: str, options: Mapping[str, Any]) -> RoomHandler:
+        """The handler of ``game``, once ``options`` are known to suit it and the room.
+
+        Raises:
+            BadRequest: an unknown game, or options it (or the room) cannot take.
+        """
+        handler = self.handler(game)
+        turn = options.get("turnSeconds", engine.DEFAULT_TURN_SECONDS)
+        if isinstance(turn, bool) or not isinstance(turn, int | float) or not 0.2 <= turn <= 3600:
+            raise BadRequest("turnSeconds must be a number from 0.2 to 3600", code="bad_options")
+        board = options.get("leaderboard")
+        if board is not None:
+            try:
+                check_board(board)
+            except BadRequest as exc:
+                raise BadRequest(f"leaderboard: {exc.message}", code="bad_options") from None
+        try:
+            handler.check_options(options)
+        except ValueError as exc:
+            raise BadRequest(str(exc), code="bad_options") from None
+        return handler
+
     async def get(self, room_id: str) -> tuple[Room, dict[str, str | None]]:
         """The room as this node knows it best: live if it runs here, else its snapshot."""
         live = self._live.get(room_id)
@@ -217,11 +239,7 @@ class Rooms:
             BadRequest: unknown game, bad options, a player twice, too many players.
             Conflict: the id is taken; or ``start`` with too few players.
         """
-        handler = self.handler(game)
-        try:
-            handler.check_options(options)
-        except ValueError as exc:
-            raise BadRequest(str(exc), code="bad_options") from None
+        handler = self.check_options(game, options)
         ids = [p for p, _ in players]
         if len(set(ids)) != len(ids):
             raise BadRequest("each player may be seated only once")
