@@ -14,6 +14,7 @@ import pytest
 from tests.support import API_KEY, ServerProcess, running_server, token
 
 from .roomclient import Player
+from .wsclient import http
 
 pytestmark = pytest.mark.e2e
 BRAND = "1001"
@@ -24,6 +25,12 @@ H = {"Authorization": f"Bearer {API_KEY}"}
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     with running_server(tmp_path) as srv:
         yield srv
+
+
+@pytest.fixture
+async def api(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with http(server) as client:
+        yield client
 
 
 @pytest.fixture
@@ -47,8 +54,10 @@ async def play_out(room_players: dict[str, Player], room_id: str) -> dict[str, o
     answered: set[int] = set()
     while True:
         doc = await watcher.wait(
-            lambda d: d.get("type") == "game.finished"
-            or (d.get("type") == "player.action.required" and d["offset"] not in answered)
+            lambda d: (
+                d.get("type") == "game.finished"
+                or (d.get("type") == "player.action.required" and d["offset"] not in answered)
+            )
         )
         if doc["type"] == "game.finished":
             data: dict[str, object] = doc["data"]
@@ -63,13 +72,15 @@ async def play_out(room_players: dict[str, Player], room_id: str) -> dict[str, o
 
 
 async def test_players_queue_over_websocket_play_and_land_on_the_leaderboard(
-    server: ServerProcess, session: aiohttp.ClientSession
+    server: ServerProcess, session: aiohttp.ClientSession, api: httpx.AsyncClient
 ) -> None:
-    r = httpx.put(
-        f"{server.url}/api/v1/matchmaking/queues/quick",
-        headers=H,
-        json={"game": "nim", "groupSize": 2, "options": {"pile": 3, "rounds": 3,
-                                                         "leaderboard": "nim-weekly"}},
+    r = await api.put(
+        "/api/v1/matchmaking/queues/quick",
+        json={
+            "game": "nim",
+            "groupSize": 2,
+            "options": {"pile": 3, "rounds": 3, "leaderboard": "nim-weekly"},
+        },
     )
     assert r.status_code == 200, r.text
     ann, bob = await connect(session, server, "ann"), await connect(session, server, "bob")
@@ -90,7 +101,7 @@ async def test_players_queue_over_websocket_play_and_land_on_the_leaderboard(
         seats[name] = Player(ws, name)
         await seats[name].wait(lambda d: d.get("type") == "subscribed" and d["id"] == "room")
     # The game started before anyone connected: its turn is in the room's state.
-    room = httpx.get(f"{server.url}/api/v1/rooms/{room_id}", headers=H).json()
+    room = (await api.get(f"/api/v1/rooms/{room_id}")).json()
     assert room["status"] == "playing"
     first = room["turn"]["playerId"]
     await seats[first].publish(
@@ -106,40 +117,43 @@ async def test_players_queue_over_websocket_play_and_land_on_the_leaderboard(
 
     async def on_board() -> dict[str, object]:
         while True:
-            board = httpx.get(f"{server.url}/api/v1/leaderboards/nim-weekly", headers=H).json()
+            board = (await api.get("/api/v1/leaderboards/nim-weekly")).json()
             if board["size"] == 2:
                 return board  # type: ignore[no-any-return]
             await asyncio.sleep(0.05)
 
     board = await asyncio.wait_for(on_board(), 10)
     top = board["entries"][0]  # type: ignore[index]
-    assert top["player"] == result["winner"] and top["score"] == 2
+    assert top["player"] == result["winner"]
+    assert top["score"] == 2
 
 
-async def test_the_http_form_answers_waiting_then_matched(server: ServerProcess) -> None:
-    url = f"{server.url}/api/v1/matchmaking"
-    first = httpx.post(url, headers=H, json={"username": "cat", "rating": 1500})
+async def test_the_http_form_answers_waiting_then_matched(api: httpx.AsyncClient) -> None:
+    url = "/api/v1/matchmaking"
+    first = await api.post(url, json={"username": "cat", "rating": 1500})
     assert first.status_code == 200, first.text
-    assert first.json()["status"] == "Waiting" and first.json()["position"] == 1
-    again = httpx.post(url, headers=H, json={"username": "cat", "rating": 1500}).json()
+    assert first.json()["status"] == "Waiting"
+    assert first.json()["position"] == 1
+    again = (await api.post(url, json={"username": "cat", "rating": 1500})).json()
     assert again["ticketId"] == first.json()["ticketId"]
-    second = httpx.post(url, headers=H, json={"username": "dog", "rating": 1540}).json()
+    second = (await api.post(url, json={"username": "dog", "rating": 1540})).json()
     assert second["status"] == "Matched"
     assert sorted(second["players"]) == ["cat", "dog"]
-    cat = httpx.post(url, headers=H, json={"username": "cat"}).json()
-    assert cat["status"] == "Matched" and cat["roomId"] == second["roomId"]
-    room = httpx.get(f"{server.url}/api/v1/rooms/{second['roomId']}", headers=H).json()
+    cat = (await api.post(url, json={"username": "cat"})).json()
+    assert cat["status"] == "Matched"
+    assert cat["roomId"] == second["roomId"]
+    room = (await api.get(f"/api/v1/rooms/{second['roomId']}")).json()
     assert room["status"] == "playing"
-    bad = httpx.post(url, headers=H, json={"username": "a b"})
-    assert bad.status_code == 400 and bad.json()["error"]["code"]
+    bad = await api.post(url, json={"username": "a b"})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"]
 
 
 async def test_tickets_time_out_and_cancel(
-    server: ServerProcess, session: aiohttp.ClientSession
+    server: ServerProcess, session: aiohttp.ClientSession, api: httpx.AsyncClient
 ) -> None:
-    r = httpx.put(
-        f"{server.url}/api/v1/matchmaking/queues/lonely",
-        headers=H,
+    r = await api.put(
+        "/api/v1/matchmaking/queues/lonely",
         json={"game": "nim", "groupSize": 3, "timeout": 1.0},
     )
     assert r.status_code == 200, r.text
@@ -148,9 +162,7 @@ async def test_tickets_time_out_and_cancel(
     queued = await eve.wait_type("matchmaking.queued")
     timed_out = await eve.wait_type("matchmaking.timeout")
     assert timed_out["data"]["ticketId"] == queued["data"]["ticketId"]
-    t = httpx.get(
-        f"{server.url}/api/v1/matchmaking/tickets/{queued['data']['ticketId']}", headers=H
-    ).json()
+    t = (await api.get(f"/api/v1/matchmaking/tickets/{queued['data']['ticketId']}")).json()
     assert t["status"] == "timed_out"
 
     await eve.publish(f"player:{BRAND}:eve", "matchmaking.join", {"mode": "default"})
@@ -168,7 +180,7 @@ async def test_tickets_time_out_and_cancel(
 
 
 async def test_brackets_over_http_publish_bracket_updated(
-    server: ServerProcess, session: aiohttp.ClientSession
+    server: ServerProcess, session: aiohttp.ClientSession, api: httpx.AsyncClient
 ) -> None:
     watcher = Player(
         await session.ws_connect(f"{server.ws_url}?token={token('w', brand=BRAND)}"), "w"
@@ -176,37 +188,33 @@ async def test_brackets_over_http_publish_bracket_updated(
     await watcher.send({"type": "subscribe", "channel": "tournament:cup-1", "id": 1})
     await watcher.wait_type("subscribed")
     players = [{"playerId": f"p{i}", "rating": 2000 - i} for i in range(1, 6)]
-    r = httpx.post(
-        f"{server.url}/api/v1/brackets",
-        headers=H,
+    r = await api.post(
+        "/api/v1/brackets",
         json={"id": "cup-1", "tournamentId": "cup-1", "players": players},
     )
     assert r.status_code == 200, r.text
     b = r.json()
-    assert b["size"] == 8 and b["seeds"][0] == "p1"
+    assert b["size"] == 8
+    assert b["seeds"][0] == "p1"
     byes = [m for m in b["rounds"][0] if m["bye"]]
     assert sorted(m["winner"] for m in byes) == ["p1", "p2", "p3"]
     update = await watcher.wait_type("bracket.updated")
     assert update["data"]["version"] == 1
     played = next(m for m in b["rounds"][0] if not m["bye"])
-    r = httpx.post(
-        f"{server.url}/api/v1/brackets/cup-1/results",
-        headers=H,
+    r = await api.post(
+        "/api/v1/brackets/cup-1/results",
         json={"matchId": played["matchId"], "winner": played["players"][1]},
     )
     assert r.status_code == 200, r.text
     assert played["players"][1] in r.json()["rounds"][1][played["index"] // 2]["players"]
     await watcher.wait_type("bracket.updated", version=2)
-    wrong = httpx.post(
-        f"{server.url}/api/v1/brackets/cup-1/results",
-        headers=H,
+    wrong = await api.post(
+        "/api/v1/brackets/cup-1/results",
         json={"matchId": played["matchId"], "winner": played["players"][0]},
     )
     assert wrong.status_code == 409
-    odd = httpx.post(
-        f"{server.url}/api/v1/brackets", headers=H, json={"players": players[:3],
-                                                         "randomSeed": 7}
-    )
-    assert odd.status_code == 200 and odd.json()["size"] == 4
-    got = httpx.get(f"{server.url}/api/v1/brackets/cup-1", headers=H).json()
+    odd = await api.post("/api/v1/brackets", json={"players": players[:3], "randomSeed": 7})
+    assert odd.status_code == 200
+    assert odd.json()["size"] == 4
+    got = (await api.get("/api/v1/brackets/cup-1")).json()
     assert got["version"] == 2

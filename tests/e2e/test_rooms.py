@@ -14,6 +14,7 @@ import pytest
 from tests.support import API_KEY, ServerProcess, running_server, token
 
 from .roomclient import Player
+from .wsclient import http
 
 pytestmark = pytest.mark.e2e
 BRAND = "1001"
@@ -27,15 +28,20 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
+async def api(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with http(server) as client:
+        yield client
+
+
+@pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
         yield s
 
 
-def create(server: ServerProcess, room_id: str, **options: Any) -> dict[str, Any]:
-    r = httpx.post(
-        f"{server.url}/api/v1/rooms",
-        headers=H,
+async def create(api: httpx.AsyncClient, room_id: str, **options: Any) -> dict[str, Any]:
+    r = await api.post(
+        "/api/v1/rooms",
         json={
             "id": room_id,
             "game": "nim",
@@ -49,8 +55,9 @@ def create(server: ServerProcess, room_id: str, **options: Any) -> dict[str, Any
     return doc
 
 
-async def seat(session: aiohttp.ClientSession, server: ServerProcess, room: str, who: str
-               ) -> Player:
+async def seat(
+    session: aiohttp.ClientSession, server: ServerProcess, room: str, who: str
+) -> Player:
     ws = await session.ws_connect(f"{server.ws_url}/room/{room}?token={token(who, brand=BRAND)}")
     p = Player(ws, who)
     await p.wait(lambda d: d.get("type") == "subscribed" and d["id"] == "room")
@@ -63,9 +70,9 @@ async def take(p: Player, room: str, count: int) -> None:
 
 
 async def test_out_of_turn_and_bad_actions_get_an_error_and_change_nothing(
-    server: ServerProcess, session: aiohttp.ClientSession
+    server: ServerProcess, session: aiohttp.ClientSession, api: httpx.AsyncClient
 ) -> None:
-    create(server, "r1", pile=7)
+    await create(api, "r1", pile=7)
     ann, bob = await seat(session, server, "r1", "ann"), await seat(session, server, "r1", "bob")
     await take(bob, "r1", 1)  # ann moves first
     error = await bob.wait_type("error", code="not_your_turn")
@@ -74,8 +81,9 @@ async def test_out_of_turn_and_bad_actions_get_an_error_and_change_nothing(
     assert (await ann.wait_type("error"))["data"]["code"] == "invalid_action"
     await ann.publish("room:r1", "player.action", {"action": "fold", "data": {}})
     assert (await ann.wait_type("error", code="action_not_allowed"))["data"]["roomId"] == "r1"
-    await ann.publish("room:r1", "player.action", {"action": "take", "playerId": "bob",
-                                                   "data": {"count": 1}})
+    await ann.publish(
+        "room:r1", "player.action", {"action": "take", "playerId": "bob", "data": {"count": 1}}
+    )
     await ann.wait_type("error", code="not_your_player")
     await take(ann, "r1", 2)
     state = await bob.wait_type("room.state", seq=1)
@@ -86,9 +94,9 @@ async def test_out_of_turn_and_bad_actions_get_an_error_and_change_nothing(
 
 
 async def test_a_missed_deadline_plays_the_default_action(
-    server: ServerProcess, session: aiohttp.ClientSession
+    server: ServerProcess, session: aiohttp.ClientSession, api: httpx.AsyncClient
 ) -> None:
-    create(server, "r2", pile=7, turnSeconds=0.5)
+    await create(api, "r2", pile=7, turnSeconds=0.5)
     ann = await seat(session, server, "r2", "ann")
     state = await ann.wait_type("room.state", seq=1)
     assert state["data"]["action"]["default"] is True
@@ -99,24 +107,29 @@ async def test_a_missed_deadline_plays_the_default_action(
     assert required["data"]["default"] == {"action": "take", "data": {"count": 1}}
 
 
-async def test_only_the_rooms_players_connect_to_it(server: ServerProcess) -> None:
-    create(server, "r3")
-    url = f"{server.url}/ws/room/r3"
-    assert httpx.get(url, params={"token": token("eve", brand=BRAND)}).status_code == 403
-    assert httpx.get(url, params={"token": "nonsense"}).status_code == 401
-    assert httpx.get(f"{server.url}/ws/room/nope",
-                     params={"token": token("ann")}).status_code == 404
-    info = httpx.get(url, params={"token": token("ann", brand=BRAND)})
-    assert info.status_code == 200 and info.json()["channel"] == "room:r3"
+async def test_only_the_rooms_players_connect_to_it(api: httpx.AsyncClient) -> None:
+    await create(api, "r3")
+    url = "/ws/room/r3"
+    assert (await api.get(url, params={"token": token("eve", brand=BRAND)})).status_code == 403
+    assert (await api.get(url, params={"token": "nonsense"})).status_code == 401
+    nope = await api.get("/ws/room/nope", params={"token": token("ann")})
+    assert nope.status_code == 404
+    info = await api.get(url, params={"token": token("ann", brand=BRAND)})
+    assert info.status_code == 200
+    assert info.json()["channel"] == "room:r3"
 
 
 async def test_a_room_survives_a_sigkill_and_the_game_goes_on(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
     server = ServerProcess(tmp_path / "croupier.db").start()
+    api = http(server)
     try:
-        create(server, "r4", pile=9, rounds=1)
-        ann, bob = await seat(session, server, "r4", "ann"), await seat(session, server, "r4", "bob")
+        await create(api, "r4", pile=9, rounds=1)
+        ann, bob = (
+            await seat(session, server, "r4", "ann"),
+            await seat(session, server, "r4", "bob"),
+        )
         await take(ann, "r4", 3)
         await bob.wait_type("room.state", seq=1)
         await take(bob, "r4", 2)
@@ -126,12 +139,16 @@ async def test_a_room_survives_a_sigkill_and_the_game_goes_on(
         await ann.close()
         await bob.close()
         server.start()
-        room = httpx.get(f"{server.url}/api/v1/rooms/r4", headers=H).json()
-        assert room["status"] == "playing" and room["seq"] == 2
+        room = (await api.get("/api/v1/rooms/r4")).json()
+        assert room["status"] == "playing"
+        assert room["seq"] == 2
         assert room["state"]["pile"]["value"] == 4
         assert room["turn"]["playerId"] == "ann"
         assert "room r4 restored at step 2 (2 replayed)" in server.output()
-        ann, bob = await seat(session, server, "r4", "ann"), await seat(session, server, "r4", "bob")
+        ann, bob = (
+            await seat(session, server, "r4", "ann"),
+            await seat(session, server, "r4", "bob"),
+        )
         await take(bob, "r4", 1)
         await bob.wait_type("error", code="not_your_turn")
         await take(ann, "r4", 3)
@@ -139,7 +156,9 @@ async def test_a_room_survives_a_sigkill_and_the_game_goes_on(
         await take(bob, "r4", 1)
         finished = await ann.wait_type("game.finished")
         assert finished["data"]["winner"] == "bob"
-        final = httpx.get(f"{server.url}/api/v1/rooms/r4", headers=H).json()
-        assert final["status"] == "finished" and final["state"]["pile"]["value"] == 0
+        final = (await api.get("/api/v1/rooms/r4")).json()
+        assert final["status"] == "finished"
+        assert final["state"]["pile"]["value"] == 0
     finally:
+        await api.aclose()
         server.stop()

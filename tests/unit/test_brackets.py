@@ -21,7 +21,9 @@ def players(n: int) -> list[str]:
 def test_every_count_makes_a_sound_bracket(n: int) -> None:
     b = build_bracket(players(n))
     size = b.size
-    assert size >= n and size & (size - 1) == 0 and size < 2 * n
+    assert size >= n
+    assert size & (size - 1) == 0
+    assert size < 2 * n
     first = b.rounds[0]
     placed = [p for m in first for p in m.players if p is not None]
     assert sorted(placed) == sorted(players(n)), "each player once, all in round 1"
@@ -31,14 +33,16 @@ def test_every_count_makes_a_sound_bracket(n: int) -> None:
     assert {m.winner for m in byes} == set(players(size - n))
     assert all(not m.bye for r in b.rounds[1:] for m in r)
     assert all(None not in m.players or m.bye for m in first)
-    assert len(b.rounds[-1]) == 1 and len(b.rounds[-1][0].players) == 2
+    assert len(b.rounds[-1]) == 1
+    assert len(b.rounds[-1][0].players) == 2
     # Play it out: the better seed always wins; winners advance to the final.
     for r in range(len(b.rounds)):
         for m in b.rounds[r]:
             if m.bye:
                 continue
             a, c = m.players
-            assert a is not None and c is not None
+            assert a is not None
+            assert c is not None
             winner = min(a, c, key=players(n).index)
             b = report_result(b, m.id, winner)
             if r + 1 < len(b.rounds):

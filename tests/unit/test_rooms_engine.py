@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from croupier.services.rooms import ActionRejected, Move, Nim, Room, RoomStatus
-from croupier.services.rooms import engine
+from croupier.services.rooms import ActionRejected, Move, Nim, Room, RoomStatus, engine
 
 NIM = Nim()
 T0 = 1_000_000.0
 
 
 def playing(**options: object) -> Room:
-    room = Room("r1", "nim", ("ann", "bob"), {"pile": 5, "rounds": 3, "turnSeconds": 10,
-                                             **options})
+    room = Room("r1", "nim", ("ann", "bob"), {"pile": 5, "rounds": 3, "turnSeconds": 10, **options})
     return engine.start(room, NIM, T0).room
 
 
@@ -26,7 +24,8 @@ def test_start_opens_round_one_and_asks_the_first_player() -> None:
     step = engine.start(room, NIM, T0)
     assert types(step) == ["room.state", "game.round.started", "player.action.required"]
     required = step.events[-1][1]
-    assert required["playerId"] == "ann" and required["actions"] == ["take"]
+    assert required["playerId"] == "ann"
+    assert required["actions"] == ["take"]
     assert step.room.deadline == T0 + 30  # the default turn time
     assert step.room.status is RoomStatus.PLAYING
 
@@ -59,7 +58,8 @@ def test_a_round_ends_when_the_last_stone_is_taken_and_the_next_begins() -> None
         "player.action.required",
     ]
     ended = step.events[1][1]
-    assert ended["winners"] == ["bob"] and ended["totals"] == {"ann": 0.0, "bob": 1.0}
+    assert ended["winners"] == ["bob"]
+    assert ended["totals"] == {"ann": 0.0, "bob": 1.0}
     assert step.room.round == 2
     assert step.events[-1][1]["playerId"] == "bob"  # the first mover rotates
     assert step.room.stamps["pile"] == T0 + 2
@@ -69,7 +69,8 @@ def test_best_of_three_ends_once_the_leader_cannot_be_caught() -> None:
     room = playing(pile=1)
     room = engine.act(room, NIM, "ann", Move("take", {"count": 1}), T0).room
     step = engine.act(room, NIM, "bob", Move("take", {"count": 1}), T0)
-    assert step.room.round == 3 and step.room.status is RoomStatus.PLAYING
+    assert step.room.round == 3
+    assert step.room.status is RoomStatus.PLAYING
     step = engine.act(step.room, NIM, "ann", Move("take", {"count": 1}), T0)
     assert step.room.status is RoomStatus.FINISHED
     finished = step.events[-1]

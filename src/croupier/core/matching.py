@@ -24,6 +24,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import attrgetter
 
 __all__ = [
     "TICKET_TRANSITIONS",
@@ -138,31 +139,31 @@ def match_pass(tickets: Iterable[Ticket], rules: QueueRules, now: float) -> Matc
             buckets.setdefault(t.properties, []).append(t)
     size = rules.group_size
     matches: list[tuple[Ticket, ...]] = []
-    matched: set[str] = set()
+    waiting: list[Ticket] = []
     for group in buckets.values():
         if len(group) >= size:
-            group.sort(key=_by_rating)
-            _sweep(group, rules, now, matches, matched)
+            group.sort(key=_rating)
+            _sweep(group, rules, now, matches)
+        waiting.extend(group)
     for group in unrated.values():
         group.sort(key=_by_wait)
-        for i in range(0, len(group) - size + 1, size):
-            run = tuple(group[i : i + size])
-            matches.append(run)
-            matched.update(t.id for t in run)
-    waiting = [t for bucket in (buckets, unrated) for g in bucket.values() for t in g]
-    if matched:
-        waiting = [t for t in waiting if t.id not in matched]
-    waiting.sort(key=_by_wait)
-    timed_out.sort(key=_by_wait)
+        whole = len(group) - len(group) % size
+        matches.extend(tuple(group[i : i + size]) for i in range(0, whole, size))
+        waiting.extend(group[whole:])
+    waiting.sort(key=_queued_at)
+    timed_out.sort(key=_queued_at)
     return MatchPass(tuple(matches), tuple(timed_out), tuple(waiting))
 
 
-def _by_rating(t: Ticket) -> tuple[float, float, str]:
-    return (t.rating or 0.0, t.queued_at, t.id)
+def _rating(t: Ticket) -> float:
+    return t.rating or 0.0
 
 
 def _by_wait(t: Ticket) -> tuple[float, str]:
     return (t.queued_at, t.id)
+
+
+_queued_at = attrgetter("queued_at")
 
 
 def _sweep(
@@ -170,45 +171,55 @@ def _sweep(
     rules: QueueRules,
     now: float,
     matches: list[tuple[Ticket, ...]],
-    matched: set[str],
 ) -> None:
     """Take acceptable runs of neighbours out of ``group`` (sorted by rating), best first."""
     size = rules.group_size
     base, step, every, top = rules.window, rules.widen_by, rules.widen_every, rules.max_window
-    floor = math.floor
-    left = group
+    # Plain lists indexed by position in ``group``: the hot loops touch no attributes.
+    ratings = [t.rating or 0.0 for t in group]
+    queued = [t.queued_at for t in group]
+    windows = [
+        min(top, base + step * int(w / every)) if (w := now - q) > 0 else base for q in queued
+    ]
+    alive = list(range(len(group)))
     for _ in range(_MAX_SWEEPS):
-        n = len(left)
+        n = len(alive)
         if n < size:
             break
-        ratings = [t.rating or 0.0 for t in left]
-        windows = [min(top, base + step * floor(max(now - t.queued_at, 0.0) / every)) for t in left]
-        # The smallest window of each run of ``size``: a sliding minimum would be O(n), and
-        # with the small group sizes of games a plain min over the run costs the same.
         candidates: list[tuple[float, float, int]] = []
-        for i in range(n - size + 1):
-            spread = ratings[i + size - 1] - ratings[i]
-            if spread <= min(windows[i : i + size]):
-                oldest = min(t.queued_at for t in left[i : i + size])
-                candidates.append((spread, oldest, i))
+        add = candidates.append
+        if size == 2:
+            for k in range(n - 1):
+                i = alive[k]
+                j = alive[k + 1]
+                spread = ratings[j] - ratings[i]
+                if spread <= windows[i] and spread <= windows[j]:
+                    add((spread, queued[i] if queued[i] < queued[j] else queued[j], k))
+        else:
+            for k in range(n - size + 1):
+                run = alive[k : k + size]
+                spread = ratings[run[-1]] - ratings[run[0]]
+                if spread <= min([windows[x] for x in run]):
+                    add((spread, min([queued[x] for x in run]), k))
         if not candidates:
             break
         candidates.sort()
         used = [False] * n
-        taken = 0
-        for _spread, _oldest, i in candidates:
-            if any(used[i : i + size]):
-                continue
-            for j in range(i, i + size):
-                used[j] = True
-            run = tuple(left[i : i + size])
-            matches.append(run)
-            matched.update(t.id for t in run)
-            taken += 1
-        left = [t for t, u in zip(left, used, strict=True) if not u]
-        if taken == 0:
-            break
-    group[:] = left
+        take = matches.append
+        if size == 2:
+            for _spread, _oldest, k in candidates:
+                if used[k] or used[k + 1]:
+                    continue
+                used[k] = used[k + 1] = True
+                take((group[alive[k]], group[alive[k + 1]]))
+        else:
+            for _spread, _oldest, k in candidates:
+                if any(used[k : k + size]):
+                    continue
+                used[k : k + size] = [True] * size
+                take(tuple([group[x] for x in alive[k : k + size]]))
+        alive = [x for x, u in zip(alive, used, strict=True) if not u]
+    group[:] = [group[x] for x in alive]
 
 
 @dataclass(frozen=True, slots=True)
