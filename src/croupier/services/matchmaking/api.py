@@ -14,6 +14,7 @@ from ...api.http import _api_key, _body
 from ...api.openapi import Operation
 from ...core.matching import QueueRules, TicketStatus
 from ...errors import BadRequest, NotFound
+from ..rooms.api import Game, RoomOptions
 from .store import StoredTicket
 
 if TYPE_CHECKING:
@@ -93,14 +94,16 @@ class TicketReply(_Reply):
 
 
 class QueueBody(_Body):
-    game: Annotated[str, Meta(min_length=1, max_length=64)] = "nim"
-    group_size: Annotated[int, Meta(ge=2, le=64)] = 2
+    """A queue's rules; a ``maxWindow`` below ``window`` means the window never widens."""
+
+    game: Game = "nim"
+    group_size: Annotated[float, Meta(ge=2, le=8, multiple_of=1)] = 2
     window: Annotated[float, Meta(ge=0, le=1e9)] = 100.0
     widen_by: Annotated[float, Meta(ge=0, le=1e9)] = 50.0
     widen_every: Annotated[float, Meta(gt=0, le=86400)] = 5.0
     max_window: Annotated[float, Meta(ge=0, le=1e9)] = 1000.0
     timeout: Annotated[float, Meta(gt=0, le=86400)] = 120.0
-    options: dict[str, Any] = {}
+    options: RoomOptions = msgspec.field(default_factory=RoomOptions)
 
 
 class QueueReply(_Reply):
@@ -125,7 +128,7 @@ class BracketBody(_Body):
     players: Annotated[list[PlayerSeed], Meta(min_length=2, max_length=256)]
     id: Annotated[str, Meta(pattern=TOURNAMENT_PATTERN)] | None = None
     tournament_id: Annotated[str, Meta(pattern=TOURNAMENT_PATTERN)] | None = None
-    random_seed: Annotated[int, Meta(ge=0, le=2**53)] | None = None
+    random_seed: Annotated[float, Meta(ge=0, le=2**53, multiple_of=1)] | None = None
 
 
 class ResultBody(_Body):
@@ -232,16 +235,16 @@ def routes(service: Matchmaking) -> list[web.RouteDef]:
         body = await _body(request, QueueBody)
         try:
             rules = QueueRules(
-                body.group_size,
+                int(body.group_size),
                 body.window,
                 body.widen_by,
                 body.widen_every,
-                body.max_window,
+                max(body.max_window, body.window),
                 body.timeout,
             )
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        await service.configure(mode, rules, body.game, body.options)
+        await service.configure(mode, rules, body.game, body.options.as_dict())
         return _reply(await queue_view(mode))
 
     async def get_queue(request: web.Request) -> web.Response:
@@ -255,7 +258,7 @@ def routes(service: Matchmaking) -> list[web.RouteDef]:
             body.id,
             body.tournament_id,
             [(p.player_id, p.rating) for p in body.players],
-            body.random_seed,
+            None if body.random_seed is None else int(body.random_seed),
         )
         return _reply(msgspec.convert(doc, BracketReply))
 

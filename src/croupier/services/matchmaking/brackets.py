@@ -90,6 +90,8 @@ class Brackets:
         Raises:
             BadRequest: fewer than two players, or one twice. Conflict: the id is taken.
         """
+        if len({p for p, _ in players}) != len(players):
+            raise Conflict("each player may appear only once", code="duplicate_player")
         try:
             bracket = build_bracket(seed_players(players, random_seed=random_seed))
         except BracketError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 import orjson
@@ -15,6 +15,7 @@ from ...api.openapi import Operation
 from ...errors import CroupierError, Forbidden, NotFound, Unauthorized
 from ...transports.common import GATEWAY
 from ...transports.websocket import WsConnection, admit, max_message_bytes
+from ..leaderboards import BOARD_PATTERN
 from .engine import Room, standings
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ __all__ = [
     "OPERATIONS",
     "CreateRoomBody",
     "JoinBody",
+    "RoomOptions",
     "RoomReply",
     "RoomSocketInfo",
     "SeatBody",
@@ -51,12 +53,33 @@ class SeatBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_on
 JoinBody = SeatBody
 
 
+class RoomOptions(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
+    """The room's options (``turnSeconds``, ``leaderboard``) and the game's (Nim's)."""
+
+    turn_seconds: Annotated[float, Meta(ge=0.2, le=3600)] | None = None
+    leaderboard: Annotated[str, Meta(pattern=f"^{BOARD_PATTERN}$")] | None = None
+    pile: Annotated[float, Meta(ge=1, le=1000, multiple_of=1)] | None = None
+    max_take: Annotated[float, Meta(ge=1, le=100, multiple_of=1)] | None = None
+    rounds: Annotated[float, Meta(ge=1, le=99, multiple_of=1)] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options given, by their JSON names (whole numbers as integers)."""
+        doc: dict[str, Any] = msgspec.to_builtins(self)
+        whole = {"pile", "maxTake", "rounds"}
+        return {k: int(v) if k in whole else v for k, v in doc.items() if v is not None}
+
+
+# The games this server plays (the schema lists them, so a client cannot name another).
+Game = Literal["nim"]
+
+
 class CreateRoomBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
-    game: Annotated[str, Meta(min_length=1, max_length=64)] = "nim"
+    game: Game = "nim"
     id: RoomId | None = None
-    players: Annotated[list[SeatBody], Meta(max_length=64)] = []
-    max_players: Annotated[int, Meta(ge=2, le=64)] | None = None
-    options: dict[str, Any] = {}
+    players: Annotated[list[SeatBody], Meta(max_length=8)] = []
+    # JSON Schema counts 2.0 as an integer, so the server does too: whole-number floats.
+    max_players: Annotated[float, Meta(ge=2, le=8, multiple_of=1)] | None = None
+    options: RoomOptions = msgspec.field(default_factory=RoomOptions)
     start: bool = False
 
 
@@ -121,8 +144,8 @@ def routes(service: Rooms) -> list[web.RouteDef]:
             body.id,
             body.game,
             [(p.player_id, p.brand) for p in body.players],
-            body.options,
-            max_players=body.max_players,
+            body.options.as_dict(),
+            max_players=None if body.max_players is None else int(body.max_players),
             start=body.start,
         )
         return await view(room.id)

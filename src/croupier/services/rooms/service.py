@@ -242,10 +242,10 @@ class Rooms:
         handler = self.check_options(game, options)
         ids = [p for p, _ in players]
         if len(set(ids)) != len(ids):
-            raise BadRequest("each player may be seated only once")
+            raise Conflict("each player may be seated only once", code="duplicate_player")
         most = min(max_players or handler.max_players, handler.max_players)
         if len(ids) > most:
-            raise BadRequest(f"{game} rooms seat at most {most} players")
+            raise Conflict(f"this room seats at most {most} players", code="room_full")
         if start and len(ids) < handler.min_players:
             raise Conflict(
                 f"{game} needs at least {handler.min_players} players", code="too_few_players"
