@@ -100,13 +100,12 @@ async def test_players_queue_over_websocket_play_and_land_on_the_leaderboard(
         )
         seats[name] = Player(ws, name)
         await seats[name].wait(lambda d: d.get("type") == "subscribed" and d["id"] == "room")
-    # The game started before anyone connected: its turn is in the room's state.
+    # The game started before anyone connected: its turn is in the room's state, and each
+    # seat replays the room's events from the start (the first turn's request among them).
     room = (await api.get(f"/api/v1/rooms/{room_id}")).json()
     assert room["status"] == "playing"
-    first = room["turn"]["playerId"]
-    await seats[first].publish(
-        f"room:{room_id}", "player.action", {"action": "take", "data": {"count": 1}}
-    )
+    replayed = await seats["bob"].wait_type("player.action.required")
+    assert replayed["data"]["playerId"] == room["turn"]["playerId"]
     result = await play_out(seats, room_id)
     # Pile 3, one stone at a time: whoever moves first in a round takes the last stone.
     assert result["winner"] in ("ann", "bob")

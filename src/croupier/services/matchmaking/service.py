@@ -202,11 +202,14 @@ class Matchmaking:
             if await store.get_queue(tx, mode, lock=True) is None:
                 raise NotFound(f"no queue {mode!r}")
             latest = await store.latest_ticket(tx, mode, player)
-            if latest is not None and latest.status is TicketStatus.WAITING:
-                return latest
-            ticket = Ticket(f"t-{secrets.token_hex(8)}", player, now, rating, props, brand)
-            await store.insert_ticket(tx, mode, ticket)
-        stored = StoredTicket(ticket, mode, TicketStatus.WAITING, None, None, [])
+            fresh = latest is None or latest.status is not TicketStatus.WAITING
+            if fresh:
+                ticket = Ticket(f"t-{secrets.token_hex(8)}", player, now, rating, props, brand)
+                await store.insert_ticket(tx, mode, ticket)
+                stored = StoredTicket(ticket, mode, TicketStatus.WAITING, None, None, [])
+            else:
+                assert latest is not None
+                stored, ticket = latest, latest.ticket
         position = await self.position(stored)
         channel = player_channel(brand, player)
         if channel is not None:
@@ -217,10 +220,10 @@ class Matchmaking:
                     "ticketId": ticket.id,
                     "mode": mode,
                     "position": position,
-                    "estimatedWait": self.estimate(mode, position, 0.0),
+                    "estimatedWait": self.estimate(mode, position, now - ticket.queued_at),
                 },
             )
-        if match_now:
+        if match_now and fresh:
             await self.run_pass(mode)
             found = await store.get_ticket(self.db, ticket.id)
             if found is not None:

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 from msgspec import Meta
 
-from ...api.http import _api_key, _body
+from ...api.http import _api_key, _body, _int_query
 from ...api.openapi import Operation
 from ...errors import CroupierError, Forbidden, NotFound, Unauthorized
 from ...transports.common import GATEWAY
@@ -206,6 +206,7 @@ def _player_socket(service: Rooms) -> Any:
             claims = admit(gateway, request)
             if claims is None:
                 raise Unauthorized("a player token is required (?token=…)")
+            since = _int_query(request, "since", 0, 0, 2**62)
             room, brands = await service.get(rid)
             if claims.sub not in room.players:
                 raise Forbidden(f"{claims.sub} does not play in room {rid}")
@@ -223,7 +224,16 @@ def _player_socket(service: Rooms) -> Any:
         await ws.prepare(request)
         if request.transport is None:
             return ws
-        initial = [orjson.dumps({"type": "subscribe", "channel": room.channel, "id": "room"})]
+        # The room's story from ``since`` (by default its start), then live: a player who
+        # connects late or comes back rebuilds the state from the events themselves.
+        position = await gateway.log.position(room.channel)
+        subscribe = {
+            "type": "subscribe",
+            "channel": room.channel,
+            "id": "room",
+            "since": {"offset": since, "epoch": position.epoch},
+        }
+        initial = [orjson.dumps(subscribe)]
         if claims.brand and brands.get(claims.sub) == claims.brand:
             own = f"player:{claims.brand}:{claims.sub}"
             initial.append(orjson.dumps({"type": "subscribe", "channel": own, "id": "player"}))
@@ -347,11 +357,20 @@ OPERATIONS: tuple[Operation, ...] = (
         "get",
         "/ws/room/{roomId}",
         "room_socket",
-        "A player's WebSocket straight into room:{roomId} (token of a player of the room); "
-        "a plain GET describes it",
+        "A player's WebSocket straight into room:{roomId} (token of a player of the room), "
+        "replaying the room's events after `since` first; a plain GET describes it",
         "rooms",
         params=(
             _RID,
+            (
+                "since",
+                "query",
+                {
+                    "description": "Replay the room's events after this offset (0: all).",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 2**62, "default": 0},
+                    "example": 0,
+                },
+            ),
             (
                 "token",
                 "query",
@@ -365,6 +384,6 @@ OPERATIONS: tuple[Operation, ...] = (
         ),
         reply=RoomSocketInfo,
         reply_example={"roomId": "r-77", "channel": "room:r-77", "upgrade": "websocket"},
-        errors=(401, 403, 404),
+        errors=(400, 401, 403, 404),
     ),
 )
