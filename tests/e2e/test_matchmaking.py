@@ -4,6 +4,8 @@ in their room to a result that lands on the leaderboard; the HTTP form; time-out
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -217,3 +219,29 @@ async def test_brackets_over_http_publish_bracket_updated(
     assert odd.json()["size"] == 4
     got = (await api.get("/api/v1/brackets/cup-1")).json()
     assert got["version"] == 2
+
+
+async def test_a_match_whose_room_was_never_opened_gets_it_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    server = ServerProcess(tmp_path / "croupier.db").start()
+    server.stop()
+    # What a node leaves behind when it dies between a match and opening the room.
+    with sqlite3.connect(tmp_path / "croupier.db") as db:
+        for player, at in (("ann", 1.0), ("bob", 2.0)):
+            db.execute(
+                "INSERT INTO matchmaking_tickets (id, mode, player, brand, rating, properties, "
+                "queued_at, status, match_id, room_id, players, updated_at) VALUES "
+                "(?, 'default', ?, '1001', NULL, '[]', ?, 'matched', 'm-lost', 'm-lost', "
+                '\'["ann","bob"]\', ?)',
+                (f"t-{player}", player, time.time() - 10 + at, time.time()),
+            )
+    server.start()
+    try:
+        async with http(server) as api:
+            room = await api.get("/api/v1/rooms/m-lost")
+        assert room.status_code == 200, room.text
+        assert room.json()["status"] == "playing"
+        assert [p["playerId"] for p in room.json()["players"]] == ["ann", "bob"]
+    finally:
+        server.stop()

@@ -110,8 +110,34 @@ class Matchmaking:
         if await store.get_queue(self.db, DEFAULT_MODE) is None:
             await store.put_queue(self.db, Queue(DEFAULT_MODE, QueueRules(), "nim", {}))
         self.gateway.on_publish(self._published)
+        if self.rooms is not None:
+            await self._open_missing_rooms()
         self._loop = asyncio.get_running_loop().create_task(self._passes())
         return self
+
+    async def _open_missing_rooms(self) -> None:
+        """Open the rooms of matches whose node stopped between the match and its room."""
+        rows = await self.db.fetch(
+            "SELECT t.match_id, t.mode, t.player, t.brand FROM matchmaking_tickets t "
+            "LEFT JOIN rooms r ON r.id = t.room_id "
+            "WHERE t.status = 'matched' AND r.id IS NULL AND t.updated_at > $1 "
+            "ORDER BY t.match_id, t.queued_at",
+            time.time() - 3600,
+        )
+        groups: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
+        for r in rows:
+            groups.setdefault((r["match_id"], r["mode"]), []).append((r["player"], r["brand"]))
+        for (match_id, mode), players in groups.items():
+            queue = await store.get_queue(self.db, mode)
+            if queue is None or self.rooms is None:
+                continue
+            try:
+                await self.rooms.create(match_id, queue.game, players, queue.options, start=True)
+            except CroupierError as exc:
+                if exc.code != "exists":  # another node opened it meanwhile
+                    log.error("match %s: its room could not be opened: %s", match_id, exc.message)
+            else:
+                log.info("match %s: opened its room after a restart", match_id)
 
     async def __aexit__(
         self,
