@@ -36,6 +36,7 @@ __all__ = [
     "close",
     "join",
     "leave",
+    "replay",
     "required",
     "standings",
     "start",
@@ -285,6 +286,25 @@ def act(
     room, more = _new_round(room, handler, now)
     events.extend(more)
     return Step(room, tuple(events))
+
+
+def replay(room: Room, handler: RoomHandler, logged: Mapping[str, Any]) -> Room | None:
+    """``room`` after the step a logged ``room.state`` event's data records, or ``None``
+    when the event adds nothing to it (a start, or a step the room already includes).
+
+    Raises:
+        ActionRejected: the logged action does not apply (the log is not this room's).
+    """
+    action = logged.get("action")
+    if action is None:
+        if logged.get("status") == RoomStatus.CLOSED.value and room.status is not RoomStatus.CLOSED:
+            return replace(room, status=RoomStatus.CLOSED, deadline=None)
+        return None
+    if logged.get("seq", 0) <= room.seq:
+        return None
+    move = Move(action["action"], action["data"])
+    at = float(action["at"])
+    return act(room, handler, action["playerId"], move, at, default=bool(action["default"])).room
 
 
 def standings(room: Room) -> list[dict[str, Any]]:

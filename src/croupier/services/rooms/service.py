@@ -579,24 +579,11 @@ class Rooms:
                 after = event.offset or after
                 if event.type != "room.state":
                     continue
-                doc = orjson.loads(event.payload)
-                action = doc.get("action")
-                if action is None:
-                    if doc.get("status") == RoomStatus.CLOSED.value:
-                        room = replace(room, status=RoomStatus.CLOSED, deadline=None)
-                    continue  # the start, already in the snapshot
-                if doc.get("seq", 0) <= room.seq:
-                    continue
-                room = engine.act(
-                    room,
-                    handler,
-                    action["playerId"],
-                    Move(action["action"], action["data"]),
-                    float(action["at"]),
-                    default=bool(action["default"]),
-                ).room
-                replayed += 1
-                live.offset, live.epoch = event.offset or 0, event.epoch
+                step = engine.replay(room, handler, orjson.loads(event.payload))
+                if step is not None:
+                    room = step
+                    replayed += 1
+                    live.offset, live.epoch = event.offset or 0, event.epoch
             if not history.events or len(history.events) < 1000:
                 break
         live.room = room
