@@ -156,6 +156,9 @@ async def test_a_room_survives_a_sigkill_and_the_game_goes_on(
         await take(bob, "r4", 1)
         finished = await ann.wait_type("game.finished")
         assert finished["data"]["winner"] == "bob"
+        await take(ann, "r4", 1)
+        late = await ann.wait_type("error", code="not_playing")
+        assert late["data"]["roomId"] == "r4"
         final = (await api.get("/api/v1/rooms/r4")).json()
         assert final["status"] == "finished"
         assert final["state"]["pile"]["value"] == 0

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 SNAPSHOT_EVERY = 5.0  # seconds: the most a snapshot lags behind the log
 LEASE_SECONDS = 10.0
 RENEW_EVERY = 3.0
+ENDED_GRACE = 60.0  # seconds a finished room still answers late actions with an error
 _WIRE = "croupier-rooms"
 _SHARED: dict[Gateway, Rooms] = {}
 
@@ -108,6 +109,7 @@ class Rooms:
         self.node = secrets.token_hex(6)
         self.single = gateway.settings.broker_url.split(":", 1)[0] == "local"
         self._live: dict[str, _Live] = {}
+        self._ended: dict[str, _Live] = {}  # finished or closed here lately: late actions
         self._sink = _Sink(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._keeper: asyncio.Task[None] | None = None
@@ -160,6 +162,11 @@ class Rooms:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for rid in list(self._ended):
+            ended = self._ended[rid]
+            if ended.timer is not None:
+                ended.timer.cancel()
+            self._forget(rid)
         for rid, live in list(self._live.items()):
             with contextlib.suppress(Exception):
                 await self._save(live)
@@ -349,11 +356,19 @@ class Rooms:
         live.task = asyncio.get_running_loop().create_task(self._serve(live))
 
     def _received(self, event: Event) -> None:
-        live = self._live.get(event.channel[5:])
-        if live is None:
-            return
+        rid = event.channel[5:]
+        live = self._live.get(rid)
         doc = orjson.loads(event.payload)
-        live.inbox.put_nowait(("action", doc))
+        if live is not None:
+            live.inbox.put_nowait(("action", doc))
+            return
+        ended = self._ended.get(rid)
+        sender = doc.get("from", {}).get("id") if isinstance(doc, dict) else None
+        if ended is not None and isinstance(sender, str):
+            # Late clicks on a finished game: say so, rather than drop them silently.
+            status = ended.room.status.value
+            refusal = ActionRejected("not_playing", f"room {rid} is {status}")
+            self._spawn(self._reject(ended, sender, refusal, doc.get("action")))
 
     async def _serve(self, live: _Live) -> None:
         while True:
@@ -471,14 +486,31 @@ class Rooms:
 
     async def _retire(self, live: _Live) -> None:
         rid = live.room.id
+        # From here on, actions for the room are answered as late ones (see _received);
+        # those already waiting in its inbox are answered the same way.
+        self._live.pop(rid, None)
+        self._ended[rid] = live
         if live.timer is not None:
             live.timer.cancel()
+        live.timer = asyncio.get_running_loop().call_later(ENDED_GRACE, self._forget, rid)
+        refusal = ActionRejected("not_playing", f"room {rid} is {live.room.status.value}")
+        while not live.inbox.empty():
+            kind, what = live.inbox.get_nowait()
+            if kind == "action" and isinstance(what, dict):
+                sender = what.get("from", {}).get("id")
+                if isinstance(sender, str):
+                    await self._reject(live, sender, refusal, what.get("action"))
+            elif kind == "close":
+                what.set_exception(Conflict(refusal.message, code="invalid_state"))
         await self._save(live)
-        self.gateway.hub.unsubscribe(self._sink, live.room.channel)
-        self._live.pop(rid, None)
         await store.release(self.db, rid, self.node)
         if live.room.status is RoomStatus.FINISHED:
             await self._post_results(rid)
+
+    def _forget(self, room_id: str) -> None:
+        ended = self._ended.pop(room_id, None)
+        if ended is not None:
+            self.gateway.hub.unsubscribe(self._sink, ended.room.channel)
 
     async def _post_results(self, room_id: str) -> None:
         """Put a finished room's totals on its leaderboard (``options.leaderboard``, by
@@ -500,16 +532,14 @@ class Rooms:
         except Exception:
             log.exception("room %s: results not posted to the leaderboard", room_id)
 
-    async def _reject(
-        self, live: _Live, player: str, exc: ActionRejected, action: str | None
-    ) -> None:
+    async def _reject(self, live: _Live, player: str, exc: ActionRejected, action: Any) -> None:
         brand = live.brands.get(player)
         data = {
             "code": exc.code,
             "message": exc.message,
             "roomId": live.room.id,
             "playerId": player,
-            "action": action,
+            "action": action if isinstance(action, str) else None,
         }
         channel = f"player:{brand}:{player}" if brand else live.room.channel
         try:
