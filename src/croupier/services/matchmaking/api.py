@@ -128,7 +128,7 @@ class BracketBody(_Body):
     players: Annotated[list[PlayerSeed], Meta(min_length=2, max_length=256)]
     id: Annotated[str, Meta(pattern=TOURNAMENT_PATTERN)] | None = None
     tournament_id: Annotated[str, Meta(pattern=TOURNAMENT_PATTERN)] | None = None
-    random_seed: Annotated[float, Meta(ge=0, le=2**53, multiple_of=1)] | None = None
+    random_seed: Annotated[float, Meta(ge=0, le=2**31 - 1, multiple_of=1)] | None = None
 
 
 class ResultBody(_Body):
