@@ -161,6 +161,9 @@ async def test_tickets_time_out_and_cancel(
     eve = await connect(session, server, "eve")
     await eve.publish(f"player:{BRAND}:eve", "matchmaking.join", {"mode": "lonely"})
     queued = await eve.wait_type("matchmaking.queued")
+    where = await eve.wait_type("matchmaking.position", ticketId=queued["data"]["ticketId"])
+    assert where["data"]["position"] == 1
+    assert "offset" not in where  # positions are live only
     timed_out = await eve.wait_type("matchmaking.timeout")
     assert timed_out["data"]["ticketId"] == queued["data"]["ticketId"]
     t = (await api.get(f"/api/v1/matchmaking/tickets/{queued['data']['ticketId']}")).json()
@@ -171,6 +174,9 @@ async def test_tickets_time_out_and_cancel(
     await eve.publish(f"player:{BRAND}:eve", "matchmaking.cancel", {"mode": "default"})
     cancelled = await eve.wait_type("matchmaking.cancelled")
     assert cancelled["data"]["ticketId"] == queued["data"]["ticketId"]
+    again = await api.delete(f"/api/v1/matchmaking/tickets/{queued['data']['ticketId']}")
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "invalid_state"
     await eve.publish(f"player:{BRAND}:eve", "matchmaking.join", {"mode": "nope"})
     error = await eve.wait_type("error")
     assert error["data"]["code"] == "not_found"

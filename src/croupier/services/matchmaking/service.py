@@ -32,6 +32,7 @@ import orjson
 from aiohttp import web
 
 from ...core.matching import (
+    InvalidTicketTransition,
     MatchPass,
     QueueRules,
     Throughput,
@@ -39,6 +40,7 @@ from ...core.matching import (
     TicketStatus,
     estimate_wait,
     match_pass,
+    ticket_transition,
 )
 from ...errors import BadRequest, Conflict, CroupierError, NotFound
 from ...events import Event
@@ -271,12 +273,14 @@ class Matchmaking:
         found = await self.ticket(ticket_id)
         async with self.db.transaction() as tx:
             await store.get_queue(tx, found.mode, lock=True)
-            if not await store.set_status(tx, ticket_id, TicketStatus.CANCELLED, time.time()):
-                raise Conflict(
-                    f"ticket {ticket_id} is {found.status.value}; only a waiting ticket "
-                    "can be cancelled",
-                    code="invalid_state",
+            current = await store.get_ticket(tx, ticket_id)
+            try:
+                ticket_transition(
+                    current.status if current else found.status, TicketStatus.CANCELLED
                 )
+            except InvalidTicketTransition as exc:
+                raise Conflict(f"ticket {ticket_id}: {exc}", code="invalid_state") from None
+            await store.set_status(tx, ticket_id, TicketStatus.CANCELLED, time.time())
         self._positions.pop(ticket_id, None)
         channel = player_channel(found.ticket.brand, found.ticket.player)
         if channel is not None:
