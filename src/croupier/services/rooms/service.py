@@ -25,6 +25,7 @@ import contextlib
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -52,7 +53,8 @@ LEASE_SECONDS = 10.0
 RENEW_EVERY = 3.0
 ENDED_GRACE = 60.0  # seconds a finished room still answers late actions with an error
 _WIRE = "croupier-rooms"
-_SHARED: dict[Gateway, Rooms] = {}
+# One service per gateway, forgotten with it.
+_SHARED: weakref.WeakKeyDictionary[Gateway, Rooms] = weakref.WeakKeyDictionary()
 
 
 def _no_frame(event: Event) -> bytes:
