@@ -401,13 +401,14 @@ def matchmaking(
 ) -> None:
     """One matching pass over TICKETS waiting tickets (in process), and the room action
     round trip (player.action sent -> room.state received) over real WebSockets."""
-    from .matchmaking import run_match_pass, run_room_actions
+    from .matchmaking import run_match_pass, run_room_actions, run_service_pass
 
     _, client_cpus = _cpus(pin)
     before = os.sched_getaffinity(0)
     if client_cpus is not None:
         os.sched_setaffinity(0, client_cpus)
     first = run_match_pass(tickets, passes)
+    service = _run(lambda: run_service_pass(tickets, max(1, min(passes, 5))))
     os.sched_setaffinity(0, before)
     # Players' action rate limit (10/s by default) is raised: this measures the round trip.
     config = (
@@ -415,5 +416,5 @@ def matchmaking(
         "max_bytes = 4096\nrate = 10000\nburst = 10000\n"
     )
     second = _serve_and_run(pin, config, lambda server: run_room_actions(server, rooms, actions))
-    first["host_load_1m"] = second["host_load_1m"]
-    _emit([first, second], as_json)
+    first["host_load_1m"] = service["host_load_1m"] = second["host_load_1m"]
+    _emit([first, service, second], as_json)

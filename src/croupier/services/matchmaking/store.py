@@ -177,10 +177,32 @@ async def latest_ticket(db: Database | Transaction, mode: str, player: str) -> S
 
 
 async def waiting(db: Database | Transaction, mode: str) -> list[Ticket]:
+    """The waiting tickets of ``mode`` (the matching pass's input: kept lean)."""
     rows = await db.fetch(
-        "SELECT * FROM matchmaking_tickets WHERE mode = $1 AND status = 'waiting'", mode
+        "SELECT id, player, brand, rating, properties, queued_at FROM matchmaking_tickets "
+        "WHERE mode = $1 AND status = 'waiting'",
+        mode,
     )
-    return [_ticket(r).ticket for r in rows]
+    # Few distinct property sets among many tickets: each is parsed once.
+    parsed: dict[str, tuple[tuple[str, str], ...]] = {}
+    out = []
+    for r in rows:
+        raw = r["properties"]
+        props = parsed.get(raw)
+        if props is None:
+            props = parsed[raw] = tuple((k, v) for k, v in orjson.loads(raw))
+        rating = r["rating"]
+        out.append(
+            Ticket(
+                r["id"],
+                r["player"],
+                float(r["queued_at"]),
+                None if rating is None else float(rating),
+                props,
+                r["brand"],
+            )
+        )
+    return out
 
 
 async def set_status(
