@@ -129,6 +129,32 @@ async def test_players_queue_over_websocket_play_and_land_on_the_leaderboard(
     assert top["score"] == 2
 
 
+async def test_self_queued_players_are_rated_from_the_queues_rating_board(
+    server: ServerProcess, session: aiohttp.ClientSession, api: httpx.AsyncClient
+) -> None:
+    r = await api.put(
+        "/api/v1/matchmaking/queues/ranked",
+        json={"window": 50, "widenBy": 0, "maxWindow": 50, "ratingBoard": "elo"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["ratingBoard"] == "elo"
+    for player, score in (("ann", 1000), ("bob", 2000), ("cid", 1010)):
+        r = await api.post(
+            "/api/v1/leaderboards/elo/scores", json={"player": player, "score": score}
+        )
+        assert r.status_code == 200, r.text
+    players = {name: await connect(session, server, name) for name in ("ann", "bob", "cid")}
+    for name, p in players.items():
+        await p.publish(f"player:{BRAND}:{name}", "matchmaking.join", {"mode": "ranked"})
+        await p.wait_type("matchmaking.queued")
+    matched = await players["ann"].wait_type("matchmaking.matched")
+    assert sorted(matched["data"]["players"]) == ["ann", "cid"]
+    queued = players["bob"].events("matchmaking.queued")[-1]
+    ticket = (await api.get(f"/api/v1/matchmaking/tickets/{queued['data']['ticketId']}")).json()
+    assert ticket["status"] == "waiting"
+    assert ticket["rating"] == 2000
+
+
 async def test_the_http_form_answers_waiting_then_matched(api: httpx.AsyncClient) -> None:
     url = "/api/v1/matchmaking"
     first = await api.post(url, json={"username": "cat", "rating": 1500})

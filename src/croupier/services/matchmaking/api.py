@@ -14,6 +14,7 @@ from ...api.http import _api_key, _body
 from ...api.openapi import Operation
 from ...core.matching import QueueRules, TicketStatus
 from ...errors import BadRequest, NotFound
+from ..leaderboards import BOARD_PATTERN
 from ..rooms.api import Game, RoomOptions
 from .store import StoredTicket
 
@@ -104,6 +105,7 @@ class QueueBody(_Body):
     max_window: Annotated[float, Meta(ge=0, le=1e9)] = 1000.0
     timeout: Annotated[float, Meta(gt=0, le=86400)] = 120.0
     options: RoomOptions = msgspec.field(default_factory=RoomOptions)
+    rating_board: Annotated[str, Meta(pattern=f"^{BOARD_PATTERN}$")] | None = None
 
 
 class QueueReply(_Reply):
@@ -116,6 +118,7 @@ class QueueReply(_Reply):
     max_window: float
     timeout: float
     options: dict[str, Any]
+    rating_board: str | None
     waiting: int
 
 
@@ -226,6 +229,7 @@ def routes(service: Matchmaking) -> list[web.RouteDef]:
             max_window=r.max_window,
             timeout=r.timeout,
             options=q.options,
+            rating_board=q.rating_board,
             waiting=await service.waiting_count(mode),
         )
 
@@ -244,7 +248,9 @@ def routes(service: Matchmaking) -> list[web.RouteDef]:
             )
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        await service.configure(mode, rules, body.game, body.options.as_dict())
+        await service.configure(
+            mode, rules, body.game, body.options.as_dict(), rating_board=body.rating_board
+        )
         return _reply(await queue_view(mode))
 
     async def get_queue(request: web.Request) -> web.Response:
@@ -324,6 +330,7 @@ _QUEUE = {
     "maxWindow": 1000.0,
     "timeout": 120.0,
     "options": {"rounds": 3},
+    "ratingBoard": "nim-elo",
     "waiting": 12,
 }
 _BRACKET = {
@@ -430,6 +437,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "maxWindow": 1000,
             "timeout": 120,
             "options": {"rounds": 3},
+            "ratingBoard": "nim-elo",
         },
         reply=QueueReply,
         reply_example=_QUEUE,

@@ -46,6 +46,7 @@ from ...errors import BadRequest, Conflict, CroupierError, NotFound
 from ...events import Event
 from ...gateway import Gateway, PublishRequest
 from ...storage import Database
+from ..leaderboards import check_board
 from ..rooms import Rooms
 from ..rooms.engine import RoomStatus
 from . import store
@@ -160,7 +161,13 @@ class Matchmaking:
     # -- queues ----------------------------------------------------------------------------
 
     async def configure(
-        self, mode: str, rules: QueueRules, game: str, options: Mapping[str, Any]
+        self,
+        mode: str,
+        rules: QueueRules,
+        game: str,
+        options: Mapping[str, Any],
+        *,
+        rating_board: str | None = None,
     ) -> Queue:
         """Create or change a queue.
 
@@ -174,7 +181,9 @@ class Matchmaking:
                     f"{game} takes {handler.min_players}-{handler.max_players} players; "
                     f"groupSize is {rules.group_size}"
                 )
-        queue = Queue(mode, rules, game, dict(options))
+        if rating_board is not None:
+            check_board(rating_board)
+        queue = Queue(mode, rules, game, dict(options), rating_board)
         await store.put_queue(self.db, queue)
         return queue
 
@@ -458,6 +467,17 @@ class Matchmaking:
                     continue  # a grant to another player's channel does not queue them
                 self._spawn(self._from_player(event.type, parts[1], parts[2], doc))
 
+    async def _rating(self, mode: str, player: str) -> float | None:
+        """A self-queued player's rating: their score on the queue's rating board, if any."""
+        queue = await store.get_queue(self.db, mode)
+        if queue is None or queue.rating_board is None:
+            return None
+        board = self.rooms.leaderboards if self.rooms is not None else None
+        if board is None:
+            return None
+        standing = await board.standing(queue.rating_board, player)
+        return None if standing is None else standing.score
+
     async def _from_player(self, kind: str, brand: str, player: str, doc: dict[str, Any]) -> None:
         channel = f"player:{brand}:{player}"
         try:
@@ -483,7 +503,13 @@ class Matchmaking:
                     f"properties are at most {MAX_PROPERTIES} string pairs (64 characters)",
                     code="bad_message",
                 )
-            await self.join(mode, player, brand=brand, properties=props)
+            await self.join(
+                mode,
+                player,
+                brand=brand,
+                rating=await self._rating(mode, player),
+                properties=props,
+            )
         except CroupierError as exc:
             await self._tell(
                 channel,

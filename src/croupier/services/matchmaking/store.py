@@ -57,15 +57,20 @@ _RULE_FIELDS = {
 
 @dataclass(frozen=True, slots=True)
 class Queue:
-    """A game mode's queue: how it matches, and the room its groups are sent to."""
+    """A game mode's queue: how it matches, the room its groups are sent to, and the
+    leaderboard its players' ratings are read from when they queue themselves."""
 
     mode: str
     rules: QueueRules
     game: str
     options: dict[str, Any]
+    rating_board: str | None = None
 
     def rules_doc(self) -> dict[str, Any]:
-        return {k: getattr(self.rules, v) for k, v in _RULE_FIELDS.items()}
+        doc: dict[str, Any] = {k: getattr(self.rules, v) for k, v in _RULE_FIELDS.items()}
+        if self.rating_board is not None:
+            doc["ratingBoard"] = self.rating_board
+        return doc
 
 
 def rules_from(doc: dict[str, Any]) -> QueueRules:
@@ -120,11 +125,13 @@ async def get_queue(db: Database | Transaction, mode: str, *, lock: bool = False
     )
     if row is None:
         return None
+    doc = orjson.loads(row["rules"])
     return Queue(
         row["mode"],
-        rules_from(orjson.loads(row["rules"])),
+        rules_from(doc),
         row["game"],
         orjson.loads(row["options"]),
+        doc.get("ratingBoard"),
     )
 
 
