@@ -126,6 +126,11 @@ class Rooms:
             )
         return found
 
+    @classmethod
+    def of(cls, gateway: Gateway) -> Rooms | None:
+        """The rooms service running on ``gateway``, if the application mounted one."""
+        return _SHARED.get(gateway)
+
     # -- the Service face ------------------------------------------------------------------
 
     @property
