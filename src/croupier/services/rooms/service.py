@@ -27,7 +27,7 @@ import secrets
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
@@ -42,7 +42,9 @@ from ..leaderboards import Leaderboards, check_board
 from . import engine, store
 from .engine import Room, RoomStatus, Step
 from .handler import ActionRejected, Move, RoomHandler
+from .live import WIRE, LiveRoom, RoomSink, no_frame
 from .nim import Nim
+from .recovery import replay_log
 
 __all__ = ["LEASE_SECONDS", "SNAPSHOT_EVERY", "Rooms"]
 
@@ -52,45 +54,8 @@ SNAPSHOT_EVERY = 5.0  # seconds: the most a snapshot lags behind the log
 LEASE_SECONDS = 10.0
 RENEW_EVERY = 3.0
 ENDED_GRACE = 60.0  # seconds a finished room still answers late actions with an error
-_WIRE = "croupier-rooms"
 # One service per gateway, forgotten with it.
 _SHARED: weakref.WeakKeyDictionary[Gateway, Rooms] = weakref.WeakKeyDictionary()
-
-
-def _no_frame(event: Event) -> bytes:
-    return b""
-
-
-@dataclass(slots=True)
-class _Live:
-    """A room this node runs."""
-
-    room: Room
-    handler: RoomHandler
-    brands: dict[str, str | None]
-    inbox: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
-    task: asyncio.Task[None] | None = None
-    timer: asyncio.TimerHandle | None = None
-    offset: int = 0
-    epoch: str | None = None
-    saved_seq: int = 0
-    save_timer: asyncio.TimerHandle | None = None
-
-
-class _Sink:
-    """The service as a hub subscriber of the rooms it runs: it takes ``player.action``."""
-
-    wire = _WIRE
-
-    def __init__(self, service: Rooms) -> None:
-        self._service = service
-
-    def push(self, frame: bytes, event: Event) -> None:
-        if event.type == "player.action":
-            try:
-                self._service._received(event)
-            except Exception:
-                log.exception("a player.action could not be taken")
 
 
 class Rooms:
@@ -110,9 +75,9 @@ class Rooms:
         self.handlers: dict[str, RoomHandler] = {h.name: h for h in handlers}
         self.node = secrets.token_hex(6)
         self.single = gateway.settings.broker_url.split(":", 1)[0] == "local"
-        self._live: dict[str, _Live] = {}
-        self._ended: dict[str, _Live] = {}  # finished or closed here lately: late actions
-        self._sink = _Sink(self)
+        self._live: dict[str, LiveRoom] = {}
+        self._ended: dict[str, LiveRoom] = {}  # finished or closed here lately: late actions
+        self._sink = RoomSink(self._received)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._keeper: asyncio.Task[None] | None = None
 
@@ -146,7 +111,7 @@ class Rooms:
 
     async def __aenter__(self) -> Self:
         await self.db.migrate("rooms", store.MIGRATIONS)
-        self.gateway.hub.add_wire(_WIRE, _no_frame)
+        self.gateway.hub.add_wire(WIRE, no_frame)
         await self._take_over(any_owner=self.single)
         for rid in await store.unposted_rooms(self.db, 1000):
             self._spawn(self._post_results(rid))
@@ -320,7 +285,7 @@ class Rooms:
                 self.node,
                 now + LEASE_SECONDS,
             )
-        live = _Live(step.room, handler, stored.brands)
+        live = LiveRoom(step.room, handler, stored.brands)
         await self._run(live)
         await self._publish(live, step, "start")
         await self._save(live)
@@ -353,7 +318,7 @@ class Rooms:
 
     # -- running rooms ---------------------------------------------------------------------
 
-    async def _run(self, live: _Live) -> None:
+    async def _run(self, live: LiveRoom) -> None:
         """Start serving ``live``: subscribe to its channel, start its task and deadline."""
         rid = live.room.id
         self._live[rid] = live
@@ -377,7 +342,7 @@ class Rooms:
             refusal = ActionRejected("not_playing", f"room {rid} is {status}")
             self._spawn(self._reject(ended, sender, refusal, doc.get("action")))
 
-    async def _serve(self, live: _Live) -> None:
+    async def _serve(self, live: LiveRoom) -> None:
         while True:
             kind, what = await live.inbox.get()
             try:
@@ -395,7 +360,7 @@ class Rooms:
                 await self._retire(live)
                 return
 
-    async def _action(self, live: _Live, doc: Any) -> None:
+    async def _action(self, live: LiveRoom, doc: Any) -> None:
         sender = doc.get("from", {}).get("id") if isinstance(doc, dict) else None
         if not isinstance(sender, str):
             return
@@ -416,7 +381,7 @@ class Rooms:
             return
         await self._publish(live, step)
 
-    async def _deadline(self, live: _Live, seq: int) -> None:
+    async def _deadline(self, live: LiveRoom, seq: int) -> None:
         room = live.room
         if room.seq != seq or room.status is not RoomStatus.PLAYING:
             return  # someone acted in time
@@ -426,7 +391,7 @@ class Rooms:
         step = engine.act(room, live.handler, turn.player, turn.default, time.time(), default=True)
         await self._publish(live, step)
 
-    async def _close_live(self, live: _Live, done: asyncio.Future[Room]) -> None:
+    async def _close_live(self, live: LiveRoom, done: asyncio.Future[Room]) -> None:
         try:
             step = engine.close(live.room)
         except ActionRejected as exc:
@@ -435,7 +400,7 @@ class Rooms:
         await self._publish(live, step, "close")
         done.set_result(live.room)
 
-    async def _publish(self, live: _Live, step: Step, key: str | None = None) -> None:
+    async def _publish(self, live: LiveRoom, step: Step, key: str | None = None) -> None:
         """Publish a step's events together; then arm the deadline and schedule the save.
 
         ``key`` names the step for idempotency (an action's is its ``seq``).
@@ -470,7 +435,7 @@ class Rooms:
             ]
         )
 
-    def _arm(self, live: _Live) -> None:
+    def _arm(self, live: LiveRoom) -> None:
         if live.timer is not None:
             live.timer.cancel()
             live.timer = None
@@ -481,7 +446,7 @@ class Rooms:
         delay = max(room.deadline - time.time(), 0.0)
         live.timer = loop.call_later(delay, live.inbox.put_nowait, ("deadline", room.seq))
 
-    async def _save(self, live: _Live) -> None:
+    async def _save(self, live: LiveRoom) -> None:
         if live.save_timer is not None:
             live.save_timer.cancel()
             live.save_timer = None
@@ -491,7 +456,7 @@ class Rooms:
             )
         live.saved_seq = live.room.seq
 
-    async def _retire(self, live: _Live) -> None:
+    async def _retire(self, live: LiveRoom) -> None:
         rid = live.room.id
         # From here on, actions for the room are answered as late ones (see _received);
         # those already waiting in its inbox are answered the same way.
@@ -539,7 +504,7 @@ class Rooms:
         except Exception:
             log.exception("room %s: results not posted to the leaderboard", room_id)
 
-    async def _reject(self, live: _Live, player: str, exc: ActionRejected, action: Any) -> None:
+    async def _reject(self, live: LiveRoom, player: str, exc: ActionRejected, action: Any) -> None:
         brand = live.brands.get(player)
         data = {
             "code": exc.code,
@@ -594,37 +559,19 @@ class Rooms:
         """Run a room from its snapshot and the actions logged after it."""
         room = stored.room
         handler = self.handler(room.game)
-        live = _Live(
+        live = LiveRoom(
             room, handler, dict(stored.brands), offset=stored.log_offset, epoch=stored.log_epoch
         )
         self._live[room.id] = live  # actions arriving from here on wait in its inbox
         await self.gateway.hub.subscribe(
             self._sink, room.channel, since=None, stored=False, announce=lambda r: None
         )
-        replayed = 0
-        after = stored.log_offset
-        while True:
-            history = await self.gateway.log.read(room.channel, after, 1000)
-            if stored.log_epoch is not None and history.position.epoch != stored.log_epoch:
-                log.warning("room %s: its log was lost; restored from the snapshot", room.id)
-                break
-            if after + 1 < history.first:
-                log.warning(
-                    "room %s: the log no longer holds every step after the snapshot", room.id
-                )
-            for event in history.events:
-                after = event.offset or after
-                if event.type != "room.state":
-                    continue
-                step = engine.replay(room, handler, orjson.loads(event.payload))
-                if step is not None:
-                    room = step
-                    replayed += 1
-                    live.offset, live.epoch = event.offset or 0, event.epoch
-            if not history.events or len(history.events) < 1000:
-                break
+        back = await replay_log(
+            self.gateway.log, room, handler, stored.log_offset, stored.log_epoch
+        )
+        room, live.offset, live.epoch = back.room, back.offset, back.epoch
         live.room = room
-        log.info("room %s restored at step %d (%d replayed)", room.id, room.seq, replayed)
+        log.info("room %s restored at step %d (%d replayed)", room.id, room.seq, back.replayed)
         await self._save(live)
         live.task = asyncio.get_running_loop().create_task(self._serve(live))
         if room.status is not RoomStatus.PLAYING:
