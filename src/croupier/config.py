@@ -97,7 +97,15 @@ def _defaults() -> dict[str, NamespaceRules]:
             history_size=1000, history_ttl=86400.0, client_publish={"chat.message": chat}
         ),
         "player": NamespaceRules(
-            history_size=500, history_ttl=7 * 86400.0, subscribe=SubscribeMode.OWNER, presence=False
+            history_size=500,
+            history_ttl=7 * 86400.0,
+            subscribe=SubscribeMode.OWNER,
+            presence=False,
+            # A player queues on their own channel; the matchmaking service answers there.
+            client_publish={
+                "matchmaking.join": PublishRule(max_bytes=512, rate=1.0, burst=3),
+                "matchmaking.cancel": PublishRule(max_bytes=256, rate=1.0, burst=3),
+            },
         ),
         "lobby": NamespaceRules(
             history_size=100, history_ttl=3600.0, subscribe=SubscribeMode.PUBLIC

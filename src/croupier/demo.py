@@ -1,4 +1,5 @@
-"""Sample traffic for ``make demo``: a tournament, a cricket match and a lobby ticker.
+"""Sample traffic for ``make demo``: a tournament, a cricket match, a lobby ticker, and two
+bots playing Nim in ``room:demo-{n}``.
 
 It publishes through the same :meth:`Gateway.publish_json` the services use, so what a
 browser sees in the demo is exactly what a real backend would produce.
@@ -21,6 +22,17 @@ PLAYERS = ["tp_player_101", "tp_player_202", "tp_player_303", "tp_player_404", "
 
 async def run_demo_traffic(gateway: Gateway, interval: float = 1.0) -> None:
     """Publish sample events every ``interval`` seconds until cancelled."""
+    from .services.rooms.bots import run_nim_bots
+
+    bots = asyncio.get_running_loop().create_task(run_nim_bots(gateway))  # room:demo-{n}
+    try:
+        await _traffic(gateway, interval)
+    finally:
+        bots.cancel()
+        await asyncio.gather(bots, return_exceptions=True)
+
+
+async def _traffic(gateway: Gateway, interval: float) -> None:
     rng = random.Random(7)
     scores = dict.fromkeys(PLAYERS, 0)
     runs = wickets = balls = 0

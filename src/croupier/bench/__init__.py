@@ -42,6 +42,9 @@ NOTIFICATION_TARGETS: dict[str, tuple[str, float]] = {
 }
 # The leaderboard (issue 5): score updates per second on a 100,000-entry board, one core.
 TARGETS["updates_per_s"] = (">=", 10_000.0)
+# Matchmaking (issue 8): one matching pass over 10,000 waiting tickets.
+TARGETS["pass_ms_p50"] = ("<=", 50.0)
+TARGETS["pass_ms_max"] = ("<=", 50.0)
 
 
 def _raise_fd_limit(need: int) -> None:
@@ -378,3 +381,40 @@ def notifications(
         database_url,
     )
     _emit([result], as_json)
+
+
+@bench.command()
+@click.option("--tickets", default=10_000, show_default=True, type=click.IntRange(2))
+@click.option("--passes", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--rooms", default=20, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--actions",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1, 999),
+    help="Actions played in each room.",
+)
+@pin_option
+@json_option
+def matchmaking(
+    tickets: int, passes: int, rooms: int, actions: int, pin: bool, as_json: bool
+) -> None:
+    """One matching pass over TICKETS waiting tickets (in process), and the room action
+    round trip (player.action sent -> room.state received) over real WebSockets."""
+    from .matchmaking import run_match_pass, run_room_actions, run_service_pass
+
+    _, client_cpus = _cpus(pin)
+    before = os.sched_getaffinity(0)
+    if client_cpus is not None:
+        os.sched_setaffinity(0, client_cpus)
+    first = run_match_pass(tickets, passes)
+    service = _run(lambda: run_service_pass(tickets, max(1, min(passes, 5))))
+    os.sched_setaffinity(0, before)
+    # Players' action rate limit (10/s by default) is raised: this measures the round trip.
+    config = (
+        '[namespaces.room.client_publish."player.action"]\n'
+        "max_bytes = 4096\nrate = 10000\nburst = 10000\n"
+    )
+    second = _serve_and_run(pin, config, lambda server: run_room_actions(server, rooms, actions))
+    first["host_load_1m"] = service["host_load_1m"] = second["host_load_1m"]
+    _emit([first, service, second], as_json)

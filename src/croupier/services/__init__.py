@@ -52,7 +52,9 @@ def service_factories() -> list[ServiceFactory]:
     """Every service the server runs, in start order."""
     from ..web import WebAssets
     from .balances import BalancesService
+    from .matchmaking import Matchmaking
     from .notifications import NotificationsService
+    from .rooms import Rooms
     from .stats import NodeStats
     from .tournaments import Tournaments
     from .webhooks import WebhookService  # here, not on top: webhooks import the HTTP API
@@ -63,6 +65,8 @@ def service_factories() -> list[ServiceFactory]:
         NotificationsService,
         BalancesService,
         Tournaments.mounted,
+        Rooms.shared,
+        Matchmaking.mounted,
         NodeStats,
         WebAssets,
     ]

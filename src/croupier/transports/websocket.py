@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -355,10 +355,18 @@ class WsConnection(BoundedOutbox):
 
     # -- the aiohttp path ------------------------------------------------------------------
 
-    async def run(self, ws: web.WebSocketResponse) -> None:
-        """Serve the connection through aiohttp's reader until it closes."""
+    async def run(self, ws: web.WebSocketResponse, initial: Sequence[bytes] = ()) -> None:
+        """Serve the connection through aiohttp's reader until it closes.
+
+        ``initial`` are messages handled as if the client had sent them first (an endpoint
+        that subscribes its clients to a channel of the URL's choosing).
+        """
         self.open()
         try:
+            now = time.monotonic()
+            for raw in initial:
+                for action in self.session.receive(raw, now):
+                    await self._apply(action)
             while not self.closed:
                 message = await ws.receive()
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
