@@ -259,7 +259,7 @@ async def test_a_match_whose_room_was_never_opened_gets_it_at_the_next_start(
     server = ServerProcess(tmp_path / "croupier.db").start()
     server.stop()
     # What a node leaves behind when it dies between a match and opening the room.
-    with sqlite3.connect(tmp_path / "croupier.db") as db:
+    with sqlite3.connect(tmp_path / "croupier-services.db") as db:
         for player, at in (("ann", 1.0), ("bob", 2.0)):
             db.execute(
                 "INSERT INTO matchmaking_tickets (id, mode, player, brand, rating, properties, "
