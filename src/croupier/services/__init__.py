@@ -52,6 +52,7 @@ def service_factories() -> list[ServiceFactory]:
     """Every service the server runs, in start order."""
     from .balances import BalancesService
     from .notifications import NotificationsService
+    from .sports import Sports
     from .tournaments import Tournaments
     from .webhooks import WebhookService  # here, not on top: webhooks import the HTTP API
 
@@ -61,4 +62,5 @@ def service_factories() -> list[ServiceFactory]:
         NotificationsService,
         BalancesService,
         Tournaments.mounted,
+        Sports,
     ]

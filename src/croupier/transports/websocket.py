@@ -273,6 +273,17 @@ class WsConnection(BoundedOutbox):
         elif isinstance(action, Close):
             self.send(control("error", code=action.code, message=action.message))
             self.disconnect(action.code, reconnect=False, code=CLOSE_POLICY)
+        elif isinstance(action, DoPublish) and (
+            handler := self.gateway.client_handler(action.channel, action.type)
+        ):
+            # A service summarises these (reactions): they never reach the hub one by one.
+            try:
+                handler(action.channel, action.payload)
+            except CroupierError as exc:
+                self.send(error(exc, action.id).payload)
+            else:
+                if action.id is not None:
+                    self.send(control("published", id=action.id, channel=action.channel))
         else:
             return False
         return True
@@ -381,7 +392,7 @@ def sweep(gateway: Gateway) -> None:
     wall = time.time()
     ping = gateway.settings.limits.ping_interval
     for conn in list(gateway.connections):
-        if type(conn) is WsConnection:
+        if isinstance(conn, WsConnection):
             conn.tick(mono, wall, ping)
 
 
