@@ -78,10 +78,10 @@ def is_emoji(text: str) -> bool:
         return points[0] in _KEYCAP_BASE and all(p in _JOINERS for p in points[1:])
     seen = False
     for cp in points:
+        if cp in _JOINERS or _SKIN[0] <= cp <= _SKIN[1] or _TAGS[0] <= cp <= _TAGS[1]:
+            continue  # modifiers: an emoji needs a base
         if _pictographic(cp):
             seen = True
-        elif cp in _JOINERS or _SKIN[0] <= cp <= _SKIN[1] or _TAGS[0] <= cp <= _TAGS[1]:
-            continue
         else:
             return False
     return seen

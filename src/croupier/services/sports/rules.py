@@ -85,7 +85,7 @@ class Batsman(msgspec.Struct, forbid_unknown_fields=True):
 
 class Bowler(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
-    overs: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,3}(\.[0-5])?$")]
+    overs: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,3}(\.[0-6])?$")]
     runs: Count
     maiden: Annotated[int, msgspec.Meta(ge=0, le=1000)]
     wickets: Annotated[int, msgspec.Meta(ge=0, le=10)]
