@@ -40,6 +40,9 @@ NOTIFICATION_TARGETS: dict[str, tuple[str, float]] = {
     "failed": ("<=", 0),
     "misrouted": ("<=", 0),
 }
+# Live sports (issue 7): 10,000 viewers, 1,000 reactions/s, a score update a second.
+TARGETS["score_p99_ms"] = ("<=", 50.0)
+TARGETS["summary_p99_ms"] = ("<=", 1500.0)
 # The leaderboard (issue 5): score updates per second on a 100,000-entry board, one core.
 TARGETS["updates_per_s"] = (">=", 10_000.0)
 
@@ -376,5 +379,29 @@ def notifications(
         None,
         lambda server: run_notifications(server, players=players, rate=rate, duration=duration),
         database_url,
+    )
+    _emit([result], as_json)
+
+
+@bench.command()
+@click.option("--viewers", default=10_000, show_default=True, type=click.IntRange(1))
+@click.option("--reactions", default=1000.0, show_default=True, help="Reactions per second.")
+@click.option("--duration", default=10.0, show_default=True, help="Seconds measured.")
+@pin_option
+@json_option
+def sports(viewers: int, reactions: float, duration: float, pin: bool, as_json: bool) -> None:
+    """VIEWERS on one match, REACTIONS/s from up to 500 of them, a cricket ball a second.
+
+    Reports server CPU, score delivery latency (posted -> every viewer), summary delivery
+    latency (window start -> every viewer, the 1 s window included), and whether the
+    summaries add up to the reactions accepted.
+    """
+    from .sports import SERVER_CONFIG, run_sports
+
+    _raise_fd_limit(viewers + 256)
+    result = _serve_and_run(
+        pin,
+        SERVER_CONFIG,
+        lambda server: run_sports(server, viewers=viewers, reactions=reactions, duration=duration),
     )
     _emit([result], as_json)
