@@ -14,8 +14,10 @@ import httpx
 import orjson
 import pytest
 
+from tests.services import fresh_postgres_database
 from tests.support import ServerProcess, running_server, timeout, token
 
+from .cluster import cluster, private_redis
 from .wsclient import WsClient, http, write_config
 
 pytestmark = pytest.mark.e2e
@@ -424,3 +426,61 @@ async def test_joining_an_unknown_event_or_before_joining(server: ServerProcess)
         info = await plain.get(f"{server.url}/ws/events")
     assert info.status_code == 200
     assert orjson.loads(info.content)["upgrade"] == "websocket"
+
+
+async def test_two_nodes_count_viewers_and_add_up_reactions_together(tmp_path: Path) -> None:
+    with (
+        fresh_postgres_database("croupier_sports") as database_url,
+        private_redis(tmp_path) as redis,
+    ):
+        env = {"CROUPIER_DATABASE_URL": database_url, "CROUPIER_BROKER_URL": redis.url}
+        with cluster(tmp_path, 2, env) as nodes:
+            async with http(nodes[0]) as api_a, http(nodes[1]) as api_b, sockets() as session:
+                await _live_match(api_a)
+                watchers = [
+                    (await viewer(session, node, f"watcher{n}"))[0] for n, node in enumerate(nodes)
+                ]
+                fans = await asyncio.gather(
+                    *(
+                        viewer(session, nodes[i % 2], f"f{i}", player_token=token(f"fan{i}"))
+                        for i in range(30)
+                    )
+                )
+                for api in (api_a, api_b):
+                    await _until_viewers(api, 32)
+
+                # A ball posted on one node reaches the viewers of both.
+                await _ball(api_b, 1)
+                for client, _, _ in fans[:4]:
+                    assert await _score_seqs(client, 1) == [1]
+
+                for i, (client, _, _) in enumerate(fans):
+                    for k in range(3):
+                        await client.send(
+                            {
+                                "type": "reaction",
+                                "emoji": "🔥" if k else "🏏",
+                                "comment": f"fan{i}",
+                                "id": k,
+                            }
+                        )
+                for client, _, _ in fans:
+                    for _ in range(3):
+                        await _next(client, "published")
+                # Every node's viewers see every node's reactions, each exactly once.
+                for watcher in watchers:
+                    summaries = await _summaries_until(watcher, 90, 10)
+                    assert sum(s["total"] for s in summaries) == 90
+                    assert sum(s["counts"].get("🏏", 0) for s in summaries) == 30
+                    extra = [
+                        d for d in await _collect(watcher, 1.5) if d["type"] == "reactions.summary"
+                    ]
+                    assert extra == []
+
+                for client, _, _ in fans[:10]:
+                    await client.ws.close()
+                for api in (api_a, api_b):
+                    doc = await _until_viewers(api, 22)
+                    assert doc["peak"] == 32
+                for client in [*watchers, *(c for c, _, _ in fans[10:])]:
+                    await client.ws.close()
