@@ -12,12 +12,19 @@ cricket ball a second over HTTP.
   (so the 1 s window is included).
 * **Sums**: the totals of the summaries one viewer got must equal the reactions the server
   accepted (answered ``published``).
+
+The latencies are read by a few *probe* viewers in a separate process, connected last (so
+the server writes to them last in each fan-out): the process holding the other viewers is
+busy draining thousands of sockets at the moment each event arrives, and its own receive
+times measure that client more than the server. Its figures are reported too, as
+``load_client_*``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from array import array
 from datetime import datetime
@@ -29,7 +36,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from .fanout import _percentile
 from .httpclient import HttpConnection, connect, post_request
 from .procstat import cpu_split
-from .server import API_KEY, BenchServer
+from .server import API_KEY, SECRET, BenchServer
 
 __all__ = ["REACTORS", "SERVER_CONFIG", "run_sports"]
 
@@ -168,12 +175,15 @@ async def _post(conn: HttpConnection, path: str, body: Any) -> Any:
     return orjson.loads(reply)
 
 
-async def _open(server: BenchServer, count: int, tally: _Tally) -> list[_Viewer]:
+async def _open(port: int, count: int, tally: _Tally, prefix: str = "viewer") -> list[_Viewer]:
+    from ..auth import mint_token
+
     gate = asyncio.Semaphore(_CONNECT_AT_ONCE)
     viewers: list[_Viewer] = []
 
     async def one(index: int) -> None:
-        url = f"ws://127.0.0.1:{server.port}/ws?token={server.token(f'viewer{index}')}"
+        token = mint_token(SECRET, f"{prefix}{index}", brand="1001", ttl=3600)
+        url = f"ws://127.0.0.1:{port}/ws?token={token}"
         async with gate:
             _, listener = await ws_connect(
                 lambda: _Viewer(tally, index),
@@ -190,7 +200,7 @@ async def _open(server: BenchServer, count: int, tally: _Tally) -> list[_Viewer]
     return viewers
 
 
-async def _react(reactors: list[_Viewer], rate: float, until: float) -> int:
+async def _react(reactors: list[_Viewer] | list[_NoReactor], rate: float, until: float) -> int:
     """Send ``rate`` reactions a second, round robin over ``reactors``, until ``until``."""
     loop = asyncio.get_running_loop()
     sent = 0
@@ -237,10 +247,25 @@ async def run_sports(
     )
     await _post(conn, f"/api/v1/sports/events/{EVENT}/status", {"status": "live"})
     tally = _Tally()
+    probes = max(1, min(50, viewers // 10))
     started = time.perf_counter()
-    opened = await _open(server, viewers, tally)
+    opened = await _open(server.port, viewers - probes, tally) if viewers > probes else []
+    probe = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "croupier.bench.sports",
+        str(server.port),
+        str(probes),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    stdin, stdout = probe.stdin, probe.stdout
+    assert stdin is not None
+    assert stdout is not None
+    if await stdout.readline() != b"ready\n":
+        raise RuntimeError("the probe viewers could not connect")
     connect_s = time.perf_counter() - started
-    reactors = opened[: min(REACTORS, len(opened))]
+    reactors: list[_Viewer] | list[_NoReactor] = opened[:REACTORS] or [_NoReactor()]
     end = loop.time() + warmup + duration
     marks: dict[str, float] = {}
 
@@ -250,6 +275,7 @@ async def run_sports(
         marks["wall"] = time.perf_counter()
         marks["accepted"] = tally.accepted
         tally.measuring = True
+        stdin.write(b"measure\n")
 
     sent, balls, _ = await asyncio.gather(
         _react(reactors, reactions, end), _bowl(conn, 0, end), measure()
@@ -257,6 +283,10 @@ async def run_sports(
     user, system = cpu_split(server.pid)
     wall = time.perf_counter() - marks["wall"]
     tally.measuring = False
+    stdin.write(b"stop\n")
+    await stdin.drain()
+    probed = orjson.loads(await stdout.readline())
+    await probe.wait()
     cpu = user - marks["user"] + system - marks["sys"]
     measured_reactions = tally.accepted - marks["accepted"]
     # The last reactions' summary, and the answers still on their way.
@@ -276,24 +306,29 @@ async def run_sports(
     for viewer in opened:
         if viewer.transport is not None:
             viewer.transport.disconnect(graceful=False)
-    scores = sorted(tally.score_latencies)
-    summaries = sorted(tally.summary_latencies)
+    scores = sorted(probed["scores"])
+    summaries = sorted(probed["summaries"])
+    load_scores = sorted(tally.score_latencies)
+    load_summaries = sorted(tally.summary_latencies)
     return {
         "bench": "sports",
         "viewers": viewers,
-        "reactors": len(reactors),
+        "reactors": len(opened[:REACTORS]),
         "reactions_per_s": round(measured_reactions / wall, 1) if wall else 0.0,
         "duration": duration,
         "connect_s": connect_s,
         "server_cpu_percent": cpu / wall * 100 if wall else float("nan"),
         "server_cpu_s": cpu,
+        "probe_viewers": probes,
         "score_updates": balls,
-        "score_deliveries": tally.scores,
+        "score_deliveries": tally.scores + len(scores),
         "score_p50_ms": _percentile(scores, 0.50) * 1000,
         "score_p99_ms": _percentile(scores, 0.99) * 1000,
-        "summary_deliveries": len(summaries),
+        "summary_deliveries": len(summaries) + len(load_summaries),
         "summary_p50_ms": _percentile(summaries, 0.50) * 1000,
         "summary_p99_ms": _percentile(summaries, 0.99) * 1000,
+        "load_client_score_p99_ms": _percentile(load_scores, 0.99) * 1000,
+        "load_client_summary_p99_ms": _percentile(load_summaries, 0.99) * 1000,
         "reactions_sent": sent,
         "reactions_accepted": tally.accepted,
         "reactions_refused": tally.refused,
@@ -301,3 +336,38 @@ async def run_sports(
         "viewers_counted": viewer_count["viewers"],
         "viewers_peak": viewer_count["peak"],
     }
+
+
+class _NoReactor:
+    """Stands in when every viewer is a probe (a run with one viewer): nobody reacts."""
+
+    def react(self) -> None:
+        pass
+
+
+async def _probe(port: int, count: int) -> None:
+    """The probe process: ``count`` viewers; measures between ``measure`` and ``stop``."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    tally = _Tally()
+    viewers = await _open(port, count, tally, prefix="probe")
+    print("ready", flush=True)
+    while (line := await reader.readline()) not in (b"stop\n", b""):
+        if line == b"measure\n":
+            tally.measuring = True
+    print(
+        orjson.dumps(
+            {"scores": list(tally.score_latencies), "summaries": list(tally.summary_latencies)}
+        ).decode(),
+        flush=True,
+    )
+    for viewer in viewers:
+        if viewer.transport is not None:
+            viewer.transport.disconnect(graceful=False)
+
+
+if __name__ == "__main__":
+    import uvloop
+
+    uvloop.run(_probe(int(sys.argv[1]), int(sys.argv[2])))

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 PARTIALS = "sports.reactions"  # internal broker channel of the nodes' partial tallies
 VIEWERS_PREFIX = "sports-viewers:"  # presence key of an event's counted viewers
 _FLUSH_AT = 0.02  # seconds past each second: drain the local tally and publish it
-_SUMMARY_AT = 0.2  # seconds past each second: merged summaries and viewer counts go out
+_SUMMARY_AT = 0.1  # seconds past each second: merged summaries and viewer counts go out
 
 
 def iso(seconds: float) -> str:
