@@ -176,8 +176,11 @@ async def test_bad_updates_are_refused_and_change_nothing(server: ServerProcess)
         await _ball(api, 1)
         base = f"/api/v1/sports/events/{MATCH}"
         bad = await api.post(base + "/updates", json={"ball 2": "13-1"})
-        assert bad.status_code == 400
+        assert bad.status_code == 409  # not a cricket ball: it does not fit the event
         assert bad.json()["error"]["code"] == "bad_update"
+        assert "score" in bad.json()["error"]["message"]
+        not_json = await api.post(base + "/updates", content=b"{")
+        assert not_json.status_code == 400
         backwards = await api.post(base + "/updates", json={**ball(1), "ball 1": "0/0"})
         assert backwards.status_code == 409
         missing = await api.post("/api/v1/sports/events/nope/updates", json=ball(1))

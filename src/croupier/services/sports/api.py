@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ...api.http import _api_key, _body, _int_query, _query
 from ...api.openapi import Operation
-from ...errors import BadRequest, NotFound, PayloadTooLarge
+from ...errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from .events_ws import EventsInfo, events_handler
 from .rules import MAX_UPDATE_BYTES, Status
 
@@ -182,7 +182,16 @@ def routes(service: Sports) -> list[web.RouteDef]:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise BadRequest("the request body is not valid JSON", code="bad_json") from None
-        event, published = await service.update(event_id, doc)
+        if not isinstance(doc, dict):
+            raise BadRequest("a score update is a JSON object", code="bad_request")
+        try:
+            event, published = await service.update(event_id, doc)
+        except BadRequest as exc:
+            if exc.code != "bad_update":
+                raise
+            # Which shape is right depends on the event's sport, not on the request alone:
+            # an update that does not fit it conflicts with the event.
+            raise Conflict(exc.message, code="bad_update") from None
         return _reply(
             UpdateReply(event.id, event.seq, published.offset, published.epoch, event.snapshot)
         )
@@ -241,8 +250,9 @@ _READ = (400, 401, 403, 404, 503)
 
 class _UpdateBody(msgspec.Struct):
     """The sport's update object: cricket per ball, chess per move, football per incident,
-    generic for any other sport (see the sports documentation). Validated by the event's
-    sport; at most 8 KiB."""
+    generic for any other sport (see the sports documentation), at most 8 KiB. Checked
+    against the event's sport and scoreboard: one that does not fit is answered 409
+    ``bad_update``, one that contradicts the scoreboard (a ball from the past) 409."""
 
 
 OPERATIONS: tuple[Operation, ...] = (

@@ -35,7 +35,7 @@ import orjson
 from aiohttp import web
 
 from ...api.openapi import Operation
-from ...errors import BadRequest, Conflict, NotFound
+from ...errors import Conflict, NotFound
 from ...events import Event
 from ...gateway import Gateway
 from ...hub import SubscribeResult
@@ -156,8 +156,6 @@ class Sports:
         Raises:
             Conflict: the id is taken.
         """
-        if sport == "football" and len(competitors) != 2:
-            raise BadRequest("a football match has two teams: home first", code="bad_request")
         event = SportEvent(
             id=event_id,
             sport=sport,
