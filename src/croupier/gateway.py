@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -18,13 +18,20 @@ from .brokers import Broker, broker_from_url
 from .config import NamespaceRules, Settings
 from .core.channels import namespace_of, resolve, validate_type
 from .errors import PayloadTooLarge, Unavailable
-from .events import Event
+from .events import Event, Position
 from .hub import Hub
 from .logs import Append, Appended, Log, log_from_url, now_ts
 from .metrics import Metrics
 from .presence import Presence, presence_from_url
 
-__all__ = ["ClientPublishHandler", "Gateway", "PresenceListener", "PublishRequest", "PublishResult"]
+__all__ = [
+    "ClientPublishHandler",
+    "Gateway",
+    "PresenceListener",
+    "PublishRequest",
+    "PublishResult",
+    "StartingPoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,10 @@ ClientPublishHandler = Callable[[str, bytes], None]
 # Told (channel, client, member info, joined) on every presence join and leave, whatever the
 # namespace's presence rule. It must be quick and must not block.
 PresenceListener = Callable[[str, str, dict[str, Any], bool], None]
+# A service's starting point for a subscriber of one of its channels who did not say where it
+# stands: the position to replay from, and a message to send right after ``subscribed`` (a
+# scoreboard snapshot that the replayed events continue). (None, None): nothing special.
+StartingPoint = Callable[[str], Awaitable[tuple[Position | None, bytes | None]]]
 
 
 # What a publish returns: the event (numbered, when stored) and whether an idempotency key
@@ -96,6 +107,7 @@ class Gateway:
         self._listeners: list[Callable[[list[Event]], None]] = []
         self._client_handlers: dict[tuple[str, str], ClientPublishHandler] = {}
         self._presence_listeners: list[PresenceListener] = []
+        self._starting_points: dict[str, StartingPoint] = {}
         self.metrics.add_source(self._counts)
 
     async def __aenter__(self) -> Self:
@@ -284,6 +296,16 @@ class Gateway:
         if not self._client_handlers:
             return None
         return self._client_handlers.get((namespace_of(channel), type))
+
+    def on_fresh_subscribe(self, namespace: str, starting_point: StartingPoint) -> None:
+        """Let ``starting_point`` say where new subscribers of ``namespace`` start (see
+        :data:`StartingPoint`); subscribers that resume with a position are left alone."""
+        self._starting_points[namespace] = starting_point
+
+    def starting_point(self, channel: str) -> StartingPoint | None:
+        if not self._starting_points:
+            return None
+        return self._starting_points.get(namespace_of(channel))
 
     def on_presence(self, listener: PresenceListener) -> None:
         """Call ``listener`` on every subscriber join and leave this node records."""

@@ -283,6 +283,7 @@ async def test_reactions_on_the_native_socket_need_a_token(server: ServerProcess
         await client.expect("connected")
         await client.send({"type": "subscribe", "channel": f"match:{MATCH}", "id": 1})
         await client.expect("subscribed")
+        await client.expect("snapshot")
         await client.send(
             {
                 "type": "publish",
@@ -292,7 +293,7 @@ async def test_reactions_on_the_native_socket_need_a_token(server: ServerProcess
                 "id": 2,
             }
         )
-        error = await client.expect("error")
+        error = await _next(client, "error")
         assert error["code"] == "unauthorized"
         await ws.close()
 
@@ -301,6 +302,7 @@ async def test_reactions_on_the_native_socket_need_a_token(server: ServerProcess
         await native.expect("connected")
         await native.send({"type": "subscribe", "channel": f"match:{MATCH}", "id": 1})
         await native.expect("subscribed")
+        await native.expect("snapshot")
         await native.send(
             {
                 "type": "publish",
@@ -310,7 +312,7 @@ async def test_reactions_on_the_native_socket_need_a_token(server: ServerProcess
                 "id": 2,
             }
         )
-        assert (await native.expect("published"))["id"] == 2
+        assert (await _next(native, "published"))["id"] == 2
         (summary,) = await _summaries_until(native, 1, 5)
         assert summary["counts"] == {"🎉": 1}
         assert summary["samples"] == [{"id": "fan", "emoji": "🎉", "comment": "gg"}]
@@ -334,6 +336,7 @@ async def test_viewer_count_rises_and_falls_with_quick_reconnects(server: Server
         await tab_client.expect("connected")
         await tab_client.send({"type": "subscribe", "channel": f"match:{MATCH}", "id": 1})
         await tab_client.expect("subscribed")
+        await tab_client.expect("snapshot")
         counts = await _counts_for(watcher, 4.5)
         assert counts, "a count is sent when a viewer joins or leaves for good"
         assert min(counts) == 31, counts
@@ -487,3 +490,45 @@ async def test_two_nodes_count_viewers_and_add_up_reactions_together(tmp_path: P
                     assert doc["peak"] == 32
                 for client in [*watchers, *(c for c, _, _ in fans[10:])]:
                     await client.ws.close()
+
+
+async def test_a_plain_subscribe_gets_the_snapshot_then_every_later_ball(
+    server: ServerProcess,
+) -> None:
+    async with http(server) as api, sockets() as session:
+        await _live_match(api)
+        before = WsClient(await session.ws_connect(server.ws_url))
+        await before.expect("connected")
+        await before.subscribe(f"match:{MATCH}")
+        snapshot = await before.expect("snapshot")
+        assert (snapshot["seq"], snapshot["snapshot"]) == (0, {})
+        for n in range(1, 4):
+            await _ball(api, n)
+        # Every stored event after the (empty) snapshot: the status change, then each ball.
+        stored = [e["type"] for e in await before.events(4)]
+        assert stored == ["sport.event.updated"] + ["score.updated"] * 3
+
+        viewers = []
+        for i in range(20):
+            client = WsClient(
+                await session.ws_connect(server.ws_url, params={"token": token(f"p{i}")})
+            )
+            await client.expect("connected")
+            subscribed = await client.subscribe(f"match:{MATCH}")
+            assert subscribed["recovered"] is True
+            viewers.append((client, await client.expect("snapshot")))
+            await _ball(api, 4 + i)
+        for client, snapshot in viewers:
+            assert snapshot["snapshot"]["ball"] == snapshot["seq"]
+            assert await _score_seqs(client, 23) == list(range(snapshot["seq"] + 1, 24))
+        # Resuming with a position: no snapshot, just what was missed.
+        again = WsClient(await session.ws_connect(server.ws_url))
+        await again.expect("connected")
+        position = viewers[0][1]["position"]
+        await again.subscribe(f"match:{MATCH}", since=position)
+        first = await again.recv_quiet()
+        assert first["type"] == "score.updated"
+        assert first["data"]["seq"] == viewers[0][1]["seq"] + 1
+        for client in [before, again, *(c for c, _ in viewers)]:
+            await client.ws.close()
+        await _until_viewers(api, 0)

@@ -319,6 +319,12 @@ class WsConnection(BoundedOutbox):
             log.exception("presence join failed for %s", channel)
             count = 0
         presence = {"count": count} if action.rules.presence else None
+        since, greeting = action.since, None
+        if since is None and (start := gateway.starting_point(channel)) is not None:
+            try:
+                since, greeting = await start(channel)
+            except Exception:
+                log.exception("the starting point of %s failed", channel)
 
         def announce(result: SubscribeResult) -> None:
             self.send(
@@ -331,10 +337,12 @@ class WsConnection(BoundedOutbox):
                     presence=presence,
                 )
             )
+            if greeting is not None:
+                self.send(greeting)
 
         try:
             await gateway.hub.subscribe(
-                self, channel, since=action.since, stored=action.rules.stored, announce=announce
+                self, channel, since=since, stored=action.rules.stored, announce=announce
             )
         except CroupierError as exc:
             self.session.channels.pop(channel, None)

@@ -34,7 +34,6 @@ from ...core.channels import Claims, resolve
 from ...core.session import Action, Session, error
 from ...core.wire import MessageId, control
 from ...errors import BadRequest, CroupierError, RateLimited
-from ...events import Position
 from ...gateway import Gateway
 from ...hub import SubscribeResult
 from ...transports.common import GATEWAY
@@ -178,21 +177,7 @@ class EventsConnection(WsConnection):
         self.viewer = action.viewer
         session.channels[channel] = rules
         await gateway.join(channel, self.client, self._member(), rules)
-        since = None
-        if event.snap_offset is not None and event.snap_epoch is not None:
-            since = Position(event.snap_offset, event.snap_epoch)
-        else:
-            # No update published yet: every stored event of the channel is new to the viewer.
-            since = Position(0, (await gateway.log.position(channel)).epoch)
-        snapshot = control(
-            "snapshot",
-            eventId=event.id,
-            sport=event.sport,
-            seq=event.published_seq,
-            snapshot=event.pub_snapshot,
-            position=None if event.snap_offset is None else since.as_dict(),
-            event=self.service.view(event),
-        )
+        since, snapshot = await self.service.start_of(event)
 
         def announce(result: SubscribeResult) -> None:
             self.send(

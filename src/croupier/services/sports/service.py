@@ -35,8 +35,9 @@ import orjson
 from aiohttp import web
 
 from ...api.openapi import Operation
+from ...core.wire import control
 from ...errors import Conflict, NotFound
-from ...events import Event
+from ...events import Event, Position
 from ...gateway import Gateway
 from ...hub import SubscribeResult
 from ...logs import now_ts
@@ -110,6 +111,7 @@ class Sports:
         gateway = self.gateway
         gateway.handle_client_publish("match", "reaction", self.react)
         gateway.on_presence(self._on_presence)
+        gateway.on_fresh_subscribe("match", self.starting_point)
         gateway.hub.add_wire(_Partials.wire, lambda event: b"")
 
         def announce(result: SubscribeResult) -> None:
@@ -264,6 +266,35 @@ class Sports:
             self.db, event.id, seq, snapshot, published.offset, published.epoch
         )
         return published
+
+    async def starting_point(self, channel: str) -> tuple[Position | None, bytes | None]:
+        """Where a new subscriber of ``channel`` starts: the snapshot, and its position."""
+        event = await store.get(self.db, channel[6:]) if channel.startswith("match:") else None
+        if event is None:
+            return None, None  # a match channel without a sporting event: a plain channel
+        return await self.start_of(event)
+
+    async def start_of(self, event: SportEvent) -> tuple[Position, bytes]:
+        """The ``snapshot`` message of ``event`` and the channel position it stands at.
+
+        Subscribing from that position gives every later update exactly once: the snapshot
+        and the position are of the same published update.
+        """
+        if event.snap_offset is not None and event.snap_epoch is not None:
+            since = Position(event.snap_offset, event.snap_epoch)
+        else:
+            # No update published yet: every stored event of the channel is new to a viewer.
+            since = Position(0, (await self.gateway.log.position(event.channel)).epoch)
+        snapshot = control(
+            "snapshot",
+            eventId=event.id,
+            sport=event.sport,
+            seq=event.published_seq,
+            snapshot=event.pub_snapshot,
+            position=None if event.snap_offset is None else since.as_dict(),
+            event=self.view(event),
+        )
+        return since, snapshot
 
     def view(self, event: SportEvent) -> dict[str, Any]:
         """The sporting event resource."""
