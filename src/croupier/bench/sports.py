@@ -214,18 +214,23 @@ async def _react(reactors: list[_Viewer] | list[_NoReactor], rate: float, until:
     return sent
 
 
-async def _bowl(conn: HttpConnection, first: int, until: float) -> int:
-    """Post a ball a second (each carrying its send time) until ``until``; return the count."""
+async def _bowl(conn: HttpConnection, first: int, until: float, answers: list[float]) -> int:
+    """Post a ball a second (each carrying its send time) until ``until``; return the count.
+
+    ``answers`` gets the seconds each post took to be answered.
+    """
     loop = asyncio.get_running_loop()
     n = first
     while loop.time() < until:
         n += 1
+        sent = loop.time()
         await _post(
             conn,
             f"/api/v1/sports/events/{EVENT}/updates",
             {"ball": n, "score": f"{n}/0", "comment": f"t={time.time():.6f}"},
         )
-        await asyncio.sleep(1.0)
+        answers.append(loop.time() - sent)
+        await asyncio.sleep(max(0.0, sent + 1.0 - loop.time()))
     return n - first
 
 
@@ -268,6 +273,7 @@ async def run_sports(
     reactors: list[_Viewer] | list[_NoReactor] = opened[:REACTORS] or [_NoReactor()]
     end = loop.time() + warmup + duration
     marks: dict[str, float] = {}
+    posts: list[float] = []
 
     async def measure() -> None:
         await asyncio.sleep(warmup)
@@ -278,7 +284,7 @@ async def run_sports(
         stdin.write(b"measure\n")
 
     sent, balls, _ = await asyncio.gather(
-        _react(reactors, reactions, end), _bowl(conn, 0, end), measure()
+        _react(reactors, reactions, end), _bowl(conn, 0, end, posts), measure()
     )
     user, system = cpu_split(server.pid)
     wall = time.perf_counter() - marks["wall"]
@@ -324,6 +330,7 @@ async def run_sports(
         "score_deliveries": tally.scores + len(scores),
         "score_p50_ms": _percentile(scores, 0.50) * 1000,
         "score_p99_ms": _percentile(scores, 0.99) * 1000,
+        "score_post_answer_p50_ms": _percentile(sorted(posts), 0.50) * 1000,
         "summary_deliveries": len(summaries) + len(load_summaries),
         "summary_p50_ms": _percentile(summaries, 0.50) * 1000,
         "summary_p99_ms": _percentile(summaries, 0.99) * 1000,
