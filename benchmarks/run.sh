@@ -9,3 +9,4 @@ $CROUPIER bench fanout --subscribers 1000 --rate 100 --duration 10 --transport w
 $CROUPIER bench fanout --subscribers 1000 --rate 100 --duration 10 --transport sse --pin
 $CROUPIER bench idle --connections 10000 --transport ws --pin
 $CROUPIER bench publish --mode both --connections 64 --pipeline 2 --batch-size 1000 --pin
+$CROUPIER bench sports --viewers 10000 --reactions 1000 --duration 10

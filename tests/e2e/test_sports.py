@@ -338,8 +338,7 @@ async def test_viewer_count_rises_and_falls_with_quick_reconnects(server: Server
         await tab_client.expect("subscribed")
         await tab_client.expect("snapshot")
         counts = await _counts_for(watcher, 4.5)
-        assert counts, "a count is sent when a viewer joins or leaves for good"
-        assert min(counts) == 31, counts
+        assert set(counts) <= {31}, counts  # no dip, no double count
         assert (await _viewers(api))["viewers"] == 31
 
         # Ten leave for good: uncounted once the grace period is over.
