@@ -433,12 +433,20 @@ async def test_joining_an_unknown_event_or_before_joining(server: ServerProcess)
     assert orjson.loads(info.content)["upgrade"] == "websocket"
 
 
-async def test_two_nodes_count_viewers_and_add_up_reactions_together(tmp_path: Path) -> None:
+@pytest.mark.parametrize("broker", ["redis", "postgres"])
+async def test_two_nodes_count_viewers_and_add_up_reactions_together(
+    tmp_path: Path, broker: str
+) -> None:
     with (
         fresh_postgres_database("croupier_sports") as database_url,
         private_redis(tmp_path) as redis,
     ):
-        env = {"CROUPIER_DATABASE_URL": database_url, "CROUPIER_BROKER_URL": redis.url}
+        # Presence is in Redis either way: it is what counts viewers across nodes.
+        env = {
+            "CROUPIER_DATABASE_URL": database_url,
+            "CROUPIER_BROKER_URL": redis.url if broker == "redis" else database_url,
+            "CROUPIER_PRESENCE_URL": redis.url,
+        }
         with cluster(tmp_path, 2, env) as nodes:
             async with http(nodes[0]) as api_a, http(nodes[1]) as api_b, sockets() as session:
                 await _live_match(api_a)

@@ -9,8 +9,9 @@ Rules:
 * Reactions players publish on ``match:*`` never reach the hub: the gateway hands them to
   :meth:`Sports.react`, which counts them. Once a second every node publishes its partial
   tally on the internal channel :data:`PARTIALS`; every node merges all partials and hands
-  the merged ``reactions.summary`` to its own viewers only. One message per node per second
-  crosses the broker, and one summary per event per second reaches each viewer.
+  the merged ``reactions.summary`` to its own viewers only. One small message per node, per
+  event with reactions, per second crosses the broker, and one summary per event per second
+  reaches each viewer.
 * A viewer is counted on join (any subscription to ``match:{id}``: ``/ws``, SSE or
   ``/ws/events``) and uncounted when gone for :data:`~.viewers.GRACE` seconds. Counted
   viewers are mirrored into the gateway's presence under ``sports-viewers:{id}``, so with
@@ -378,10 +379,14 @@ class Sports:
         drained = self.local.drain()
         if not drained:
             return
-        payload = orjson.dumps(
-            {"events": {event_id: s.as_dict() for event_id, s in drained.items()}}
+        # One small message per event: the PostgreSQL broker carries at most 8,000 bytes.
+        ts = now_ts()
+        await self.gateway.broker.publish(
+            [
+                Event(PARTIALS, "reactions.partial", orjson.dumps({"events": {k: v.as_dict()}}), ts)
+                for k, v in drained.items()
+            ]
         )
-        await self.gateway.broker.publish([Event(PARTIALS, "reactions.partial", payload, now_ts())])
 
     def _summaries(self) -> None:
         for event_id, summary in self.merged.drain().items():
