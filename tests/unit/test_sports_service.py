@@ -11,7 +11,7 @@ import pytest
 
 from croupier.config import Settings
 from croupier.core.channels import Claims
-from croupier.core.session import DoPublish, Reply
+from croupier.core.session import Close, DoPublish, Reply
 from croupier.errors import BadRequest, Conflict, RateLimited, Unavailable
 from croupier.events import Event
 from croupier.gateway import Gateway
@@ -159,3 +159,13 @@ def test_a_token_s_player_is_the_viewer_and_reactions_are_rate_limited() -> None
     assert published[0].channel == "match:m1"
     assert orjson.loads(published[0].payload) == {"emoji": "🔥", "from": {"id": "fan7"}}
     assert _error(taken[-1:]) == RateLimited.code
+
+
+def test_errors_in_a_row_close_an_events_connection_as_on_ws() -> None:
+    session = _session()
+    limit = session.limits.abuse_errors
+    for i in range(limit - 1):
+        assert _error(session.receive(b'{"type":"reaction","emoji":"x"}', float(i))) == "not_joined"
+    *_, last = session.receive(b'{"type":"reaction","emoji":"x"}', 100.0)
+    assert isinstance(last, Close)
+    assert last.code == "abuse"

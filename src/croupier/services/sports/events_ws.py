@@ -31,7 +31,7 @@ from aiohttp import web
 
 from ...config import Settings
 from ...core.channels import Claims, resolve
-from ...core.session import Action, Session, error
+from ...core.session import Action, Close, Session, error
 from ...core.wire import MessageId, control
 from ...errors import BadRequest, CroupierError, RateLimited
 from ...gateway import Gateway
@@ -90,7 +90,7 @@ class EventsSession(Session):
         if kind == "join":
             return self._join(doc, now)
         if self.event_id is None and kind != "ping":
-            return [self._fail(BadRequest("join first: {id, eventId}", code="not_joined"), doc)]
+            return self._fail(BadRequest("join first: {id, eventId}", code="not_joined"), doc)
         if kind == "reaction":
             data = {k: doc[k] for k in ("emoji", "comment") if k in doc}
             native: dict[str, Any] = {
@@ -104,10 +104,16 @@ class EventsSession(Session):
             return list(super().receive(orjson.dumps(native), now))
         return list(super().receive(raw, now))
 
-    def _fail(self, exc: CroupierError, doc: dict[str, Any]) -> Action:
+    def _fail(self, exc: CroupierError, doc: dict[str, Any]) -> list[Action | DoJoin]:
+        """Answer ``exc``; past the abuse limit of errors in a row, close as ``/ws`` does."""
         self.errors_in_a_row += 1
-        message_id = doc.get("id") if isinstance(doc.get("id"), int | str) else None
-        return error(exc, message_id if not isinstance(message_id, bool) else None)
+        message_id = doc.get("id")
+        if not isinstance(message_id, int | str) or isinstance(message_id, bool):
+            message_id = None
+        actions: list[Action | DoJoin] = [error(exc, message_id)]
+        if self.errors_in_a_row >= self.limits.abuse_errors:
+            actions.append(Close("abuse", "too many protocol errors in a row"))
+        return actions
 
     def _join(self, doc: dict[str, Any], now: float) -> list[Action | DoJoin]:
         try:
@@ -132,7 +138,7 @@ class EventsSession(Session):
                     code="bad_message",
                 )
         except CroupierError as exc:
-            return [self._fail(exc, doc)]
+            return self._fail(exc, doc)
         self.errors_in_a_row = 0
         self.event_id = event_id
         return [DoJoin(event_id, viewer, None)]
