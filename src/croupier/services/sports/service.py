@@ -101,6 +101,7 @@ class Sports:
         self._sink = _Partials(self.merged)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._joined: list[tuple[str, str]] = []  # newly counted, not yet in presence
+        self._left: list[tuple[str, str]] = []  # uncounted, not yet out of presence
         self._dirty: set[str] = set()
         self._sent: dict[str, int] = {}  # the last viewers.count sent per event
         self._peaks: dict[str, int] = {}
@@ -333,12 +334,17 @@ class Sports:
 
     async def _sync_viewers(self) -> None:
         presence = self.gateway.presence
-        joined, self._joined = self._joined, []
-        for event_id, viewer in joined:
+        self._left.extend(self.book.expire(time.monotonic()))
+        # Joins and leaves the presence store has not taken yet are kept for the next tick.
+        while self._joined:
+            event_id, viewer = self._joined[0]
             await presence.join(VIEWERS_PREFIX + event_id, viewer, {"id": viewer})
-        for event_id, viewer in self.book.expire(time.monotonic()):
+            self._joined.pop(0)
+        while self._left:
+            event_id, viewer = self._left[0]
             self._dirty.add(event_id)
             await presence.leave(VIEWERS_PREFIX + event_id, viewer)
+            self._left.pop(0)
         watched = {*self.book.events(), *self._sent}
         # With presence shared between nodes, another node's viewers move the count too.
         for event_id in watched | self._dirty:
@@ -347,7 +353,8 @@ class Sports:
                 continue
             peak = self._peaks.get(event_id, 0)
             if count > peak:
-                peak = await store.raise_peak(self.db, event_id, count)
+                # A match channel without a sporting event has no row: its peak is its own.
+                peak = max(count, await store.raise_peak(self.db, event_id, count))
                 self._peaks[event_id] = peak
             self._deliver(
                 event_id, "viewers.count", {"eventId": event_id, "viewers": count, "peak": peak}
