@@ -92,7 +92,8 @@ async def viewer(
     assert joined["type"] == "joined", joined
     snapshot = await client.recv(10)
     assert snapshot["type"] == "snapshot", snapshot
-    return client, joined, snapshot
+    assert snapshot["channel"] == f"match:{event_id}"
+    return client, joined, snapshot["data"]
 
 
 async def _viewers(api: httpx.AsyncClient, event_id: str = MATCH) -> dict[str, Any]:
@@ -507,7 +508,7 @@ async def test_a_plain_subscribe_gets_the_snapshot_then_every_later_ball(
         before = WsClient(await session.ws_connect(server.ws_url))
         await before.expect("connected")
         await before.subscribe(f"match:{MATCH}")
-        snapshot = await before.expect("snapshot")
+        snapshot = (await before.expect("snapshot"))["data"]
         assert (snapshot["seq"], snapshot["snapshot"]) == (0, {})
         for n in range(1, 4):
             await _ball(api, n)
@@ -523,7 +524,10 @@ async def test_a_plain_subscribe_gets_the_snapshot_then_every_later_ball(
             await client.expect("connected")
             subscribed = await client.subscribe(f"match:{MATCH}")
             assert subscribed["recovered"] is True
-            viewers.append((client, await client.expect("snapshot")))
+            snapshot = (await client.expect("snapshot"))["data"]
+            # Where the stream starts: at the snapshot's update, not at the channel's end.
+            assert subscribed["position"] == snapshot["position"]
+            viewers.append((client, snapshot))
             await _ball(api, 4 + i)
         for client, snapshot in viewers:
             assert snapshot["snapshot"]["ball"] == snapshot["seq"]

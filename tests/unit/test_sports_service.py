@@ -85,13 +85,13 @@ async def test_a_newcomer_starts_from_the_snapshot_s_own_update(
     assert since is not None
     assert since.offset == 0  # nothing scored: every stored event is news
     assert frame is not None
-    assert orjson.loads(frame)["seq"] == 0
+    assert orjson.loads(frame)["data"]["seq"] == 0
     for n in (1, 2):
         await service.update("m1", ball(n))
     since, frame = await service.starting_point("match:m1")
     assert since is not None
     assert frame is not None
-    snapshot = orjson.loads(frame)
+    snapshot = orjson.loads(frame)["data"]
     assert snapshot["seq"] == 2
     assert snapshot["snapshot"]["score"] == "2/0"
     after = await log.read("match:m1", since.offset, 10)

@@ -327,13 +327,16 @@ class WsConnection(BoundedOutbox):
                 log.exception("the starting point of %s failed", channel)
 
         def announce(result: SubscribeResult) -> None:
+            position = result.position
+            if greeting is not None and result.recovered:
+                position = since  # the events that follow continue the greeting from there
             self.send(
                 control(
                     "subscribed",
                     channel=channel,
                     id=action.id,
                     recovered=result.recovered,
-                    position=None if result.position is None else result.position.as_dict(),
+                    position=None if position is None else position.as_dict(),
                     presence=presence,
                 )
             )

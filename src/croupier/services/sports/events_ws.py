@@ -8,7 +8,8 @@ Client → server (JSON text frames):
 * ``{"type":"ping"}``, ``{"type":"auth","token":…}`` as on ``/ws``.
 
 Server → client: ``{"type":"joined","eventId","viewer","channel","viewers"}``, at once
-``{"type":"snapshot","eventId","sport","seq","snapshot","position"}``, then the events of
+``{"type":"snapshot","channel","ts","data":{"eventId","sport","seq","snapshot","position",
+"event"}}``, then the events of
 ``match:{eventId}`` in the native protocol's shape (``score.updated``, ``sport.event.updated``,
 ``reactions.summary``, ``viewers.count``), errors as ``{"type":"error","code","message"}``.
 

@@ -36,7 +36,6 @@ import orjson
 from aiohttp import web
 
 from ...api.openapi import Operation
-from ...core.wire import control
 from ...errors import Conflict, NotFound
 from ...events import Event, Position
 from ...gateway import Gateway
@@ -287,14 +286,21 @@ class Sports:
         else:
             # No update published yet: every stored event of the channel is new to a viewer.
             since = Position(0, (await self.gateway.log.position(event.channel)).epoch)
-        snapshot = control(
-            "snapshot",
-            eventId=event.id,
-            sport=event.sport,
-            seq=event.published_seq,
-            snapshot=event.pub_snapshot,
-            position=None if event.snap_offset is None else since.as_dict(),
-            event=self.view(event),
+        # Shaped as an (unstored) event of the channel, so clients route it as they do events.
+        snapshot = orjson.dumps(
+            {
+                "type": "snapshot",
+                "channel": event.channel,
+                "ts": now_ts(),
+                "data": {
+                    "eventId": event.id,
+                    "sport": event.sport,
+                    "seq": event.published_seq,
+                    "snapshot": event.pub_snapshot,
+                    "position": None if event.snap_offset is None else since.as_dict(),
+                    "event": self.view(event),
+                },
+            }
         )
         return since, snapshot
 
