@@ -65,8 +65,8 @@ def build_app(gateway: Gateway) -> web.Application:
     add_sse_routes(app)
     add_compat_routes(app)
     app.add_routes(routes())
-    # The services keep their state beside the log: the same SQLite file or PostgreSQL
-    # database, in tables of their own.
+    # The services keep their state beside the log: a SQLite file next to the log's, or the
+    # same PostgreSQL database, in tables of their own.
     database = database_from_url(gateway.settings.database_url)
     services = [make(gateway, database) for make in service_factories()]
     app[SERVICES] = services

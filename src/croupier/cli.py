@@ -62,6 +62,8 @@ def serve(
         changes["host"] = host
     if port:
         changes["port"] = port
+    if demo and env["CROUPIER_API_KEYS"] == DEMO_KEY:
+        changes["demo_key"] = DEMO_KEY  # the console of a demo server signs itself in
     dev_key = None
     if not settings.api_keys:
         dev_key = "dev-" + secrets.token_urlsafe(18)

@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 ALL_SCOPES = frozenset({"publish", "read", "admin"})
+# Top-level TOML tables that belong to a game service, handed to it as written.
+SERVICE_TABLES = ("webhooks",)
 
 
 class SubscribeMode(StrEnum):
@@ -187,6 +189,10 @@ class Settings:
     trim_interval: float = 60.0
     generated_secret: bool = False  # true when no secret was configured (local use)
     bridges: BridgeSettings = field(default_factory=BridgeSettings)
+    # The TOML tables the game services read themselves (e.g. ``[webhooks]``), as written.
+    services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # `croupier serve --demo` only: the well-known key the console is handed (never secret).
+    demo_key: str | None = None
 
     def rules_for(self, namespace: str) -> NamespaceRules | None:
         rules = self.namespaces.get(namespace)
@@ -321,4 +327,5 @@ def _load(config_file: str | os.PathLike[str] | None, env: Mapping[str, str]) ->
         trim_interval=float(server.get("trim_interval", 60.0)),
         generated_secret=generated,
         bridges=_bridges(doc.get("bridges", {}), env),
+        services={name: doc[name] for name in SERVICE_TABLES if isinstance(doc.get(name), dict)},
     )

@@ -142,15 +142,15 @@ async def test_concurrent_confirmations_never_exceed_the_maximum(database_url: s
         tid = await running(svc, ["a"], entryFee=2.0, maxEntries=3)
         total = 0
         for _ in range(2):
-            ask = await svc.request_rebuy(tid, "a")
+            ask = await svc.rebuys.request(tid, "a")
             replies = await asyncio.gather(
-                *(svc.confirm_rebuy(tid, ask.request_id) for _ in range(10))
+                *(svc.rebuys.confirm(tid, ask.request_id) for _ in range(10))
             )
             assert sum(not r.duplicate for r in replies) == 1
             total += 1
         assert (await svc.player(tid, "a")).entry_count == 1 + total
         with pytest.raises(Conflict, match="entries"):
-            await svc.request_rebuy(tid, "a")
+            await svc.rebuys.request(tid, "a")
         assert len(rec.of("rebuy.success", f"tournament:{tid}")) == 2
         assert (await svc.get(tid)).prize_pool == 6.0
 
@@ -189,7 +189,7 @@ async def test_the_clock_opens_starts_advances_and_completes(database_url: str) 
             return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + seconds))
 
         t = await svc.create(
-            body(startsAt=at(1), rounds=2, roundSeconds=0.5, minPlayers=1, id="clock")
+            body(startsAt=at(3), rounds=2, roundSeconds=0.5, minPlayers=1, id="clock")
         )
         empty = await svc.create(body(startsAt=at(1), minPlayers=1, entryFee=1.0, id="empty"))
 

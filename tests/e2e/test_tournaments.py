@@ -320,6 +320,12 @@ async def test_a_full_tournament_with_100_players(server: ServerProcess) -> None
             )
             for i, (pid, s) in enumerate(seats.items()):
                 _check_player_events(s, tid, pid, i, by_player[pid], pid in winners)
+            # A win is kept in the notification centre too, as the one that was pushed.
+            for pid in ("p000", "p010"):
+                kept = await ok(api.get(f"/api/v1/players/{BRAND}/{pid}/notifications"))
+                pushed = [e["data"] for e in seats[pid].events("notification")]
+                assert kept["notifications"] == pushed
+                assert kept["unread"] == len(pushed) == (1 if pid in winners else 0)
 
             # The internal listener got its groups, and nothing of the others.
             await internal.wait(is_("tournament.completed"))

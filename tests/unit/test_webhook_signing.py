@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from pathlib import Path
 
 import pytest
 
+from croupier.config import load_settings
 from croupier.services.webhooks.delivery import WebhookSettings
 from croupier.services.webhooks.signing import TypeMatcher, backoff_delay, new_secret, sign, verify
 
@@ -96,14 +98,28 @@ def test_type_patterns() -> None:
 
 
 def test_settings_from_the_environment() -> None:
-    settings = WebhookSettings.from_env(
-        {"CROUPIER_WEBHOOK_MAX_ATTEMPTS": "3", "CROUPIER_WEBHOOK_BACKOFF_BASE": "0.05"}
+    settings = WebhookSettings.load(
+        {}, {"CROUPIER_WEBHOOK_MAX_ATTEMPTS": "3", "CROUPIER_WEBHOOK_BACKOFF_BASE": "0.05"}
     )
     assert settings.max_attempts == 3
     assert settings.backoff_base == 0.05
     assert settings.lease > settings.timeout
-    assert WebhookSettings.from_env({}) == WebhookSettings()
+    assert WebhookSettings.load({}, {}) == WebhookSettings()
     with pytest.raises(Exception, match="MAX_ATTEMPTS"):
-        WebhookSettings.from_env({"CROUPIER_WEBHOOK_MAX_ATTEMPTS": "many"})
+        WebhookSettings.load({}, {"CROUPIER_WEBHOOK_MAX_ATTEMPTS": "many"})
     with pytest.raises(Exception, match="max_attempts"):
-        WebhookSettings.from_env({"CROUPIER_WEBHOOK_MAX_ATTEMPTS": "0"})
+        WebhookSettings.load({}, {"CROUPIER_WEBHOOK_MAX_ATTEMPTS": "0"})
+
+
+def test_settings_from_the_config_file_with_the_environment_on_top(tmp_path: Path) -> None:
+    config = tmp_path / "croupier.toml"
+    config.write_text("[webhooks]\nmax_attempts = 4\ntimeout = 2.5\nconcurrency = 0\n")
+    table = load_settings(config, env={}).services["webhooks"]
+    settings = WebhookSettings.load(table, {"CROUPIER_WEBHOOK_TIMEOUT": "7"})
+    assert (settings.max_attempts, settings.timeout, settings.concurrency) == (4, 7.0, 0)
+    with pytest.raises(Exception, match="unknown \\[webhooks\\] settings: retries"):
+        WebhookSettings.load({"retries": 3}, {})
+    with pytest.raises(Exception, match=r"\[webhooks\] timeout must be a number"):
+        WebhookSettings.load({"timeout": "soon"}, {})
+    with pytest.raises(Exception, match=r"\[webhooks\] concurrency must be a number"):
+        WebhookSettings.load({"concurrency": True}, {})

@@ -49,6 +49,17 @@ def path_from_url(url: str) -> str:
     return rest[1:] if rest.startswith("/") else rest
 
 
+def synchronous_from_url(url: str) -> str:
+    """The ``synchronous`` query parameter of a ``sqlite://`` URL (default ``NORMAL``)."""
+    synchronous = "NORMAL"
+    if "?" in url:
+        for part in url.split("?", 1)[1].split("&"):
+            key, _, value = part.partition("=")
+            if key == "synchronous":
+                synchronous = value
+    return synchronous
+
+
 def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -94,13 +105,7 @@ class SQLiteLog:
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteLog:
-        synchronous = "NORMAL"
-        if "?" in url:
-            for part in url.split("?", 1)[1].split("&"):
-                key, _, value = part.partition("=")
-                if key == "synchronous":
-                    synchronous = value
-        return cls(path_from_url(url), synchronous=synchronous)
+        return cls(path_from_url(url), synchronous=synchronous_from_url(url))
 
     async def __aenter__(self) -> Self:
         try:

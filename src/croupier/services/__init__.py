@@ -50,9 +50,11 @@ ServiceFactory = Callable[["Gateway", "Database"], Service]
 
 def service_factories() -> list[ServiceFactory]:
     """Every service the server runs, in start order."""
+    from ..web import WebAssets
     from .balances import BalancesService
     from .notifications import NotificationsService
     from .sports import Sports
+    from .stats import NodeStats
     from .tournaments import Tournaments
     from .webhooks import WebhookService  # here, not on top: webhooks import the HTTP API
 
@@ -63,4 +65,6 @@ def service_factories() -> list[ServiceFactory]:
         BalancesService,
         Tournaments.mounted,
         Sports,
+        NodeStats,
+        WebAssets,
     ]

@@ -61,6 +61,8 @@ __all__ = [
     "NewNotification",
     "Notification",
     "NotificationsService",
+    "keep_published",
+    "migrate_table",
     "validate_event",
     "validate_message_id",
 ]
@@ -281,6 +283,33 @@ def _event(row: Row) -> PublishRequest:
     return PublishRequest(channel, EVENT_TYPE, payload, row["message_id"])
 
 
+async def migrate_table(database: Database) -> None:
+    """Create or upgrade the notification centre's table (idempotent)."""
+    await database.migrate("notifications", _MIGRATIONS)
+
+
+async def keep_published(
+    tx: Transaction, who: Player, notification: dict[str, Any], created: float
+) -> None:
+    """Keep in the notification centre a ``notification`` another service publishes itself.
+
+    The caller publishes ``notification`` (the event's data) through its own outbox, in the
+    transaction ``tx``; here it is only stored, marked published, so the player can list it
+    and mark it read. A repeated ``message_id`` is a no-op. The caller runs
+    :func:`migrate_table` when it starts.
+    """
+    await tx.execute(
+        f"INSERT INTO croupier_notifications ({_COLUMNS}) "
+        "VALUES ($1, $2, $3, $4, $5, $6, NULL, 1) ON CONFLICT (message_id) DO NOTHING",
+        notification["message_id"],
+        who.brand,
+        who.player,
+        validate_event(notification["event"]),
+        encode_details(notification["event_details"]).decode(),
+        int(created * 1000),
+    )
+
+
 # -- the service ------------------------------------------------------------------------------
 
 
@@ -313,7 +342,7 @@ class NotificationsService:
         self._inserter: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
-        await self.db.migrate("notifications", _MIGRATIONS)
+        await migrate_table(self.db)
         self._task = asyncio.ensure_future(self._maintain())
         return self
 

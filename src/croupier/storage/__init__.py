@@ -20,8 +20,9 @@ __all__ = [
 
 
 def database_from_url(url: str) -> Database:
-    """The services' database beside the log: ``sqlite:///…``, ``postgresql://…`` or
-    ``memory://`` (an in-memory SQLite database, for tests and throwaway demos)."""
+    """The services' database beside the log of ``url``: for ``sqlite:///croupier.db`` the
+    file ``croupier-services.db`` next to it, for ``postgresql://…`` the same database (tables
+    of their own), for ``memory://`` an in-memory SQLite database (tests, throwaway demos)."""
     scheme = url.split("://", 1)[0].lower()
     if scheme in ("postgres", "postgresql"):
         return PostgresDatabase(url)

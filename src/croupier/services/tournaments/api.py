@@ -99,24 +99,24 @@ def routes(service: Tournaments) -> list[web.RouteDef]:
     async def request_rebuy(request: web.Request) -> web.Response:
         _api_key(request, "publish")
         tid = _path(request, "tournamentId")
-        return _reply(await service.request_rebuy(tid, _path(request, "playerId")))
+        return _reply(await service.rebuys.request(tid, _path(request, "playerId")))
 
     async def rebuy(request: web.Request) -> web.Response:
         _api_key(request, "read")
         tid = _path(request, "tournamentId")
-        return _reply(await service.rebuy_status(tid, _path(request, "requestId")))
+        return _reply(await service.rebuys.status(tid, _path(request, "requestId")))
 
     async def confirm(request: web.Request) -> web.Response:
         _api_key(request, "publish")
         tid = _path(request, "tournamentId")
-        return _reply(await service.confirm_rebuy(tid, _path(request, "requestId")))
+        return _reply(await service.rebuys.confirm(tid, _path(request, "requestId")))
 
     async def decline(request: web.Request) -> web.Response:
         _api_key(request, "publish")
         tid = _path(request, "tournamentId")
         rid = _path(request, "requestId")
         body = await _body(request, s.DeclineBody)
-        return _reply(await service.decline_rebuy(tid, rid, body.error))
+        return _reply(await service.rebuys.decline(tid, rid, body.error))
 
     async def results(request: web.Request) -> web.Response:
         _api_key(request, "read")

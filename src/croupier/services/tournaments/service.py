@@ -20,10 +20,8 @@ import contextlib
 import logging
 import secrets
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -35,130 +33,22 @@ from ...events import Event
 from ...gateway import Gateway, PublishRequest
 from ...storage import Database, Transaction
 from ..leaderboards import Leaderboards
+from ..notifications import migrate_table
 from . import rules, store
 from . import schemas as s
+from .batch import Batch
 from .positions import LeaderboardPositions, Positions, TablePositions, board_of
-from .rules import Action, InvalidTransition, Op, PrizeRange, Status
-from .store import Config, Outgoing, Player, Rebuy, Tournament
+from .rebuys import Rebuys
+from .rules import Action, InvalidTransition, Op, Status
+from .settlement import refund, settle
+from .store import Player, Tournament
+from .values import config_of, iso, money, number
 
 __all__ = ["Tournaments"]
 
 log = logging.getLogger(__name__)
 
 TICK = 0.25  # seconds between two looks at the schedule
-RESULTS_IN_EVENT = 500  # finalResults entries in the channel's tournament.completed
-WINNERS_IN_EVENT = 100
-
-
-def cents(amount: float) -> int:
-    return round(amount * 100)
-
-
-def money(minor: int) -> float:
-    return minor / 100
-
-
-def number(value: float) -> float | int:
-    """Integral scores as integers (1250, not 1250.0)."""
-    return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _casino_time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _seconds(value: str | None, name: str, problems: list[str]) -> float | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except (ValueError, OverflowError):
-        # The pattern admits the 30th of February: a date that contradicts the calendar.
-        problems.append(f"{name} {value!r} is not a date")
-        return None
-
-
-def _casino_id(value: str) -> int | str:
-    """Numeric ids as numbers, as the casino player stream has them."""
-    return int(value) if value.isdigit() and len(value) < 16 else value
-
-
-def config_of(body: s.CreateBody) -> Config:
-    """The stored settings of a create request.
-
-    Raises:
-        Conflict: settings that contradict one another (``conflicting_settings``).
-    """
-    problems: list[str] = []
-    opens = _seconds(body.registration_opens_at, "registrationOpensAt", problems)
-    starts = _seconds(body.starts_at, "startsAt", problems)
-    ends = _seconds(body.ends_at, "endsAt", problems)
-    if starts is not None and ends is not None and ends <= starts:
-        problems.append("endsAt must be after startsAt")
-    if opens is not None and starts is not None and opens > starts:
-        problems.append("registrationOpensAt must not be after startsAt")
-    if body.max_players is not None and body.max_players < body.min_players:
-        problems.append("maxPlayers is below minPlayers")
-    prizes = tuple(
-        PrizeRange(
-            int(p.from_rank),
-            int(p.to_rank),
-            None if p.amount is None else cents(p.amount),
-            p.percent,
-        )
-        for p in body.prizes
-    )
-    try:
-        rules.check_prizes(prizes)
-    except ValueError as exc:
-        problems.append(str(exc))
-    if problems:
-        raise Conflict("; ".join(problems), code="conflicting_settings")
-    fee = cents(body.entry_fee)
-    return Config(
-        opens_at=opens,
-        starts_at=starts,
-        ends_at=ends,
-        rounds=int(body.rounds),
-        round_seconds=body.round_seconds,
-        max_players=None if body.max_players is None else int(body.max_players),
-        min_players=int(body.min_players),
-        entry_fee=fee,
-        max_entries=int(body.max_entries),
-        rebuy_price=fee if body.rebuy_price is None else cents(body.rebuy_price),
-        guaranteed=cents(body.guaranteed_pool),
-        prizes=prizes,
-        rule=rules.PointsRule(
-            rules.Scoring(body.scoring.rule),
-            body.scoring.min_bet,
-            rules.Counting(body.scoring.counting),
-        ),
-        ties=rules.TieMode(body.ties),
-    )
-
-
-class _Batch:
-    """Events decided in one transaction, numbered after the tournament's last one."""
-
-    def __init__(self, t: Tournament) -> None:
-        self.tournament = t.id
-        self.seq = t.seq
-        self.rows: list[Outgoing] = []
-
-    def add(self, channel: str, type: str, data: dict[str, Any]) -> None:
-        self.seq += 1
-        self.rows.append(Outgoing(self.tournament, self.seq, channel, type, orjson.dumps(data)))
-
-    async def write(self, tx: Transaction, t: Tournament) -> Tournament:
-        """Store the events and the tournament (with its new sequence number)."""
-        t = replace(t, seq=self.seq)
-        await store.add_outgoing(tx, self.rows)
-        await store.save_tournament(tx, t, rules.next_due(t.schedule()))
-        return t
 
 
 class Tournaments:
@@ -188,6 +78,7 @@ class Tournaments:
         self._unsent = True  # the outbox may hold events (at start, after a failure)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._clock: asyncio.Task[None] | None = None
+        self.rebuys = Rebuys(database, self._tournament, self.flush)
 
     @classmethod
     def mounted(cls, gateway: Gateway, database: Database) -> Tournaments:
@@ -210,6 +101,7 @@ class Tournaments:
 
     async def __aenter__(self) -> Self:
         await self.db.migrate("tournaments", store.MIGRATIONS)
+        await migrate_table(self.db)  # a win is kept in the notification centre
         self.gateway.on_publish(self._published)
         if self.leaderboards is not None:
             # A crash between a start and its watch would leave the board unwatched.
@@ -459,7 +351,7 @@ class Tournaments:
                     f"{max(t.config.min_players, 1)} to start",
                     code="not_enough_players",
                 )
-            batch = _Batch(t)
+            batch = Batch(t)
             batch.add(
                 t.channel,
                 "tournament.status.changed",
@@ -487,10 +379,10 @@ class Tournaments:
                 )
             elif action is Action.COMPLETE:
                 t = replace(t, ended_at=now)
-                await self._settle(tx, t, batch, now)
+                await settle(tx, t, batch, now)
             elif action is Action.CANCEL:
                 t = replace(t, ended_at=now)
-                await self._refund(tx, t, batch, now)
+                await refund(tx, t, batch, now)
             t = await batch.write(tx, t)
         await self.flush()
         if self.leaderboards is not None:
@@ -503,95 +395,6 @@ class Tournaments:
     async def _watch(self, t: Tournament) -> None:
         assert self.leaderboards is not None
         await self.leaderboards.watch(board_of(t.id), t.channel, t.id)
-
-    async def _settle(self, tx: Transaction, t: Tournament, batch: _Batch, now: float) -> None:
-        """Final positions and prizes, stored once, with the events that announce them."""
-        c = t.config
-        everyone = {p.player_id: p for p in await store.players(tx, t.id)}
-        pool = rules.prize_pool(c.guaranteed, t.collected)
-        prizes = rules.prizes_by_position(c.prizes, pool, len(everyone))
-        placements = rules.settle(
-            (rules.Standing(p.player_id, p.score, p.reached_at) for p in everyone.values()),
-            prizes,
-            c.ties,
-        )
-        await store.insert_results(
-            tx, t.id, [(r.player, r.position, r.points, r.prize) for r in placements]
-        )
-        paid = [r for r in placements if r.prize > 0] or [r for r in placements if r.position == 1]
-        winners = [
-            {
-                "position": r.position,
-                "playerId": r.player,
-                "displayName": everyone[r.player].display_name,
-                "prizeAmount": money(r.prize),
-            }
-            for r in paid[:WINNERS_IN_EVENT]
-        ]
-        completed = iso(now)
-        batch.add(
-            t.channel,
-            "tournament.completed",
-            {
-                "tournamentId": t.id,
-                "completedAt": completed,
-                "playerCount": len(placements),
-                "prizePool": money(pool),
-                "finalResults": [
-                    {
-                        "playerId": r.player,
-                        "position": r.position,
-                        "points": number(r.points),
-                        "prizeAmount": money(r.prize),
-                    }
-                    for r in placements[:RESULTS_IN_EVENT]
-                ],
-                "resultsTruncated": len(placements) > RESULTS_IN_EVENT,
-                "winners": winners,
-            },
-        )
-        for r in placements:
-            p = everyone[r.player]
-            batch.add(
-                p.channel,
-                "tournament.completed",
-                {
-                    "tournamentId": t.id,
-                    "completedAt": completed,
-                    "finalResults": {
-                        "position": r.position,
-                        "points": number(r.points),
-                        "prizeAmount": money(r.prize),
-                    },
-                    "winners": winners,
-                },
-            )
-            if r.prize > 0:
-                batch.add(p.channel, "notification", _win_notice(t, p, r, now))
-
-    async def _refund(self, tx: Transaction, t: Tournament, batch: _Batch, now: float) -> None:
-        refunds = [(p.player_id, p.brand, p.paid) for p in await store.players(tx, t.id)]
-        refunds = sorted(r for r in refunds if r[2] > 0)
-        await store.insert_refunds(tx, t.id, refunds)
-        batch.add(
-            t.channel,
-            "tournament.cancelled",
-            {
-                "tournamentId": t.id,
-                "cancelledAt": iso(now),
-                "refunds": [
-                    {"playerId": pid, "amount": money(amount)}
-                    for pid, _, amount in refunds[:RESULTS_IN_EVENT]
-                ],
-                "refundsTruncated": len(refunds) > RESULTS_IN_EVENT,
-            },
-        )
-        for pid, brand, amount in refunds:
-            batch.add(
-                f"player:{brand}:{pid}",
-                "tournament.cancelled",
-                {"tournamentId": t.id, "cancelledAt": iso(now), "refundAmount": money(amount)},
-            )
 
     async def advance(self, tid: str, *, expected: int | None = None) -> s.TournamentReply:
         """Start the next round.
@@ -612,7 +415,7 @@ class Tournaments:
                     code="last_round",
                 )
             t = replace(t, current_round=t.current_round + 1, round_started_at=now)
-            batch = _Batch(t)
+            batch = Batch(t)
             batch.add(
                 t.channel,
                 "round.started",
@@ -659,7 +462,7 @@ class Tournaments:
                 )
                 await store.insert_player(tx, p)
                 t = replace(t, players=t.players + 1, collected=t.collected + fee)
-                batch = _Batch(t)
+                batch = Batch(t)
                 batch.add(
                     t.channel,
                     "player.registered",
@@ -794,156 +597,6 @@ class Tournaments:
         )
         return self._player_view(t, p, position, duplicate=duplicate)
 
-    # -- rebuys ----------------------------------------------------------------------------
-
-    def _rebuy_view(
-        self, t: Tournament, r: Rebuy, entries: int, *, duplicate: bool = False
-    ) -> s.RebuyReply:
-        return s.RebuyReply(
-            tournament_id=t.id,
-            request_id=r.request_id,
-            player_id=r.player_id,
-            status=r.status,  # type: ignore[arg-type]
-            rebuy_amount=money(r.amount),
-            entry_count=entries,
-            max_entries=t.config.max_entries,
-            remaining_rebuys=rules.remaining_rebuys(entries, t.config.max_entries),
-            error=r.error,
-            duplicate=duplicate,
-        )
-
-    async def rebuy_status(self, tid: str, rid: str) -> s.RebuyReply:
-        t = await self._tournament(self.db, tid)
-        r = await store.get_rebuy(self.db, tid, rid)
-        if r is None:
-            raise NotFound(f"no rebuy request {rid} in tournament {tid}")
-        p = await store.get_player(self.db, tid, r.player_id)
-        return self._rebuy_view(t, r, p.entries if p is not None else r.entries)
-
-    async def request_rebuy(self, tid: str, pid: str) -> s.RebuyReply:
-        """A player asks for a rebuy: ``rebuy.requested`` for the casino backend to decide.
-
-        One request per player is open at a time; asking again returns it.
-
-        Raises:
-            Conflict: the tournament is not running or the player has no rebuys left (a
-                ``rebuy.failed`` is sent to the player too).
-        """
-        now = time.time()
-        refused: Conflict | None = None
-        async with self.db.transaction() as tx:
-            t = await self._tournament(tx, tid, lock=True)
-            p = await store.get_player(tx, tid, pid)
-            if p is None:
-                raise NotFound(f"player {pid} is not in tournament {tid}")
-            open_request = await store.pending_rebuy(tx, tid, pid)
-            if open_request is not None:
-                return self._rebuy_view(t, open_request, p.entries, duplicate=True)
-            c = t.config
-            r = Rebuy(
-                tid, secrets.token_hex(8), pid, "pending", c.rebuy_price, now, None, None, p.entries
-            )
-            batch = _Batch(t)
-            refused = _rebuy_refusal(t, p)
-            if refused is not None:
-                r = replace(r, status="failed", decided_at=now, error=refused.message)
-                _failed(batch, t, p, r)
-            else:
-                requested = {
-                    "tournamentId": tid,
-                    "playerId": pid,
-                    "requestId": r.request_id,
-                    "rebuyAmount": money(r.amount),
-                    "currentEntries": p.entries,
-                    "maxEntries": c.max_entries,
-                }
-                batch.add(t.channel, "rebuy.requested", requested)
-                batch.add(p.channel, "rebuy.requested", requested)
-            await store.put_rebuy(tx, r)
-            t = await batch.write(tx, t)
-        await self.flush()
-        if refused is not None:
-            raise refused
-        return self._rebuy_view(t, r, p.entries)
-
-    async def confirm_rebuy(self, tid: str, rid: str) -> s.RebuyReply:
-        """The casino backend took the payment: add the entry, unless the maximum is reached.
-
-        A repeated confirmation is a no-op that returns the confirmed request.
-
-        Raises:
-            Conflict: the request was declined or failed, or it cannot be honoured now
-                (the request then fails, with ``rebuy.failed``).
-        """
-        now = time.time()
-        refused: Conflict | None = None
-        async with self.db.transaction() as tx:
-            t = await self._tournament(tx, tid, lock=True)
-            r = await store.get_rebuy(tx, tid, rid, lock=True)
-            if r is None:
-                raise NotFound(f"no rebuy request {rid} in tournament {tid}")
-            p = await store.get_player(tx, tid, r.player_id, lock=True)
-            assert p is not None
-            if r.status == "confirmed":
-                return self._rebuy_view(t, r, p.entries, duplicate=True)
-            if r.status != "pending":
-                raise Conflict(f"rebuy {rid} is {r.status}", code="rebuy_closed")
-            c = t.config
-            batch = _Batch(t)
-            refused = _rebuy_refusal(t, p)
-            if refused is not None:
-                r = replace(r, status="failed", decided_at=now, error=refused.message)
-                _failed(batch, t, p, r)
-            else:
-                p = replace(
-                    p,
-                    entries=p.entries + 1,
-                    paid=p.paid + r.amount,
-                    entry_scores=(*p.entry_scores, 0.0),
-                    eliminated_at=None,
-                    elimination_round=None,
-                )
-                await store.save_player(tx, p)
-                t = replace(t, collected=t.collected + r.amount)
-                r = replace(r, status="confirmed", decided_at=now, entries=p.entries)
-                success = {
-                    "tournamentId": tid,
-                    "playerId": p.player_id,
-                    "requestId": rid,
-                    "newEntryCount": p.entries,
-                    "remainingRebuys": rules.remaining_rebuys(p.entries, c.max_entries),
-                }
-                batch.add(t.channel, "rebuy.success", success)
-                batch.add(p.channel, "rebuy.success", success)
-            await store.put_rebuy(tx, r)
-            t = await batch.write(tx, t)
-        await self.flush()
-        if refused is not None:
-            raise refused
-        return self._rebuy_view(t, r, p.entries)
-
-    async def decline_rebuy(self, tid: str, rid: str, error: str) -> s.RebuyReply:
-        """The casino backend refused (no funds, say): ``rebuy.failed`` with its reason."""
-        now = time.time()
-        async with self.db.transaction() as tx:
-            t = await self._tournament(tx, tid, lock=True)
-            r = await store.get_rebuy(tx, tid, rid, lock=True)
-            if r is None:
-                raise NotFound(f"no rebuy request {rid} in tournament {tid}")
-            p = await store.get_player(tx, tid, r.player_id)
-            assert p is not None
-            if r.status == "declined":
-                return self._rebuy_view(t, r, p.entries, duplicate=True)
-            if r.status != "pending":
-                raise Conflict(f"rebuy {rid} is {r.status}", code="rebuy_closed")
-            r = replace(r, status="declined", decided_at=now, error=error)
-            batch = _Batch(t)
-            _failed(batch, t, p, r)
-            await store.put_rebuy(tx, r)
-            t = await batch.write(tx, t)
-        await self.flush()
-        return self._rebuy_view(t, r, p.entries)
-
     def _published(self, events: list[Event]) -> None:
         """A player's ``rebuy.request`` over WebSocket becomes a rebuy request."""
         for event in events:
@@ -956,7 +609,7 @@ class Tournaments:
 
     async def _ask(self, tid: str, pid: str) -> None:
         try:
-            await self.request_rebuy(tid, pid)
+            await self.rebuys.request(tid, pid)
         except CroupierError as exc:
             log.info("rebuy request of %s in %s refused: %s", pid, tid, exc.message)
         except Exception:
@@ -968,55 +621,3 @@ def _require(t: Tournament, op: Op) -> None:
         rules.require(t.status, op)
     except InvalidTransition as exc:
         raise Conflict(str(exc), code="invalid_state") from None
-
-
-def _rebuy_refusal(t: Tournament, p: Player) -> Conflict | None:
-    """Why a rebuy cannot be had now (asked for or confirmed), or ``None``."""
-    if t.status not in rules.ALLOWED[Op.REBUY]:
-        return Conflict(f"tournament {t.id} is {t.status.value}", code="not_running")
-    if p.entries >= t.config.max_entries:
-        return Conflict(
-            f"player {p.player_id} has all {t.config.max_entries} entries", code="max_entries"
-        )
-    return None
-
-
-def _failed(batch: _Batch, t: Tournament, p: Player, r: Rebuy) -> None:
-    failed = {
-        "tournamentId": t.id,
-        "playerId": p.player_id,
-        "requestId": r.request_id,
-        "error": r.error,
-    }
-    batch.add(t.channel, "rebuy.failed", failed)
-    batch.add(p.channel, "rebuy.failed", failed)
-
-
-def _win_notice(t: Tournament, p: Player, r: rules.Placement, now: float) -> dict[str, Any]:
-    """A ``notification`` in the casino player stream's shape, event ``tournament_win``."""
-    message_id = uuid.uuid5(uuid.NAMESPACE_URL, f"croupier:tournament:{t.id}:win:{p.player_id}")
-    starts = t.started_at if t.started_at is not None else t.created_at
-    return {
-        "message_id": str(message_id),
-        "event": "tournament_win",
-        "event_details": {
-            "tournament_id": t.id,
-            "transaction_id": f"{t.id}:{p.player_id}",
-            "tournament_name": t.name,
-            "tournament_points": number(r.points),
-            "tournament_start_date": _casino_time(starts),
-            "tournament_end_date": _casino_time(now),
-            "tournament_position": r.position,
-            "prize_type": 1,
-            "player_id": _casino_id(p.player_id),
-            "casino_id": _casino_id(p.brand),
-            "prize_value": f"{money(r.prize):.2f}",
-            "prize_name": f"{t.name}: position {r.position}",
-            "total_rounds": t.config.rounds,
-            "total_bets": f"{p.bets:.2f}",
-            "total_wins": f"{p.wins:.2f}",
-            "timestamp": _casino_time(now),
-        },
-        "is_read": False,
-        "time": _casino_time(now),
-    }

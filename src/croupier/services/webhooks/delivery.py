@@ -35,8 +35,7 @@ _STOP_GRACE = 5.0  # seconds deliveries in flight may take to finish when the no
 
 @dataclass(frozen=True, slots=True)
 class WebhookSettings:
-    """How deliveries are made and retried. From ``CROUPIER_WEBHOOK_*`` (see
-    :meth:`from_env`).
+    """How deliveries are made and retried (see :meth:`load`).
 
     ``concurrency`` 0 makes a node that enqueues (and serves the API) but delivers nothing:
     other nodes sharing the database deliver.
@@ -56,24 +55,36 @@ class WebhookSettings:
         return self.timeout * 1.5 + 2.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
-        """Settings from ``CROUPIER_WEBHOOK_MAX_ATTEMPTS``, ``…_BACKOFF_BASE``,
-        ``…_BACKOFF_MAX``, ``…_TIMEOUT``, ``…_CONCURRENCY``, ``…_POLL_INTERVAL`` and
-        ``…_REFRESH_INTERVAL``; defaults for the ones not set.
+    def load(cls, table: Mapping[str, Any], env: Mapping[str, str]) -> WebhookSettings:
+        """Settings from the ``[webhooks]`` TOML table, then ``CROUPIER_WEBHOOK_*`` on top.
+
+        Keys (and, upper-cased, the variables' suffixes): ``max_attempts``,
+        ``backoff_base``, ``backoff_max``, ``timeout``, ``concurrency``, ``poll_interval``,
+        ``refresh_interval``; defaults for the ones not set.
 
         Raises:
-            BadRequest: a value is not a number, or out of range.
+            BadRequest: an unknown key, a value that is not a number, or out of range.
         """
+        fields = cls.__dataclass_fields__
+        unknown = sorted(set(table) - set(fields))
+        if unknown:
+            raise BadRequest(f"unknown [webhooks] settings: {', '.join(unknown)}")
         values: dict[str, Any] = {}
-        for name, field in cls.__dataclass_fields__.items():
-            raw = env.get(f"CROUPIER_WEBHOOK_{name.upper()}")
-            if raw is None or not raw.strip():
-                continue
+        for name, field in fields.items():
             kind = int if field.type == "int" else float
+            variable = f"CROUPIER_WEBHOOK_{name.upper()}"
+            raw: Any = env.get(variable)
+            where = variable
+            if raw is None or not str(raw).strip():
+                raw, where = table.get(name), f"[webhooks] {name}"
+            if raw is None or isinstance(raw, bool):
+                if isinstance(raw, bool):
+                    raise BadRequest(f"{where} must be a number")
+                continue
             try:
                 values[name] = kind(raw)
-            except ValueError:
-                raise BadRequest(f"CROUPIER_WEBHOOK_{name.upper()} must be a number") from None
+            except (TypeError, ValueError):
+                raise BadRequest(f"{where} must be a number") from None
         settings = cls(**values)
         if settings.max_attempts < 1 or settings.concurrency < 0:
             raise BadRequest("webhook max_attempts must be >= 1 and concurrency >= 0")

@@ -97,7 +97,8 @@ class WebhookService:
     Args:
         gateway: whose publishes feed the outbox.
         database: where endpoints and the outbox live.
-        settings: delivery and retry settings; from ``CROUPIER_WEBHOOK_*`` when ``None``.
+        settings: delivery and retry settings; when ``None``, the ``[webhooks]`` table of the
+            gateway's configuration with ``CROUPIER_WEBHOOK_*`` on top.
         clock: Unix time, for tests.
     """
 
@@ -111,7 +112,10 @@ class WebhookService:
     ) -> None:
         self.gateway = gateway
         self.outbox = Outbox(database)
-        self.settings = settings if settings is not None else WebhookSettings.from_env(os.environ)
+        if settings is None:
+            table = gateway.settings.services.get("webhooks", {})
+            settings = WebhookSettings.load(table, os.environ)
+        self.settings = settings
         self._clock = clock
         self._matchers: list[tuple[str, TypeMatcher]] = []
         self._queue: list[tuple[str, Event]] = []

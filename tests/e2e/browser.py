@@ -1,0 +1,248 @@
+"""Helpers for the Chromium tests: launching Debian's Chromium, a publisher, static pages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.support import API_KEY, IN_CI, ServerProcess, free_port, timeout
+
+CHROMIUM = os.environ.get("CROUPIER_TEST_CHROMIUM", "/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def chromium_or_skip() -> None:
+    missing = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing = "the playwright package is not installed"
+    if missing is None and not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        missing = f"no Chromium at {CHROMIUM} (install the chromium package)"
+    if missing is not None:
+        if IN_CI:
+            pytest.fail(f"browser tests must run in CI: {missing}")
+        pytest.skip(missing)
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Chromium browser (Playwright's sync API)."""
+    chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def wait_for(page: Any, expression: str, seconds: float, arg: Any = None) -> None:
+    page.wait_for_function(expression, arg=arg, timeout=timeout(seconds) * 1000)
+
+
+def publish(server: ServerProcess, channel: str, type: str, data: Any, **extra: Any) -> Any:
+    body = {"channel": channel, "type": type, "data": data, **extra}
+    r = httpx.post(
+        server.url + "/api/v1/publish",
+        content=orjson.dumps(body),
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=timeout(10),
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+class Publisher(threading.Thread):
+    """Publishes ``total`` events ``{"n": 1…total}`` on each of ``channels`` in order,
+    retrying each until the server takes it (idempotency keys make a retry safe)."""
+
+    def __init__(
+        self, server: ServerProcess, channels: list[str], total: int, interval: float = 0.02
+    ) -> None:
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.server = server
+        self.channels = channels
+        self.total = total
+        self.sent = 0
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with httpx.Client(timeout=timeout(5)) as client:
+                for n in range(1, self.total + 1):
+                    for channel in self.channels:
+                        self._publish(client, channel, n)
+                    self.sent = n
+                    time.sleep(self.interval)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+    def _publish(self, client: httpx.Client, channel: str, n: int) -> None:
+        body = {"channel": channel, "type": "t.tick", "data": {"n": n}, "idempotency_key": f"n{n}"}
+        deadline = time.monotonic() + timeout(30)
+        while not self.stop.is_set():
+            with contextlib.suppress(httpx.HTTPError):
+                r = client.post(
+                    self.server.url + "/api/v1/publish",
+                    content=orjson.dumps(body),
+                    headers={"Authorization": f"Bearer {API_KEY}"},
+                )
+                if r.status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not publish event {n} on {channel}")
+            time.sleep(0.05)
+
+
+class Pages:
+    """A static web server on a loopback port: ``pages[path] = html`` and JSON handlers."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.pages: dict[str, str] = {}
+        self.posts: dict[str, Callable[[Any], Any]] = {}
+        pages = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                page = pages.pages.get(self.path.split("?")[0])
+                if page is None:
+                    self.send_error(404)
+                    return
+                self._send(200, "text/html; charset=utf-8", page.encode())
+
+            def do_POST(self) -> None:
+                handler = pages.posts.get(self.path)
+                if handler is None:
+                    self.send_error(404)
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                body = orjson.loads(self.rfile.read(length) or b"null")
+                self._send(200, "application/json", orjson.dumps(handler(body)))
+
+            def _send(self, status: int, media: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", media)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Pages:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class NoUpgradeProxy(threading.Thread):
+    """A loopback HTTP proxy to ``target_port`` that refuses every WebSocket upgrade with
+    ``403`` (as some corporate proxies do) and passes everything else through."""
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__(daemon=True)
+        self.target_port = target_port
+        self.port = free_port()
+        self.refused = 0
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self._server = self.loop.run_until_complete(
+            asyncio.start_server(self._client, "127.0.0.1", self.port)
+        )
+        self.ready.set()
+        self.loop.run_forever()
+        tasks = asyncio.all_tasks(self.loop)
+        for task in tasks:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        self.loop.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            writer.close()
+            return
+        if b"upgrade: websocket" in head.lower():
+            self.refused += 1
+            body = b'{"error":{"code":"forbidden","message":"no WebSocket through this proxy"}}'
+            writer.write(
+                b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n"
+                b"Connection: close\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+            )
+            await writer.drain()
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        up_writer.write(head)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            with contextlib.suppress(Exception):
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def __enter__(self) -> NoUpgradeProxy:
+        self.start()
+        self.ready.wait(timeout(10))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        def shut() -> None:
+            if self._server is not None:
+                self._server.close()
+            self.loop.stop()
+
+        self.loop.call_soon_threadsafe(shut)
+        self.join(timeout(10))
