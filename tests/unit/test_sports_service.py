@@ -12,7 +12,7 @@ import pytest
 from croupier.config import Settings
 from croupier.core.channels import Claims
 from croupier.core.session import Close, DoPublish, Reply
-from croupier.errors import BadRequest, Conflict, RateLimited, Unavailable
+from croupier.errors import BadRequest, Conflict, NotFound, RateLimited, Unavailable
 from croupier.events import Event
 from croupier.gateway import Gateway
 from croupier.logs import Append, Appended, MemoryLog
@@ -73,6 +73,9 @@ async def test_updates_are_numbered_and_an_unpublished_one_goes_out_before_the_n
     with pytest.raises(BadRequest):
         await service.update("m1", {"ball 4": "nonsense"})
     assert (await service.get("m1")).seq == 3
+    with pytest.raises(NotFound):
+        await service.update("nope", ball(1))
+    assert service._locks == {}  # nothing kept per event once its changes are done
 
 
 async def test_a_newcomer_starts_from_the_snapshot_s_own_update(

@@ -26,8 +26,7 @@ import contextlib
 import logging
 import math
 import time
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
@@ -98,7 +97,8 @@ class Sports:
         self.merged = Tally()  # every node's partials since the last summary
         self.book = ViewerBook()
         self._sink = _Partials(self.merged)
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # One lock per event while anyone holds or waits for it: (lock, users).
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._joined: list[tuple[str, str]] = []  # newly counted, not yet in presence
         self._left: list[tuple[str, str]] = []  # uncounted, not yet out of presence
         self._dirty: set[str] = set()
@@ -136,6 +136,23 @@ class Sports:
                 await self._task
             self._task = None
         self.gateway.hub.unsubscribe(self._sink, PARTIALS)
+
+    @contextlib.asynccontextmanager
+    async def _serial(self, event_id: str) -> AsyncIterator[None]:
+        """Run the block alone among this node's changes of ``event_id``."""
+        lock, users = self._locks.get(event_id, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[event_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[event_id]
+            if users == 1:
+                del self._locks[event_id]
+            else:
+                self._locks[event_id] = (lock, users - 1)
 
     def routes(self) -> list[web.RouteDef]:
         return api.routes(self)
@@ -199,7 +216,7 @@ class Sports:
             NotFound, Conflict: no such event; the move is not allowed.
             Unavailable: the log could not take the notice (the status is changed).
         """
-        async with self._locks[event_id]:
+        async with self._serial(event_id):
             async with self.db.transaction() as tx:
                 event = await store.get(tx, event_id, lock=True)
                 if event is None:
@@ -227,7 +244,7 @@ class Sports:
             Unavailable: the log is down. The update is stored and is published before the
                 next one.
         """
-        async with self._locks[event_id]:
+        async with self._serial(event_id):
             event = await self.get(event_id)
             if event.published_seq < event.seq and event.last_update is not None:
                 await self._publish_score(event, event.seq, event.last_update, event.snapshot)
