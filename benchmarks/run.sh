@@ -10,3 +10,4 @@ $CROUPIER bench fanout --subscribers 1000 --rate 100 --duration 10 --transport s
 $CROUPIER bench idle --connections 10000 --transport ws --pin
 $CROUPIER bench publish --mode both --connections 64 --pipeline 2 --batch-size 1000 --pin
 $CROUPIER bench matchmaking --tickets 10000 --passes 20 --rooms 20 --actions 200 --pin
+$CROUPIER bench sports --viewers 10000 --reactions 1000 --duration 10

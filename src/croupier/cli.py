@@ -97,7 +97,9 @@ def serve(
             if demo:
                 from .demo import run_demo_traffic
 
-                tasks.append(asyncio.get_running_loop().create_task(run_demo_traffic(gateway)))
+                api = (base, dev_key or DEMO_KEY)
+                traffic = run_demo_traffic(gateway, api=api)
+                tasks.append(asyncio.get_running_loop().create_task(traffic))
 
         try:
             await run_server(gateway, settings.host, settings.port, on_started=on_started)

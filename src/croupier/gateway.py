@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -18,13 +18,20 @@ from .brokers import Broker, broker_from_url
 from .config import NamespaceRules, Settings
 from .core.channels import namespace_of, resolve, validate_type
 from .errors import PayloadTooLarge, Unavailable
-from .events import Event
+from .events import Event, Position
 from .hub import Hub
 from .logs import Append, Appended, Log, log_from_url, now_ts
 from .metrics import Metrics
 from .presence import Presence, presence_from_url
 
-__all__ = ["Gateway", "PublishRequest", "PublishResult"]
+__all__ = [
+    "ClientPublishHandler",
+    "Gateway",
+    "PresenceListener",
+    "PublishRequest",
+    "PublishResult",
+    "StartingPoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +47,19 @@ class PublishRequest(msgspec.Struct, frozen=True, gc=False):
     payload: bytes  # the event's data as JSON
     idempotency_key: str | None = None
     ephemeral: bool = False
+
+
+# A service's handler for what players publish of one type in one namespace, instead of the
+# hub: called with the channel and the checked data (with its server-set "from"). It must not
+# block; raising a CroupierError answers the client with that error.
+ClientPublishHandler = Callable[[str, bytes], None]
+# Told (channel, client, member info, joined) on every presence join and leave, whatever the
+# namespace's presence rule. It must be quick and must not block.
+PresenceListener = Callable[[str, str, dict[str, Any], bool], None]
+# A service's starting point for a subscriber of one of its channels who did not say where it
+# stands: the position to replay from, and a message to send right after ``subscribed`` (a
+# scoreboard snapshot that the replayed events continue). (None, None): nothing special.
+StartingPoint = Callable[[str], Awaitable[tuple[Position | None, bytes | None]]]
 
 
 # What a publish returns: the event (numbered, when stored) and whether an idempotency key
@@ -85,6 +105,9 @@ class Gateway:
         self._known_channels: dict[str, NamespaceRules] = {}
         self._known_types: set[str] = set()
         self._listeners: list[Callable[[list[Event]], None]] = []
+        self._client_handlers: dict[tuple[str, str], ClientPublishHandler] = {}
+        self._presence_listeners: list[PresenceListener] = []
+        self._starting_points: dict[str, StartingPoint] = {}
         self.metrics.add_source(self._counts)
 
     async def __aenter__(self) -> Self:
@@ -258,6 +281,43 @@ class Gateway:
         """
         self._listeners.append(listener)
 
+    def handle_client_publish(
+        self, namespace: str, type: str, handler: ClientPublishHandler
+    ) -> None:
+        """Hand what players publish as ``type`` in ``namespace`` to ``handler``, not the hub.
+
+        The transport still applies every session check (permissions, size, per-connection
+        rate) first. For events that must be summarised rather than fanned out one by one.
+        """
+        self._client_handlers[(namespace, type)] = handler
+
+    def client_handler(self, channel: str, type: str) -> ClientPublishHandler | None:
+        """The handler of players' ``type`` events on ``channel``, if a service took them."""
+        if not self._client_handlers:
+            return None
+        return self._client_handlers.get((namespace_of(channel), type))
+
+    def on_fresh_subscribe(self, namespace: str, starting_point: StartingPoint) -> None:
+        """Let ``starting_point`` say where new subscribers of ``namespace`` start (see
+        :data:`StartingPoint`); subscribers that resume with a position are left alone."""
+        self._starting_points[namespace] = starting_point
+
+    def starting_point(self, channel: str) -> StartingPoint | None:
+        if not self._starting_points:
+            return None
+        return self._starting_points.get(namespace_of(channel))
+
+    def on_presence(self, listener: PresenceListener) -> None:
+        """Call ``listener`` on every subscriber join and leave this node records."""
+        self._presence_listeners.append(listener)
+
+    def _tell_presence(self, channel: str, client: str, info: dict[str, Any], joined: bool) -> None:
+        for listener in self._presence_listeners:
+            try:
+                listener(channel, client, info, joined)
+            except Exception:
+                log.exception("a presence listener failed")
+
     async def _republish(self, events: list[Event]) -> None:
         delay = 0.2
         for _ in range(12):  # about a minute in all
@@ -281,6 +341,8 @@ class Gateway:
         self, channel: str, client: str, info: dict[str, Any], rules: NamespaceRules
     ) -> int:
         """Record a subscriber in presence; return the channel's count."""
+        if self._presence_listeners:
+            self._tell_presence(channel, client, info, True)
         if not rules.presence:
             return 0
         count = await self.presence.join(channel, client, info)
@@ -296,6 +358,8 @@ class Gateway:
     async def leave(
         self, channel: str, client: str, info: dict[str, Any], rules: NamespaceRules
     ) -> None:
+        if self._presence_listeners:
+            self._tell_presence(channel, client, info, False)
         if not rules.presence:
             return
         try:

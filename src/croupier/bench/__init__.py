@@ -40,6 +40,9 @@ NOTIFICATION_TARGETS: dict[str, tuple[str, float]] = {
     "failed": ("<=", 0),
     "misrouted": ("<=", 0),
 }
+# Live sports (issue 7): 10,000 viewers, 1,000 reactions/s, a score update a second.
+TARGETS["score_p99_ms"] = ("<=", 50.0)
+TARGETS["summary_p99_ms"] = ("<=", 1500.0)
 # The leaderboard (issue 5): score updates per second on a 100,000-entry board, one core.
 TARGETS["updates_per_s"] = (">=", 10_000.0)
 # Matchmaking (issue 8): one matching pass over 10,000 waiting tickets.
@@ -418,3 +421,27 @@ def matchmaking(
     second = _serve_and_run(pin, config, lambda server: run_room_actions(server, rooms, actions))
     first["host_load_1m"] = service["host_load_1m"] = second["host_load_1m"]
     _emit([first, service, second], as_json)
+
+
+@bench.command()
+@click.option("--viewers", default=10_000, show_default=True, type=click.IntRange(1))
+@click.option("--reactions", default=1000.0, show_default=True, help="Reactions per second.")
+@click.option("--duration", default=10.0, show_default=True, help="Seconds measured.")
+@pin_option
+@json_option
+def sports(viewers: int, reactions: float, duration: float, pin: bool, as_json: bool) -> None:
+    """VIEWERS on one match, REACTIONS/s from up to 500 of them, a cricket ball a second.
+
+    Reports server CPU, score delivery latency (posted -> every viewer), summary delivery
+    latency (window start -> every viewer, the 1 s window included), and whether the
+    summaries add up to the reactions accepted.
+    """
+    from .sports import SERVER_CONFIG, run_sports
+
+    _raise_fd_limit(viewers + 256)
+    result = _serve_and_run(
+        pin,
+        SERVER_CONFIG,
+        lambda server: run_sports(server, viewers=viewers, reactions=reactions, duration=duration),
+    )
+    _emit([result], as_json)

@@ -55,6 +55,7 @@ def service_factories() -> list[ServiceFactory]:
     from .matchmaking import Matchmaking
     from .notifications import NotificationsService
     from .rooms import Rooms
+    from .sports import Sports
     from .stats import NodeStats
     from .tournaments import Tournaments
     from .webhooks import WebhookService  # here, not on top: webhooks import the HTTP API
@@ -67,6 +68,7 @@ def service_factories() -> list[ServiceFactory]:
         Tournaments.mounted,
         Rooms.shared,
         Matchmaking.mounted,
+        Sports,
         NodeStats,
         WebAssets,
     ]

@@ -273,6 +273,17 @@ class WsConnection(BoundedOutbox):
         elif isinstance(action, Close):
             self.send(control("error", code=action.code, message=action.message))
             self.disconnect(action.code, reconnect=False, code=CLOSE_POLICY)
+        elif isinstance(action, DoPublish) and (
+            handler := self.gateway.client_handler(action.channel, action.type)
+        ):
+            # A service summarises these (reactions): they never reach the hub one by one.
+            try:
+                handler(action.channel, action.payload)
+            except CroupierError as exc:
+                self.send(error(exc, action.id).payload)
+            else:
+                if action.id is not None:
+                    self.send(control("published", id=action.id, channel=action.channel))
         else:
             return False
         return True
@@ -308,22 +319,33 @@ class WsConnection(BoundedOutbox):
             log.exception("presence join failed for %s", channel)
             count = 0
         presence = {"count": count} if action.rules.presence else None
+        since, greeting = action.since, None
+        if since is None and (start := gateway.starting_point(channel)) is not None:
+            try:
+                since, greeting = await start(channel)
+            except Exception:
+                log.exception("the starting point of %s failed", channel)
 
         def announce(result: SubscribeResult) -> None:
+            position = result.position
+            if greeting is not None and result.recovered:
+                position = since  # the events that follow continue the greeting from there
             self.send(
                 control(
                     "subscribed",
                     channel=channel,
                     id=action.id,
                     recovered=result.recovered,
-                    position=None if result.position is None else result.position.as_dict(),
+                    position=None if position is None else position.as_dict(),
                     presence=presence,
                 )
             )
+            if greeting is not None:
+                self.send(greeting)
 
         try:
             await gateway.hub.subscribe(
-                self, channel, since=action.since, stored=action.rules.stored, announce=announce
+                self, channel, since=since, stored=action.rules.stored, announce=announce
             )
         except CroupierError as exc:
             self.session.channels.pop(channel, None)
@@ -389,7 +411,7 @@ def sweep(gateway: Gateway) -> None:
     wall = time.time()
     ping = gateway.settings.limits.ping_interval
     for conn in list(gateway.connections):
-        if type(conn) is WsConnection:
+        if isinstance(conn, WsConnection):
             conn.tick(mono, wall, ping)
 
 

@@ -1,0 +1,174 @@
+"""The sports service in-process: numbering, the republish after a log outage, the snapshot
+a newcomer starts from, and reactions never reaching the hub one by one."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import orjson
+import pytest
+
+from croupier.config import Settings
+from croupier.core.channels import Claims
+from croupier.core.session import Close, DoPublish, Reply
+from croupier.errors import BadRequest, Conflict, NotFound, RateLimited, Unavailable
+from croupier.events import Event
+from croupier.gateway import Gateway
+from croupier.logs import Append, Appended, MemoryLog
+from croupier.services.sports import Sports
+from croupier.services.sports.events_ws import DoJoin, EventsSession
+from croupier.services.sports.rules import Status
+from croupier.storage import SQLiteDatabase
+
+
+class FlakyLog(MemoryLog):
+    """A MemoryLog whose appends fail while :attr:`down` is set."""
+
+    down = False
+
+    async def append(self, appends: Sequence[Append]) -> list[Appended]:
+        if self.down:
+            raise Unavailable("the log is down")
+        return await super().append(appends)
+
+
+@pytest.fixture
+async def sports() -> AsyncIterator[tuple[Sports, FlakyLog]]:
+    log = FlakyLog()
+    async with (
+        Gateway(Settings(database_url="memory://"), log=log) as gateway,
+        SQLiteDatabase(":memory:") as db,
+        Sports(gateway, db) as service,
+    ):
+        yield service, log
+
+
+def ball(n: int) -> dict[str, Any]:
+    return {f"ball {n}": f"{n}/0", "comment": f"ball {n}"}
+
+
+async def _scores(log: MemoryLog, channel: str) -> list[int]:
+    history = await log.read(channel, 0, 100)
+    return [orjson.loads(e.payload)["seq"] for e in history.events if e.type == "score.updated"]
+
+
+async def test_updates_are_numbered_and_an_unpublished_one_goes_out_before_the_next(
+    sports: tuple[Sports, FlakyLog],
+) -> None:
+    service, log = sports
+    await service.create("m1", "cricket", "A v B", ("A", "B"), None)
+    with pytest.raises(Conflict):
+        await service.update("m1", ball(1))  # scheduled: not taking updates yet
+    await service.set_status("m1", Status.LIVE)
+    await service.update("m1", ball(1))
+    log.down = True
+    with pytest.raises(Unavailable):
+        await service.update("m1", ball(2))
+    log.down = False
+    event, published = await service.update("m1", ball(3))
+    assert event.seq == 3
+    assert orjson.loads(published.payload)["seq"] == 3
+    assert await _scores(log, "match:m1") == [1, 2, 3]
+    with pytest.raises(BadRequest):
+        await service.update("m1", {"ball 4": "nonsense"})
+    assert (await service.get("m1")).seq == 3
+    with pytest.raises(NotFound):
+        await service.update("nope", ball(1))
+    assert service._locks == {}  # nothing kept per event once its changes are done
+
+
+async def test_a_newcomer_starts_from_the_snapshot_s_own_update(
+    sports: tuple[Sports, FlakyLog],
+) -> None:
+    service, log = sports
+    await service.create("m1", "cricket", "A v B", ("A", "B"), None)
+    await service.set_status("m1", Status.LIVE)
+    since, frame = await service.starting_point("match:m1")
+    assert since is not None
+    assert since.offset == 0  # nothing scored: every stored event is news
+    assert frame is not None
+    assert orjson.loads(frame)["data"]["seq"] == 0
+    for n in (1, 2):
+        await service.update("m1", ball(n))
+    since, frame = await service.starting_point("match:m1")
+    assert since is not None
+    assert frame is not None
+    snapshot = orjson.loads(frame)["data"]
+    assert snapshot["seq"] == 2
+    assert snapshot["snapshot"]["score"] == "2/0"
+    after = await log.read("match:m1", since.offset, 10)
+    assert after.events == ()  # the snapshot's update is the channel's last event
+    assert await service.starting_point("match:nothing") == (None, None)
+    assert await service.starting_point("lobby") == (None, None)
+
+
+async def test_reactions_are_tallied_not_fanned_out(sports: tuple[Sports, FlakyLog]) -> None:
+    service, _ = sports
+    seen: list[Event] = []
+    service.gateway.on_publish(seen.extend)
+    handler = service.gateway.client_handler("match:m1", "reaction")
+    assert handler is not None
+    assert service.gateway.client_handler("room:r1", "reaction") is None
+    for emoji in ("🔥", "🔥", "👏"):
+        handler("match:m1", orjson.dumps({"emoji": emoji, "from": {"id": "fan"}}))
+    with pytest.raises(BadRequest):
+        handler("match:m1", orjson.dumps({"emoji": "nope", "from": {"id": "fan"}}))
+    assert seen == []
+    (summary,) = service.local.drain().values()
+    assert (summary.total, summary.counts) == (3, {"🔥": 2, "👏": 1})
+
+
+def _session(claims: Claims | None = None) -> EventsSession:
+    def verify(token: str) -> Claims:
+        raise AssertionError("no tokens here")
+
+    return EventsSession(Settings(), verify, claims, now=0.0)
+
+
+def _error(actions: list[Any]) -> str:
+    (reply,) = actions
+    assert isinstance(reply, Reply)
+    doc = orjson.loads(reply.payload)
+    assert doc["type"] == "error"
+    code: str = doc["code"]
+    return code
+
+
+def test_the_events_dialect_joins_first_then_reacts() -> None:
+    session = _session()
+    assert _error(session.receive(b'{"type":"reaction","emoji":"x"}', 0.0)) == "not_joined"
+    assert _error(session.receive(b'{"id":"v1","eventId":"bad id"}', 0.0)) == "bad_message"
+    assert _error(session.receive(b'{"eventId":"m1"}', 0.0)) == "bad_message"  # who?
+    assert session.receive(b'{"id":"v1","eventId":"m1"}', 0.0) == [DoJoin("m1", "v1", None)]
+    assert _error(session.receive(b'{"id":"v1","eventId":"m2"}', 0.0)) == "already_joined"
+    # Reacting needs a player token, as every player publish does.
+    assert _error(session.receive(b'{"type":"reaction","emoji":"x"}', 0.0)) == "unauthorized"
+    pong = session.receive(b'{"type":"ping"}', 0.0)
+    assert orjson.loads(pong[0].payload)["type"] == "pong"  # type: ignore[union-attr]
+
+
+def test_a_token_s_player_is_the_viewer_and_reactions_are_rate_limited() -> None:
+    session = _session(Claims(sub="fan7", brand="1001", name=None, channels=(), exp=None))
+    assert session.receive(b'{"id":"someone-else","eventId":"m1"}', 0.0) == [
+        DoJoin("m1", "fan7", None)
+    ]
+    taken = []
+    for i in range(10):
+        (action,) = session.receive(orjson.dumps({"type": "reaction", "emoji": "🔥", "id": i}), 0.0)
+        taken.append(action)
+    published = [a for a in taken if isinstance(a, DoPublish)]
+    assert len(published) == 6  # the namespace's burst
+    assert published[0].channel == "match:m1"
+    assert orjson.loads(published[0].payload) == {"emoji": "🔥", "from": {"id": "fan7"}}
+    assert _error(taken[-1:]) == RateLimited.code
+
+
+def test_errors_in_a_row_close_an_events_connection_as_on_ws() -> None:
+    session = _session()
+    limit = session.limits.abuse_errors
+    for i in range(limit - 1):
+        assert _error(session.receive(b'{"type":"reaction","emoji":"x"}', float(i))) == "not_joined"
+    *_, last = session.receive(b'{"type":"reaction","emoji":"x"}', 100.0)
+    assert isinstance(last, Close)
+    assert last.code == "abuse"
