@@ -12,6 +12,7 @@ from aiohttp import web
 
 from .api.http import error_middleware, routes
 from .gateway import Gateway
+from .gcpolicy import GcPolicy
 from .services import service_factories
 from .services.bridges import Bridges
 from .storage import database_from_url
@@ -139,6 +140,7 @@ async def serve(
     )
     if on_started is not None:
         on_started()
+    policy = GcPolicy().__enter__()  # see gcpolicy: no long full collections under load
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
@@ -158,3 +160,4 @@ async def serve(
         while drain.in_flight and loop.time() < deadline:  # noqa: ASYNC110 - bounded poll
             await asyncio.sleep(0.01)
         await runner.cleanup()
+        policy.__exit__()
