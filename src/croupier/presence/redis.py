@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..errors import Unavailable
+from ..tasks import stop_task
 
 __all__ = ["RedisPresence"]
 
@@ -58,10 +59,7 @@ class RedisPresence:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        await stop_task(self._refresher)
         if self._client is not None:
             # This node's clients are leaving with it.
             with contextlib.suppress(Exception):

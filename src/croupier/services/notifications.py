@@ -24,7 +24,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import uuid
@@ -41,6 +40,7 @@ from ..api.openapi import Operation
 from ..errors import BadRequest, Conflict, CroupierError, PayloadTooLarge
 from ..gateway import Gateway, PublishRequest
 from ..storage import Database, Row, Transaction
+from ..tasks import stop_task
 from .players import (
     LIMIT_PARAM,
     PLAYER_PARAMS,
@@ -352,11 +352,8 @@ class NotificationsService:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self._inserter is not None:
             await asyncio.gather(self._inserter, return_exceptions=True)
         if self._flush is not None:

@@ -24,6 +24,7 @@ import msgspec
 from aiohttp import web
 
 from ..api.openapi import Operation
+from ..tasks import stop_task
 from ..transports.common import GATEWAY
 
 if TYPE_CHECKING:
@@ -131,10 +132,7 @@ class NodeStats:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         with contextlib.suppress(Exception):
             await self.db.execute("DELETE FROM croupier_nodes WHERE node_id = $1", self.id)
 

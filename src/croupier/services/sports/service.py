@@ -41,6 +41,7 @@ from ...gateway import Gateway
 from ...hub import SubscribeResult
 from ...logs import now_ts
 from ...storage import Database
+from ...tasks import stop_task
 from . import api, rules, store
 from .reactions import Summary, Tally, validate_reaction
 from .rules import Status
@@ -130,11 +131,8 @@ class Sports:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         self.gateway.hub.unsubscribe(self._sink, PARTIALS)
 
     @contextlib.asynccontextmanager
