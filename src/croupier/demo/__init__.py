@@ -33,6 +33,7 @@ from .tournament import run_tournaments
 __all__ = [
     "Backend",
     "LiveMatch",
+    "keep_running",
     "run_demo_traffic",
     "run_fans",
     "run_match",
@@ -68,12 +69,14 @@ async def run_demo_traffic(
     try:
         async with asyncio.TaskGroup() as group:
             for name, part in parts.items():
-                group.create_task(_keep(name, part))
+                group.create_task(keep_running(name, part))
     finally:
         await backend.close()
 
 
-async def _keep(name: str, part: Callable[[], Awaitable[None]]) -> None:
+async def keep_running(
+    name: str, part: Callable[[], Awaitable[None]], retry: float = RETRY_SECONDS
+) -> None:
     """Run ``part`` again and again: a failure is logged and retried, never spread."""
     while True:
         try:
@@ -82,8 +85,8 @@ async def _keep(name: str, part: Callable[[], Awaitable[None]]) -> None:
             raise
         except Exception as exc:
             log.warning("demo %s failed (%s: %s); again in %.0f s",
-                        name, type(exc).__name__, exc, RETRY_SECONDS)  # fmt: skip
-        await asyncio.sleep(RETRY_SECONDS)
+                        name, type(exc).__name__, exc, retry)  # fmt: skip
+        await asyncio.sleep(retry)
 
 
 async def _jackpot(backend: Backend, rng: random.Random, interval: float) -> None:

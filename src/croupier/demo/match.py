@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from .backend import Backend, HttpError
 
-__all__ = ["FANS", "LiveMatch", "run_fans", "run_match"]
+__all__ = ["FANS", "LiveMatch", "next_ball", "run_fans", "run_match"]
 
 TEAMS = ("Demo XI", "Sample XI", "Fixture CC", "Mock Town")
 BALLS = 120  # twenty overs
@@ -51,7 +52,8 @@ async def run_match(
         board = (await backend.call("GET", path + "/snapshot"))["snapshot"]
         while int(board.get("wickets", 0)) < 10 and int(board.get("ball", 0)) < BALLS:
             await asyncio.sleep(interval)
-            board = (await backend.call("POST", path + "/updates", _ball(board, rng)))["snapshot"]
+            posted = await backend.call("POST", path + "/updates", next_ball(board, rng))
+            board = posted["snapshot"]
         await backend.call("POST", path + "/status", {"status": "finished"})
         live.set(None)
         await asyncio.sleep(3 * interval)
@@ -80,7 +82,8 @@ async def _new_match(backend: Backend, rng: random.Random) -> str:
     return event_id
 
 
-def _ball(board: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+def next_ball(board: Mapping[str, Any], rng: random.Random) -> dict[str, Any]:
+    """The next ball of the innings whose scoreboard is ``board``, as a backend posts it."""
     ball = int(board.get("ball", 0)) + 1
     runs, wickets = int(board.get("runs", 0)), int(board.get("wickets", 0))
     outcome = rng.choice(OUTCOMES)
