@@ -76,4 +76,16 @@ def test_every_console_panel_moves_on_the_demo(tmp_path: Path) -> None:
 
         if SCREENSHOT:
             page.screenshot(path=SCREENSHOT)
+
+        # The tournament completes with its winners, and the panel moves on to the next one.
+        first = page.locator("#tournament-id").input_value()
+        wait_for(page, "document.getElementById('tournament-status').textContent"
+                 ".startsWith('completed · 1. ')", 90)  # fmt: skip
+        if "Player One" in page.locator("#tournament-status").inner_text():  # p1 won a prize
+            wait_for(page, "document.getElementById('notifications').textContent"
+                     ".includes('tournament_win')", 20)  # fmt: skip
+        wait_for(
+            page, "(first) => document.getElementById('tournament-id').value !== first", 30, first
+        )
+        wait_for(page, "document.querySelectorAll('#leaderboard tr').length >= 3", 20)
         assert errors == []
