@@ -101,11 +101,20 @@ def serve(
                 traffic = run_demo_traffic(gateway, api=api)
                 tasks.append(asyncio.get_running_loop().create_task(traffic))
 
-        try:
-            await run_server(gateway, settings.host, settings.port, on_started=on_started)
-        finally:
-            for task in tasks:
+        def on_stopping() -> None:
+            for task in tasks:  # the demo stops before the clients are told to go
                 task.cancel()
+
+        try:
+            await run_server(
+                gateway,
+                settings.host,
+                settings.port,
+                on_started=on_started,
+                on_stopping=on_stopping,
+            )
+        finally:
+            on_stopping()
 
     _run(main_async())
 
