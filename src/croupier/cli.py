@@ -97,7 +97,11 @@ def serve(
             if demo:
                 from .demo import run_demo_traffic
 
-                api = (base, dev_key or DEMO_KEY)
+                # The simulator calls the server like any client, on loopback if it listens
+                # on every address.
+                wildcard = settings.host in ("0.0.0.0", "::", "")
+                local = f"http://127.0.0.1:{settings.port}" if wildcard else base
+                api = (local, dev_key or DEMO_KEY)
                 traffic = run_demo_traffic(gateway, api=api)
                 tasks.append(asyncio.get_running_loop().create_task(traffic))
 

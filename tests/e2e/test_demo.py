@@ -49,6 +49,11 @@ def test_the_demo_runs_every_part_and_continues_after_a_restart(tmp_path: Path) 
         server.until("p1's notifications", unread, 20)
         server.until("p1's coins", lambda: server.get(base + "/coins")["total_received"] > 0, 20)
         server.until("a matchmade Nim room", lambda: _matched_rooms(server), 30)
+        server.until(
+            "Nim results on the leaderboard",
+            lambda: server.get("/api/v1/leaderboards/rooms.nim")["size"] >= 2,
+            30,
+        )
         seq = server.get(f"/api/v1/sports/events/{mid}")["seq"]
     finally:
         server.stop()
