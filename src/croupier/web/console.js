@@ -445,6 +445,10 @@ async function watchPlayer() {
     list.replaceChildren();
     for (const n of page?.notifications || []) show(n, false);
     $("unread").textContent = fmt(unread?.unread ?? 0);
+    if (hasPath(/^\/api\/v1\/players\/\{[^}]+\}\/\{[^}]+\}\/coins$/)) {
+      const coins = await api(`${base}/coins`).catch(() => null); // the balance so far
+      if (coins) $("coins").textContent = fmt(coins.balance);
+    }
   };
   const refresh = () => mintToken(player, brand, player);
   const client = new Client({ token: await refresh(), refreshToken: refresh });
