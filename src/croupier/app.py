@@ -121,8 +121,12 @@ async def serve(
     port: int,
     *,
     on_started: Callable[[], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then stop accepting, disconnect clients, and exit."""
+    """Serve until SIGTERM or SIGINT, then stop accepting, disconnect clients, and exit.
+
+    ``on_started`` is called once the port listens, ``on_stopping`` as the shutdown begins.
+    """
     app = build_app(gateway)
     runner = web.AppRunner(
         app,
@@ -149,6 +153,8 @@ async def serve(
         await stop.wait()
     finally:
         log.info("shutting down")
+        if on_stopping is not None:
+            on_stopping()
         # Stop accepting, tell the clients, and let the requests in flight finish before
         # aiohttp's own shutdown: from then on it ignores what arrives on a connection, so a
         # request whose body is still on the way would hang until the grace ran out.

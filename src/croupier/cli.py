@@ -97,15 +97,28 @@ def serve(
             if demo:
                 from .demo import run_demo_traffic
 
-                api = (base, dev_key or DEMO_KEY)
+                # The simulator calls the server like any client, on loopback if it listens
+                # on every address.
+                wildcard = settings.host in ("0.0.0.0", "::", "")
+                local = f"http://127.0.0.1:{settings.port}" if wildcard else base
+                api = (local, dev_key or DEMO_KEY)
                 traffic = run_demo_traffic(gateway, api=api)
                 tasks.append(asyncio.get_running_loop().create_task(traffic))
 
-        try:
-            await run_server(gateway, settings.host, settings.port, on_started=on_started)
-        finally:
-            for task in tasks:
+        def on_stopping() -> None:
+            for task in tasks:  # the demo stops before the clients are told to go
                 task.cancel()
+
+        try:
+            await run_server(
+                gateway,
+                settings.host,
+                settings.port,
+                on_started=on_started,
+                on_stopping=on_stopping,
+            )
+        finally:
+            on_stopping()
 
     _run(main_async())
 

@@ -5,7 +5,9 @@ import { Client } from "/sdk/croupier.js";
 const $ = (id) => document.getElementById(id);
 const KEY = "croupier.apiKey";
 const POLL_MS = 2000;
-const console_ = { key: null, paths: new Set(), ops: null, player: null, subs: {}, timer: null };
+const console_ = {
+  key: null, paths: new Set(), ops: null, player: null, subs: {}, timer: null, timers: {},
+};
 window.croupierConsole = console_; // for tests and the curious
 
 function el(tag, text, attrs = {}) {
@@ -218,6 +220,8 @@ function live(sub, panel) {
   sub.on("subscribed", () => ($(panel).dataset.live = sub.channel));
 }
 
+watchTournament.known = () => tournaments();
+
 async function tournaments() {
   // Known tournaments, newest first (none without the service). Asking only about these
   // keeps the browser from logging a 404 for a made-up id.
@@ -226,15 +230,39 @@ async function tournaments() {
   return (list && list.tournaments) || [];
 }
 
+// A panel whose id the operator has not typed follows what is live: when its tournament or
+// match ends, or while none is live, it checks every few seconds and moves to the newest.
+const AUTO_MS = 3000;
+
+function autoFollow(name, input, pick, watch) {
+  clearTimeout(console_.timers[name]);
+  if (input.dataset.typed) return;
+  console_.timers[name] = setTimeout(async () => {
+    const next = pick(await watch.known());
+    if (next && next !== input.value.trim()) watch();
+    else autoFollow(name, input, pick, watch);
+  }, AUTO_MS);
+}
+
+function pickTournament(known) {
+  const live = ["running", "registering", "scheduled"];
+  const found = live.map((s) => known.find((t) => t.status === s)).find(Boolean) || known[0];
+  return found ? found.id : null;
+}
+
 async function watchTournament() {
   const input = $("tournament-id");
   const known = await tournaments();
-  if (!input.value) {
-    const running = known.find((t) => t.status === "running") || known[0];
-    input.value = running ? running.id : "demo";
-  }
-  input.onchange = () => watchTournament();
+  if (!input.dataset.typed) input.value = pickTournament(known) || input.value || "demo";
+  input.onchange = () => {
+    input.dataset.typed = "yes";
+    watchTournament();
+  };
   const id = input.value.trim();
+  const current = known.find((t) => t.id === id);
+  const followNext = () => autoFollow("tournament", input, pickTournament, watchTournament);
+  if (!current || !["running", "registering", "scheduled"].includes(current.status)) followNext();
+  else clearTimeout(console_.timers.tournament);
   const board = new Map();
   const load = async () => {
     // The standings so far, for a tournament the service knows; events keep them current.
@@ -272,7 +300,16 @@ async function watchTournament() {
   });
   sub.on("tournament.started", (d) => status(`running · ${d.playerCount} players · round 1/${d.totalRounds}`));
   sub.on("round.started", (d) => status(`running · round ${d.round}/${d.totalRounds}`));
-  sub.on("tournament.completed", () => status("completed"));
+  sub.on("tournament.completed", (d) => {
+    const winners = (d.winners || []).slice(0, 3)
+      .map((w) => `${w.position}. ${w.displayName || w.playerId} ${fmt(w.prizeAmount)}`);
+    status(`completed${winners.length ? " · " + winners.join(" · ") : ""}`);
+    followNext();
+  });
+  sub.on("tournament.cancelled", () => {
+    status("cancelled");
+    followNext();
+  });
   sub.on("reset", () => {
     board.clear();
     render();
@@ -281,6 +318,8 @@ async function watchTournament() {
 }
 
 // -- a match: score, reactions, viewers --------------------------------------------------------
+
+watchMatch.known = () => sportingEvents();
 
 async function sportingEvents() {
   if (!console_.paths.has("/api/v1/sports/events")) return [];
@@ -293,15 +332,23 @@ function hasPath(pattern) {
   return [...console_.paths].some((path) => pattern.test(path));
 }
 
+function pickMatch(known) {
+  const found = known.find((e) => e.status === "live") || known[0];
+  return found && found.eventId ? found.eventId : null;
+}
+
 async function watchMatch() {
   const input = $("match-id");
   const known = await sportingEvents();
-  if (!input.value) {
-    const live = known.find((e) => e.status === "live") || known[0];
-    input.value = live && live.eventId ? live.eventId : "demo";
-  }
-  input.onchange = () => watchMatch();
+  if (!input.dataset.typed) input.value = pickMatch(known) || input.value || "demo";
+  input.onchange = () => {
+    input.dataset.typed = "yes";
+    watchMatch();
+  };
   const id = input.value.trim();
+  const followNext = () => autoFollow("match", input, pickMatch, watchMatch);
+  if (known.find((e) => e.eventId === id)?.status !== "live") followNext();
+  else clearTimeout(console_.timers.match);
   const load = async () => {
     // The scoreboard and audience so far, for an event the sports service knows.
     if (!known.some((e) => e.eventId === id)) return;
@@ -334,7 +381,10 @@ async function watchMatch() {
     renderScoreboard(data.snapshot);
     addUpdate(`#${data.seq} ${summary(data.update)}`);
   });
-  sub.on("sport.event.updated", (data) => addUpdate(`status: ${data.status ?? summary(data)}`));
+  sub.on("sport.event.updated", (data) => {
+    addUpdate(`status: ${data.status ?? summary(data)}`);
+    if (data.status === "finished") followNext();
+  });
   sub.on("score.update", (data) => addUpdate(summary(data))); // the older demo's shape
   sub.on("reactions.summary", (data) => {
     $("reactions").replaceChildren(...Object.entries(data.counts || {})
@@ -395,6 +445,10 @@ async function watchPlayer() {
     list.replaceChildren();
     for (const n of page?.notifications || []) show(n, false);
     $("unread").textContent = fmt(unread?.unread ?? 0);
+    if (hasPath(/^\/api\/v1\/players\/\{[^}]+\}\/\{[^}]+\}\/coins$/)) {
+      const coins = await api(`${base}/coins`).catch(() => null); // the balance so far
+      if (coins) $("coins").textContent = fmt(coins.balance);
+    }
   };
   const refresh = () => mintToken(player, brand, player);
   const client = new Client({ token: await refresh(), refreshToken: refresh });
