@@ -3,8 +3,8 @@
 Each bot subscribes to its own channel ``player:1001:{bot}``, publishes
 ``matchmaking.join``, and when ``matchmaking.matched`` names a room it connects to
 ``/ws/room/{roomId}`` and plays: on its ``player.action.required`` it takes stones, leaving
-a multiple of four when it can (the move :mod:`croupier.services.rooms.bots` makes). The
-room's result goes to the ``rooms.nim`` leaderboard. Then it queues again.
+a multiple of four when it can. The room's result goes to the ``rooms.nim`` leaderboard.
+Then it queues again.
 """
 
 from __future__ import annotations
