@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from croupier.config import Settings
-from croupier.core.ranking import Entry, Mode, Ranking, apply_mode
-from croupier.errors import BadRequest
+from croupier.core.ranking import Entry, Mode, Ranking, Standing, apply_mode
+from croupier.errors import BadRequest, Conflict
 from croupier.events import Event
 from croupier.gateway import Gateway
 from croupier.services.leaderboards import Leaderboards
@@ -126,6 +126,28 @@ async def test_concurrent_submissions_keep_every_point(database_url: str) -> Non
         assert [s.score for s in await lb.top(B)] == [100] * 7
         rows = await db.fetch("SELECT score, version FROM leaderboard_entries")
         assert sorted((r["score"], r["version"]) for r in rows) == [(100, 100)] * 7
+
+
+async def test_a_keyed_submission_counts_once_even_across_a_restart(database_url: str) -> None:
+    async with service(database_url) as (lb, _, _):
+        first = await lb.submit(B, "a", 5, mode="add", key="room:r1:a")
+        assert first.score == 5
+        # Retries, at once and concurrently with other keys: the key adds nothing more.
+        again = await asyncio.gather(
+            lb.submit(B, "a", 5, mode="add", key="room:r1:a"),
+            lb.submit(B, "a", 2, mode="add", key="room:r2:a"),
+            lb.submit(B, "b", 7, mode="add", key="room:r1:a"),  # one key, one submission
+            lb.submit(B, "c", 1, mode="add"),
+            return_exceptions=True,
+        )
+        assert isinstance(again[2], Conflict)
+        assert isinstance(again[0], Standing)
+        assert again[0].player == "a"
+        with pytest.raises(BadRequest):
+            await lb.submit(B, "a", 1, mode="add", key="")
+    async with service(database_url) as (lb, _, _):
+        assert (await lb.submit(B, "a", 5, mode="add", key="room:r1:a")).score == 7
+        assert [(s.player, s.score) for s in await lb.top(B)] == [("a", 7), ("c", 1)]
 
 
 async def test_scores_survive_a_restart(database_url: str) -> None:

@@ -53,14 +53,14 @@ import orjson
 from aiohttp import web
 
 from ..core.ranking import MODES, Entry, Mode, Ranking, Standing
-from ..errors import BadRequest, CroupierError, Unavailable
+from ..errors import BadRequest, Conflict, CroupierError, Unavailable
 from ..events import Event
 from ..gateway import Gateway, PublishRequest
 from ..logs import now_ts
 
 if TYPE_CHECKING:
     from ..api.openapi import Operation
-    from ..storage import Database
+    from ..storage import Database, Row
 
 __all__ = [
     "BOARD_PATTERN",
@@ -78,6 +78,8 @@ BOARD_PATTERN = r"[A-Za-z0-9_.:-]{1,128}"
 PLAYER_PATTERN = r"[A-Za-z0-9_.:@=-]{1,128}"
 MAX_SCORE = 1e15  # scores (and what ``add`` makes of them) stay exact integers up to here
 MAX_NAME = 128
+MAX_KEY = 200
+KEY_DAYS = 7  # a keyed submission repeated within this many days changes nothing
 PUSH_INTERVAL = 1.0  # seconds between two leaderboard.updated pushes of one board
 PUSHED_TOP = 10
 MAX_BATCH = 500  # rows per upsert: 6 parameters each stays under SQLite's 32,766
@@ -101,7 +103,9 @@ _MIGRATIONS = [
         "CREATE TABLE leaderboard_watches ("
         "board TEXT PRIMARY KEY, channel TEXT NOT NULL, tournament_id TEXT NOT NULL, "
         "ephemeral BOOLEAN NOT NULL)",
-    ]
+    ],
+    # Keys of submissions already applied (see Leaderboards.submit), kept KEY_DAYS days.
+    ["CREATE TABLE leaderboard_keys (key TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL)"],
 ]
 
 # ``mode`` is stored with the row only so that the update can read it as excluded.mode.
@@ -187,6 +191,8 @@ class _Op:
     at: float
     display_name: str | None
     done: asyncio.Future[Standing]
+    key: str | None = None
+    repeated: bool = False  # its key was applied before: it changes nothing
 
 
 @dataclass(slots=True)
@@ -240,6 +246,7 @@ class Leaderboards:
         self._writer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sql: dict[int, str] = {}
+        self._keys_purged = 0.0
         self._subscribed: list[str] = []
 
     @classmethod
@@ -380,6 +387,7 @@ class Leaderboards:
         mode: Mode = "set",
         at: float | None = None,
         display_name: str | None = None,
+        key: str | None = None,
     ) -> Standing:
         """Record a score and return the player's standing once it is stored.
 
@@ -391,6 +399,13 @@ class Leaderboards:
             mode: ``set``, ``add`` or ``max`` (see :func:`~croupier.core.ranking.apply_mode`).
             at: when the score was achieved (seconds since the epoch); default: now.
             display_name: the player's name as boards show it; kept when ``None``.
+            key: an idempotency key: a submission whose key was applied in the last
+                :data:`KEY_DAYS` days changes nothing and answers the current standing
+                (the key is stored in the transaction that applies the score, so a retry
+                after a crash never counts an ``add`` twice).
+
+        Raises:
+            Conflict: ``key`` was applied to another player, who has no score here.
 
         Raises:
             BadRequest: a bad board name, player id, score, mode or name.
@@ -404,6 +419,8 @@ class Leaderboards:
             raise BadRequest(f"score must be finite and at most {MAX_SCORE:.0e} in size")
         if mode not in MODES:
             raise BadRequest(f"mode must be one of {', '.join(MODES)}", code="bad_mode")
+        if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY):
+            raise BadRequest(f"key must be 1-{MAX_KEY} characters", code="bad_key")
         if display_name is not None and (
             not isinstance(display_name, str) or not 0 < len(display_name) <= MAX_NAME
         ):
@@ -413,7 +430,7 @@ class Leaderboards:
             raise BadRequest("at must be a finite time")
         await self._board(board)
         done: asyncio.Future[Standing] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Op(board, player, float(score), mode, when, display_name, done))
+        self._queue.append(_Op(board, player, float(score), mode, when, display_name, done, key))
         self._wake.set()
         return await done
 
@@ -453,13 +470,10 @@ class Leaderboards:
 
     async def _write(self, batch: list[_Op]) -> None:
         batch.sort(key=lambda op: (op.board, op.player))
-        args: list[Any] = []
-        for op in batch:
-            args += (op.board, op.player, op.score, op.at, op.display_name, op.mode)
-        sql = self._sql.get(len(batch))
-        if sql is None:
-            sql = self._sql[len(batch)] = _upsert_sql(len(batch))
-        rows = await self.database.fetch(sql, *args)
+        if any(op.key is not None for op in batch):
+            rows = await self._write_keyed(batch)
+        else:
+            rows = await self.database.fetch(*self._upsert(batch))
         now = time.time()
         written: dict[str, list[Entry]] = {}
         for row in rows:
@@ -470,12 +484,54 @@ class Leaderboards:
             board = self._boards.get(op.board)
             standing = board.ranking.standing(op.player) if board is not None else None
             if not op.done.done():
-                if standing is None:
+                if standing is None and op.repeated:
+                    message = f"key {op.key!r} was used for another submission"
+                    op.done.set_exception(Conflict(message, code="key_used"))
+                elif standing is None:
                     op.done.set_exception(Unavailable("the write was not confirmed"))
                 else:
                     op.done.set_result(standing)
         for name, entries in written.items():
             await self._send(name, {"n": self.node, "t": now}, entries)
+
+    def _upsert(self, ops: list[_Op]) -> list[Any]:
+        """The upsert of ``ops``: its SQL, then its arguments."""
+        args: list[Any] = []
+        for op in ops:
+            args += (op.board, op.player, op.score, op.at, op.display_name, op.mode)
+        sql = self._sql.get(len(ops))
+        if sql is None:
+            sql = self._sql[len(ops)] = _upsert_sql(len(ops))
+        return [sql, *args]
+
+    async def _write_keyed(self, batch: list[_Op]) -> list[Row]:
+        """Apply the ops whose key is new (and those without one), and store the keys, in
+        one transaction; an op whose key was applied before is left out."""
+        now = time.time()
+        keys = list(dict.fromkeys(op.key for op in batch if op.key is not None))
+        async with self.database.transaction() as tx:
+            if now - self._keys_purged > 3600:
+                stale = now - KEY_DAYS * 86400
+                await tx.execute("DELETE FROM leaderboard_keys WHERE at < $1", stale)
+                self._keys_purged = now
+            values = ", ".join(f"(${i + 2}, $1)" for i in range(len(keys)))
+            fresh = {
+                row["key"]
+                for row in await tx.fetch(
+                    f"INSERT INTO leaderboard_keys (key, at) VALUES {values} "
+                    "ON CONFLICT (key) DO NOTHING RETURNING key",
+                    now,
+                    *keys,
+                )
+            }
+            ops = []
+            for op in batch:  # a key twice in one batch: its first op only
+                if op.key is None or op.key in fresh:
+                    fresh.discard(op.key)
+                    ops.append(op)
+                else:
+                    op.repeated = True
+            return await tx.fetch(*self._upsert(ops)) if ops else []
 
     def _apply(self, name: str, entries: list[Entry], change: tuple[float, str]) -> None:
         board = self._boards.get(name)

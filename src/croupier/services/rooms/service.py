@@ -486,7 +486,8 @@ class Rooms:
 
     async def _post_results(self, room_id: str) -> None:
         """Put a finished room's totals on its leaderboard (``options.leaderboard``, by
-        default ``rooms.{game}``), once."""
+        default ``rooms.{game}``), once: each player's total goes in with a key of the room
+        and the player, so posting again after a crash in between changes nothing."""
         if self.leaderboards is None:
             return
         try:
@@ -497,7 +498,11 @@ class Rooms:
             board = str(room.options.get("leaderboard") or f"rooms.{room.game}")
             for player in room.players:
                 await self.leaderboards.submit(
-                    board, player, room.totals.get(player, 0.0), mode="add"
+                    board,
+                    player,
+                    room.totals.get(player, 0.0),
+                    mode="add",
+                    key=f"room:{room_id}:{player}",  # a retry after a crash adds nothing
                 )
             async with self.db.transaction() as tx:
                 await store.save_room(tx, room, posted=True, now=time.time())
