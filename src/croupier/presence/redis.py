@@ -44,7 +44,8 @@ class RedisPresence:
         self._refresher: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
-        self._client = aioredis.Redis.from_url(self.url, socket_connect_timeout=5)
+        # No presence command blocks: a reply later than this is a dead connection.
+        self._client = aioredis.Redis.from_url(self.url, socket_connect_timeout=5, socket_timeout=5)
         try:
             await self._client.ping()
         except (RedisError, OSError) as exc:
