@@ -205,19 +205,28 @@ class Hub:
     def _settle(self, ch: _Channel, sink: Sink, pending: _Pending, top: int) -> None:
         encoder = self._encoders[sink.wire]
         # Events buffered before the channel had a known position came in broker order,
-        # which across nodes need not be offset order.
+        # which across nodes need not be offset order, and need not be complete: an event
+        # published before this node's broker subscription took effect is not among them.
+        # Only the run that continues ``top`` is pushed; what lies beyond a gap goes through
+        # the hub's own ordering, which reads the gap from the log first.
         pending.buffer.sort(key=lambda e: e.offset or 0)
+        beyond: list[Event] = []
         for event in pending.buffer:
-            if event.offset is None or event.offset > top:
+            if event.offset is None:
                 sink.push(encoder(event), event)
-                if event.offset is not None:
-                    top = event.offset
+            elif event.offset == top + 1 and not beyond:
+                sink.push(encoder(event), event)
+                top = event.offset
+            elif event.offset > top:
+                beyond.append(event)
         pending.buffer.clear()
         if top == ch.last:
             del ch.pending[sink]
             ch.live.setdefault(sink.wire, {})[sink] = None
         else:
-            pending.top = top  # ahead of the hub: stays pending until the hub catches up
+            pending.top = top  # not level with the hub: pending until the hub gets there
+        for event in beyond:
+            self.deliver(event)
 
     def _drop_pending(self, ch: _Channel, sink: Sink) -> None:
         ch.pending.pop(sink, None)

@@ -314,6 +314,36 @@ async def test_nothing_lost_or_doubled_while_history_is_read(
     await node.hub.close()
 
 
+@pytest.mark.parametrize("later", [False, True])
+async def test_an_event_the_broker_missed_before_the_buffer_is_read_from_the_log(
+    later: bool,
+) -> None:
+    """The first subscriber of a channel on this node: the broker subscription takes effect
+    while history is read, so an event stored just before it reaches the hub only through the
+    log, while the next one arrives from the broker into the buffer. The sink gets both, in
+    order (``later``: and one more published after it settled)."""
+    gated = GatedLog(MemoryLog(), snapshot_first=True)  # the read sees nothing after 8
+    node = Node(gated)
+    node.memory = gated.inner
+    first = await node.store(8)
+    sink = Sink()
+    task = asyncio.create_task(node.subscribe(sink, Position(8, first[0].epoch or "")))
+    await gated.reading.wait()
+    await node.store(1)  # offset 9: stored, but published before this node listened
+    await node.publish(1)  # offset 10 reaches the buffer
+    gated.gate.set()
+    result = await task
+    assert result is not None
+    assert result.recovered
+    if later:
+        await node.publish()
+    want = span(9, 11 if later else 10)
+    await until(lambda: len(sink.events) >= len(want))
+    await asyncio.sleep(0)
+    assert sink.offsets == want
+    await node.hub.close()
+
+
 class LaggingLog:
     """A Log whose first read answers from an older snapshot, as a lagging replica would."""
 
