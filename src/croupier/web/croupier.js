@@ -71,6 +71,15 @@ export function backoffDelay(attempt, options = {}, random = Math.random) {
 
 let CRC_TABLE = null;
 
+/** A server message, or undefined when the text is not JSON (ignored, never thrown). */
+function parseMessage(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 function crc32(text) {
   if (CRC_TABLE === null) {
     CRC_TABLE = new Uint32Array(256);
@@ -419,12 +428,8 @@ export class Client extends Emitter {
     ws.onmessage = (e) => {
       if (this._ws !== ws) return;
       this._lastSeen = Date.now();
-      let message;
-      try {
-        message = JSON.parse(e.data);
-      } catch {
-        return;
-      }
+      const message = parseMessage(e.data);
+      if (message === undefined) return;
       if (message.type === "connected") {
         greeted = true;
         this._greetedWs(message);
@@ -676,12 +681,8 @@ export class Client extends Emitter {
     es.onmessage = (e) => {
       if (this._es !== es) return;
       this._lastSeen = Date.now();
-      let message;
-      try {
-        message = JSON.parse(e.data);
-      } catch {
-        return;
-      }
+      const message = parseMessage(e.data);
+      if (message === undefined) return;
       if (message.type === "connected") {
         greeted = true;
         for (const [channel, position] of sseStart(channels, e.lastEventId)) {
