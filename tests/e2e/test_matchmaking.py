@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import httpx
 import pytest
 
-from tests.support import API_KEY, ServerProcess, running_server, token
+from tests.support import API_KEY, ServerProcess, token
 
 from .roomclient import Player
 from .wsclient import http
@@ -21,24 +20,6 @@ from .wsclient import http
 pytestmark = pytest.mark.e2e
 BRAND = "1001"
 H = {"Authorization": f"Bearer {API_KEY}"}
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    with running_server(tmp_path) as srv:
-        yield srv
-
-
-@pytest.fixture
-async def api(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with http(server) as client:
-        yield client
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def connect(session: aiohttp.ClientSession, server: ServerProcess, name: str) -> Player:

@@ -3,7 +3,6 @@ SIGKILL of the server mid-game and plays on."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import aiohttp
 import httpx
 import pytest
 
-from tests.support import API_KEY, ServerProcess, running_server, token
+from tests.support import API_KEY, ServerProcess, token
 
 from .roomclient import Player
 from .wsclient import http
@@ -19,24 +18,6 @@ from .wsclient import http
 pytestmark = pytest.mark.e2e
 BRAND = "1001"
 H = {"Authorization": f"Bearer {API_KEY}"}
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    with running_server(tmp_path) as srv:
-        yield srv
-
-
-@pytest.fixture
-async def api(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with http(server) as client:
-        yield client
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def create(api: httpx.AsyncClient, room_id: str, **options: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ different nodes matched together."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -32,12 +32,6 @@ def nodes(tmp_path: Path) -> Iterator[list[ServerProcess]]:
         env = {"CROUPIER_DATABASE_URL": database, "CROUPIER_BROKER_URL": redis.url}
         with cluster(tmp_path, 2, env) as servers:
             yield servers
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def seat(session: aiohttp.ClientSession, node: ServerProcess, room: str, who: str) -> Player:
