@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean js
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,7 +28,19 @@ lint: $(DEVSTAMP)
 typecheck: $(DEVSTAMP)
 	$(BIN)/mypy
 
-unit: $(DEVSTAMP)
+# The npm packages tests and benchmarks drive: every committed package-lock.json, installed
+# with `npm ci` when its node_modules is missing or older than the lock.
+JS_LOCKS := $(shell git ls-files '*package-lock.json' 2>/dev/null)
+
+js:
+	@for lock in $(JS_LOCKS); do \
+	  dir=$$(dirname $$lock); \
+	  if [ ! $$dir/node_modules/.package-lock.json -nt $$lock ]; then \
+	    (cd $$dir && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	  fi; \
+	done
+
+unit: $(DEVSTAMP) js
 	$(BIN)/pytest
 
 test: lint typecheck unit
