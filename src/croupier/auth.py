@@ -1,14 +1,37 @@
-"""Player tokens (JWT) and backend API keys."""
+"""Player tokens (JWT) and backend API keys.
+
+Rules for player tokens:
+
+* HS256/384/512 are checked with the configured secret, RS*/PS*/ES* with the configured
+  public key, never one with the other (no algorithm confusion). The signature is checked
+  directly (one HMAC, or one verify of the public key loaded at start), not through PyJWT's
+  general decoder: on a reconnect storm its cost is paid once per connection. A header with
+  anything beyond ``alg``/``typ``/``kid``, or an algorithm outside those, goes through PyJWT.
+* A token that passed is remembered, keyed by the token's full text, until it expires
+  (the same leeway as a fresh check); the expiry is checked on every hit. Any other token
+  (altered in one byte, signed differently, re-issued) is a different key and is checked
+  in full. The memory is bounded (least recently used out first) and belongs to the keys:
+  :meth:`Authenticator.use_keys` forgets it.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import math
 import time
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jwt
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from .config import ApiKey, Settings
 from .core.channels import Claims
@@ -16,14 +39,179 @@ from .errors import Forbidden, Unauthorized
 
 __all__ = ["Authenticator", "mint_token"]
 
+LEEWAY = 5.0  # seconds of clock skew allowed on exp, nbf and iat
+_HEADER_KEYS = frozenset({"alg", "typ", "kid"})
+_HASHES: dict[str, tuple[str, type[hashes.HashAlgorithm]]] = {
+    "256": ("sha256", hashes.SHA256),
+    "384": ("sha384", hashes.SHA384),
+    "512": ("sha512", hashes.SHA512),
+}
+_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
+_FALLBACK = ""  # a parsed header that PyJWT must handle
+
+
+def _b64decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _invalid(reason: str) -> Unauthorized:
+    return Unauthorized(f"invalid token: {reason}", code="invalid_token")
+
+
+def _expired() -> Unauthorized:
+    return Unauthorized("the token has expired", code="token_expired")
+
+
+class _Keys:
+    """The configured keys, loaded once, and a direct signature check per algorithm."""
+
+    def __init__(self, secret: str | None, public_pem: str | None, algorithms: Sequence[str]):
+        self.algorithms = frozenset(algorithms)
+        # What PyJWT is given for the cases it handles: the public key wins, as always.
+        self.pyjwt_key: str | None = public_pem or secret
+        self.secret = secret.encode() if secret and not public_pem else None
+        self.public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey | None = None
+        if public_pem:
+            try:
+                loaded = serialization.load_pem_public_key(public_pem.encode())
+            except ValueError:
+                loaded = None  # e.g. an SSH key or a certificate: PyJWT reads those
+            if isinstance(loaded, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+                self.public = loaded
+
+    def direct(self, alg: str) -> bool:
+        """Whether :meth:`check` handles ``alg`` with the keys configured."""
+        family, size = alg[:2], alg[2:]
+        if size not in _HASHES:
+            return False
+        if family == "HS":
+            return True  # refused by check() when the key is a public key
+        if family in ("RS", "PS"):
+            return isinstance(self.public, rsa.RSAPublicKey)
+        if family == "ES":
+            return isinstance(self.public, ec.EllipticCurvePublicKey)
+        return False
+
+    def check(self, alg: str, signing_input: bytes, signature: str) -> bool:
+        """Whether ``signature`` (base64url, as in the token) signs ``signing_input``."""
+        family, (name, digest) = alg[:2], _HASHES[alg[2:]]
+        if family == "HS":
+            if self.secret is None:
+                return False  # a public key is configured: never an HMAC secret
+            mac = hmac.digest(self.secret, signing_input, name)
+            # Compared in its canonical text: another spelling of the same bytes is refused.
+            return hmac.compare_digest(_b64encode(mac), signature)
+        try:
+            raw = _b64decode(signature)
+        except (binascii.Error, ValueError):
+            return False
+        if _b64encode(raw) != signature:
+            return False  # another spelling of some bytes: not the token that was signed
+        public = self.public
+        try:
+            if isinstance(public, rsa.RSAPublicKey):
+                if family == "RS":
+                    public.verify(raw, signing_input, padding.PKCS1v15(), digest())
+                else:
+                    pss = padding.PSS(
+                        mgf=padding.MGF1(digest()), salt_length=padding.PSS.DIGEST_LENGTH
+                    )
+                    public.verify(raw, signing_input, pss, digest())
+                return True
+            if isinstance(public, ec.EllipticCurvePublicKey):
+                if public.curve.name != _CURVES[alg]:
+                    return False
+                size = (public.curve.key_size + 7) // 8
+                if len(raw) != 2 * size:
+                    return False
+                r = int.from_bytes(raw[:size], "big")
+                s = int.from_bytes(raw[size:], "big")
+                public.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(digest()))
+                return True
+        except InvalidSignature:
+            return False
+        return False
+
+
+def _int_claim(payload: dict[str, Any], name: str) -> int | None:
+    if name not in payload:
+        return None
+    try:
+        return int(payload[name])
+    except (ValueError, TypeError, OverflowError):
+        raise _invalid(f"the {name!r} claim must be an integer") from None
+
+
+def _claims(payload: dict[str, Any], now: float) -> Claims:
+    """The claims of a token whose signature is good, checked as PyJWT would."""
+    sub = payload.get("sub")
+    if sub is None:
+        raise _invalid('Token is missing the "sub" claim')
+    iat = _int_claim(payload, "iat")
+    if iat is not None and iat > now + LEEWAY:
+        raise _invalid("The token is not yet valid (iat)")
+    nbf = _int_claim(payload, "nbf")
+    if nbf is not None and nbf > now + LEEWAY:
+        raise _invalid("The token is not yet valid (nbf)")
+    exp = _int_claim(payload, "exp")
+    if exp is not None and exp <= now - LEEWAY:
+        raise _expired()
+    if payload.get("aud"):
+        raise _invalid("Invalid audience")  # this server is no token's named audience
+    if not isinstance(sub, str):
+        raise _invalid("Subject must be a string")
+    if "jti" in payload and not isinstance(payload["jti"], str):
+        raise _invalid("JWT ID must be a string")
+    return _to_claims(payload, exp)
+
+
+def _to_claims(doc: dict[str, Any], exp: int | None) -> Claims:
+    channels = doc.get("channels") or ()
+    if isinstance(channels, str):
+        channels = (channels,)
+    if not isinstance(channels, list | tuple) or not all(isinstance(c, str) for c in channels):
+        raise _invalid("'channels' must be a list of strings")
+    brand = doc.get("brand")
+    name = doc.get("name")
+    return Claims(
+        sub=str(doc["sub"]),
+        brand=None if brand is None else str(brand),
+        name=None if name is None else str(name),
+        channels=tuple(channels),
+        exp=None if exp is None else float(exp),
+    )
+
 
 class Authenticator:
-    """Verifies player JWTs and backend API keys against the settings."""
+    """Verifies player JWTs and backend API keys against the settings.
 
-    def __init__(self, settings: Settings) -> None:
-        self._key: str | None = settings.jwt_public_key or settings.jwt_secret
-        self._algorithms = list(settings.jwt_algorithms)
+    Args:
+        settings: the keys, algorithms and API keys; ``limits.token_cache`` bounds how many
+            verified tokens are remembered (0: none).
+        clock: the wall clock tokens' times are compared with.
+    """
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self._api_keys: Sequence[ApiKey] = settings.api_keys
+        self._clock = clock
+        self._cache_size = settings.limits.token_cache
+        self.use_keys(settings.jwt_secret, settings.jwt_public_key, settings.jwt_algorithms)
+
+    def use_keys(
+        self, secret: str | None, public_key: str | None, algorithms: Iterable[str]
+    ) -> None:
+        """Verify player tokens with these keys from now on (a key rotation).
+
+        After calling this method no token is accepted because it passed before: every
+        token is checked against the new keys.
+        """
+        self._keys = _Keys(secret, public_key, tuple(algorithms))
+        self._headers: dict[str, str] = {}  # header segment -> its alg, or _FALLBACK
+        self._verified: OrderedDict[str, tuple[Claims, float]] = OrderedDict()
 
     def verify_token(self, token: str) -> Claims:
         """Decode and check a player token.
@@ -31,36 +219,77 @@ class Authenticator:
         Raises:
             Unauthorized: bad signature, expired, malformed, or missing ``sub``.
         """
-        if not self._key:
+        now = self._clock()
+        verified = self._verified
+        hit = verified.get(token)
+        if hit is not None:
+            if hit[1] > now:
+                verified.move_to_end(token)
+                return hit[0]
+            del verified[token]
+        claims = self._verify(token, now)
+        if self._cache_size > 0:
+            until = math.inf if claims.exp is None else claims.exp + LEEWAY
+            verified[token] = (claims, until)
+            if len(verified) > self._cache_size:
+                verified.popitem(last=False)
+        return claims
+
+    def _verify(self, token: str, now: float) -> Claims:
+        keys = self._keys
+        if not keys.pyjwt_key:
             raise Unauthorized("player tokens are not configured on this server")
+        parts = token.split(".")
+        if len(parts) != 3 or not token.isascii():
+            raise _invalid("not three base64url segments separated by dots")
+        alg = self._alg(parts[0])
+        if alg == _FALLBACK:
+            return self._pyjwt(token)
+        if not keys.check(alg, f"{parts[0]}.{parts[1]}".encode(), parts[2]):
+            raise _invalid("Signature verification failed")
+        try:
+            payload = orjson.loads(_b64decode(parts[1]))
+        except (binascii.Error, ValueError):
+            raise _invalid("the payload is not base64url-encoded JSON") from None
+        if not isinstance(payload, dict):
+            raise _invalid("the payload must be a JSON object")
+        return _claims(payload, now)
+
+    def _alg(self, segment: str) -> str:
+        """The algorithm a header names, checked against the allowed ones (or _FALLBACK)."""
+        alg = self._headers.get(segment)
+        if alg is None:
+            try:
+                header = orjson.loads(_b64decode(segment))
+            except (binascii.Error, ValueError):
+                raise _invalid("the header is not base64url-encoded JSON") from None
+            if not isinstance(header, dict) or not isinstance(header.get("alg"), str):
+                raise _invalid("the header names no algorithm")
+            alg = header["alg"]
+            if alg not in self._keys.algorithms:
+                raise _invalid(f"the algorithm {alg[:20]!r} is not allowed")
+            if not set(header) <= _HEADER_KEYS or not self._keys.direct(alg):
+                alg = _FALLBACK
+            if len(self._headers) < 256:  # a server sees a handful of distinct headers
+                self._headers[segment] = alg
+        return alg
+
+    def _pyjwt(self, token: str) -> Claims:
+        key = self._keys.pyjwt_key
+        assert key is not None  # checked by _verify
         try:
             doc: dict[str, Any] = jwt.decode(
                 token,
-                self._key,
-                algorithms=self._algorithms,
+                key,
+                algorithms=sorted(self._keys.algorithms),
                 options={"require": ["sub"]},
-                leeway=5,
+                leeway=LEEWAY,
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthorized("the token has expired", code="token_expired") from None
+            raise _expired() from None
         except jwt.InvalidTokenError as exc:
-            raise Unauthorized(f"invalid token: {exc}", code="invalid_token") from None
-        channels = doc.get("channels") or ()
-        if isinstance(channels, str):
-            channels = (channels,)
-        if not isinstance(channels, list | tuple) or not all(isinstance(c, str) for c in channels):
-            raise Unauthorized(
-                "invalid token: 'channels' must be a list of strings", code="invalid_token"
-            )
-        brand = doc.get("brand")
-        exp = doc.get("exp")
-        return Claims(
-            sub=str(doc["sub"]),
-            brand=None if brand is None else str(brand),
-            name=None if doc.get("name") is None else str(doc["name"]),
-            channels=tuple(channels),
-            exp=float(exp) if isinstance(exp, int | float) else None,
-        )
+            raise _invalid(str(exc)) from None
+        return _to_claims(doc, _int_claim(doc, "exp"))
 
     @property
     def has_api_keys(self) -> bool:

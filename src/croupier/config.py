@@ -142,6 +142,7 @@ class Limits:
     shutdown_grace: float = 5.0
     sse_keepalive: float = 15.0
     sse_retry_ms: int = 1000
+    token_cache: int = 65_536  # verified player tokens remembered until they expire (0: off)
 
 
 @dataclass(frozen=True, slots=True)

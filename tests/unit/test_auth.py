@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import time
+from dataclasses import replace
 from typing import Any
 
 import jwt
@@ -197,3 +198,158 @@ def test_no_api_keys_configured() -> None:
     assert not auth.has_api_keys
     with pytest.raises(Unauthorized):
         auth.verify_key("anything", "publish")
+
+
+# -- the verified-token memory -------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def remembering(clock: Clock, secret: str = SECRET) -> Authenticator:
+    return Authenticator(Settings(jwt_secret=secret), clock=clock)
+
+
+def test_a_remembered_token_still_expires() -> None:
+    clock = Clock()
+    auth = remembering(clock)
+    token = mint_token(SECRET, "p1", ttl=60)
+    assert auth.verify_token(token).sub == "p1"
+    clock.now += 30
+    assert auth.verify_token(token).sub == "p1"
+    clock.now += 60  # past exp and the leeway
+    expect_unauthorized(auth, token, "token_expired")
+    expect_unauthorized(auth, token, "token_expired")  # and stays refused
+
+
+def altered(token: str) -> list[str]:
+    """The token with one character changed, at the start, middle and end of each segment."""
+    out = []
+    offset = 0
+    for segment in token.split("."):
+        for i in {0, len(segment) // 2, len(segment) - 1}:
+            at = offset + i
+            for c in "AQgw_-":
+                if token[at] != c:
+                    out.append(token[:at] + c + token[at + 1 :])
+        offset += len(segment) + 1
+    return out
+
+
+def test_a_remembered_token_altered_in_any_character_is_refused() -> None:
+    auth = remembering(Clock())
+    token = mint_token(SECRET, "p1", brand="1001", ttl=600)
+    auth.verify_token(token)
+    variants = altered(token)
+    assert len(variants) > 40
+    for variant in variants:
+        with pytest.raises(Unauthorized):
+            auth.verify_token(variant)
+    assert auth.verify_token(token).sub == "p1"
+
+
+def test_the_same_claims_signed_otherwise_are_refused_after_a_hit() -> None:
+    auth = remembering(Clock())
+    token = mint_token(SECRET, "p1", ttl=600)
+    auth.verify_token(token)
+    head, body, _ = token.split(".")
+    for secret in ("another-secret-0123456789abcdef0123", SECRET + "x"):
+        signature = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+        expect_unauthorized(auth, f"{head}.{body}.{b64(signature).decode()}", "invalid_token")
+    # A token that spells the same signature bytes differently is another token.
+    padded = token + "="
+    expect_unauthorized(auth, padded, "invalid_token")
+
+
+def test_a_key_rotation_forgets_what_was_verified() -> None:
+    auth = remembering(Clock())
+    token = mint_token(SECRET, "p1", ttl=600)
+    auth.verify_token(token)
+    auth.use_keys("rotated-secret-0123456789abcdef0123", None, ["HS256"])
+    expect_unauthorized(auth, token, "invalid_token")
+    assert auth.verify_token(mint_token("rotated-secret-0123456789abcdef0123", "p1")).sub == "p1"
+
+
+def test_memory_is_bounded_and_never_changes_an_answer() -> None:
+    clock = Clock()
+    auth = Authenticator(
+        Settings(jwt_secret=SECRET, limits=replace(Settings().limits, token_cache=2)), clock=clock
+    )
+    tokens = [mint_token(SECRET, f"p{i}", ttl=60) for i in range(5)]
+    for _ in range(2):
+        assert [auth.verify_token(t).sub for t in tokens] == [f"p{i}" for i in range(5)]
+    clock.now += 120
+    for token in tokens:
+        expect_unauthorized(auth, token, "token_expired")
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_asymmetric_tokens_signed_by_another_key_are_refused_after_a_hit(
+    alg: str, rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = rsa_key if alg == "RS256" else ec_key
+    other: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if alg == "RS256"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    clock = Clock()
+    auth = Authenticator(
+        Settings(jwt_public_key=pem(key), jwt_algorithms=("RS256", "ES256")), clock=clock
+    )
+    body = claims(600)
+    token = jwt.encode(body, key, algorithm=alg)
+    assert auth.verify_token(token).sub == "p1"
+    assert auth.verify_token(token).sub == "p1"
+    forged = jwt.encode(body, other, algorithm=alg)
+    assert forged.rsplit(".", 1)[0] == token.rsplit(".", 1)[0]
+    expect_unauthorized(auth, forged, "invalid_token")
+    for variant in altered(token):
+        with pytest.raises(Unauthorized):
+            auth.verify_token(variant)
+    clock.now += 700
+    expect_unauthorized(auth, token, "token_expired")
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ({"sub": "p1", "nbf": 10**10}, "invalid_token"),
+        ({"sub": "p1", "iat": 10**10}, "invalid_token"),
+        ({"sub": "p1", "aud": "elsewhere"}, "invalid_token"),
+        ({"sub": 12}, "invalid_token"),
+        ({"sub": "p1", "exp": "soon"}, "invalid_token"),
+        ({"sub": "p1", "exp": 1000}, "token_expired"),
+    ],
+)
+def test_claims_checked_like_pyjwt(payload: dict[str, Any], code: str) -> None:
+    token = jwt.encode(payload, SECRET, algorithm="HS256")
+    with pytest.raises(jwt.InvalidTokenError):
+        jwt.decode(token, SECRET, algorithms=["HS256"], options={"require": ["sub"]}, leeway=5)
+    expect_unauthorized(hs256(), token, code)
+
+
+def test_unusual_headers_go_through_pyjwt() -> None:
+    token = jwt.encode({"sub": "p1"}, SECRET, algorithm="HS256", headers={"cty": "JWT"})
+    assert hs256().verify_token(token).sub == "p1"
+    crit = jwt.encode({"sub": "p1"}, SECRET, algorithm="HS256", headers={"crit": ["exp"]})
+    expect_unauthorized(hs256(), crit, "invalid_token")
+
+
+@pytest.mark.parametrize("alg", ["RS384", "PS256", "PS512"])
+def test_other_rsa_algorithms(alg: str, rsa_key: rsa.RSAPrivateKey) -> None:
+    auth = Authenticator(Settings(jwt_public_key=pem(rsa_key), jwt_algorithms=(alg,)))
+    assert auth.verify_token(jwt.encode(claims(), rsa_key, algorithm=alg)).sub == "p1"
+    expect_unauthorized(auth, jwt.encode(claims(), rsa_key, algorithm="RS256"), "invalid_token")
+
+
+def test_es384_needs_its_curve(ec_key: ec.EllipticCurvePrivateKey) -> None:
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    auth = Authenticator(Settings(jwt_public_key=pem(p384), jwt_algorithms=("ES256", "ES384")))
+    assert auth.verify_token(jwt.encode(claims(), p384, algorithm="ES384")).sub == "p1"
+    expect_unauthorized(auth, jwt.encode(claims(), ec_key, algorithm="ES256"), "invalid_token")
