@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from .api.http import error_middleware, routes
+from .api.pusher import pusher_routes
 from .gateway import Gateway
 from .gcpolicy import GcPolicy
 from .services import service_factories
@@ -66,6 +67,8 @@ def build_app(gateway: Gateway) -> web.Application:
     add_sse_routes(app)
     add_compat_routes(app)
     app.add_routes(routes())
+    if gateway.settings.pusher_apps:
+        app.add_routes(pusher_routes())
     # The services keep their state beside the log: a SQLite file next to the log's, or the
     # same PostgreSQL database, in tables of their own.
     database = database_from_url(gateway.settings.database_url)

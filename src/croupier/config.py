@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -26,6 +27,8 @@ __all__ = [
     "NamespaceRules",
     "PostgresBridgeSettings",
     "PublishRule",
+    "PusherApp",
+    "PusherChannelRule",
     "RedisBridgeSettings",
     "Settings",
     "SubscribeMode",
@@ -182,6 +185,41 @@ class BridgeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PusherChannelRule:
+    """Pusher channels whose name starts with ``prefix`` live in the Croupier namespace
+    ``namespace``: ``private-tournament-42`` with ``prefix = "private-tournament-"`` is
+    ``tournament:42``. The prefix includes the Pusher kind (``private-``, ``presence-``), so
+    a rule never makes a private channel readable under a public name."""
+
+    prefix: str
+    namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class PusherApp:
+    """One Pusher Channels app: the credentials its clients and backends use, and where its
+    channels live among Croupier's (see docs/pusher.md).
+
+    A Pusher channel no rule of ``channels`` maps is ``{namespace}:{pusher name}``.
+    """
+
+    id: str
+    key: str
+    secret: str
+    namespace: str = "pusher"
+    channels: tuple[PusherChannelRule, ...] = ()
+    webhooks: tuple[str, ...] = ()  # URLs that get Pusher-format webhooks
+    client_events: bool = True  # ``client-*`` events on private and presence channels
+    client_event_rate: float = 10.0  # per second per connection (burst: twice that)
+    activity_timeout: int = 120  # seconds of silence before a client should ping
+    max_presence_members: int = 100  # Pusher's limit of members listed on subscribe
+
+    def namespaces(self) -> tuple[str, ...]:
+        """Every Croupier namespace this app's channels live in, its own first."""
+        return (self.namespace, *(rule.namespace for rule in self.channels))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = "sqlite:///croupier.db"
     broker_url: str = "local://"
@@ -200,6 +238,8 @@ class Settings:
     bridges: BridgeSettings = field(default_factory=BridgeSettings)
     # The TOML tables the game services read themselves (e.g. ``[webhooks]``), as written.
     services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Pusher Channels apps served at /app/{key} and /apps/{app_id}/… (none: the protocol is off).
+    pusher_apps: tuple[PusherApp, ...] = ()
     # `croupier serve --demo` only: the well-known key the console is handed (never secret).
     demo_key: str | None = None
 
@@ -211,6 +251,13 @@ class Settings:
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+    def pusher_app(self, *, id: str | None = None, key: str | None = None) -> PusherApp | None:
+        """The Pusher app with this id (or key), if one is configured."""
+        for app in self.pusher_apps:
+            if (id is not None and app.id == id) or (key is not None and app.key == key):
+                return app
+        return None
 
 
 def _publish_rules(raw: Mapping[str, Any]) -> dict[str, PublishRule]:
@@ -270,6 +317,89 @@ def _bridges(raw: Mapping[str, Any], env: Mapping[str, str]) -> BridgeSettings:
     )
 
 
+_PUSHER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_PUSHER_NAME = re.compile(r"[-A-Za-z0-9_=@.]{1,100}")
+# The namespace a Pusher app's channels get when the file does not configure it: events are
+# kept (the point of running Pusher clients on Croupier), native clients need a grant.
+PUSHER_NAMESPACE = NamespaceRules(
+    history_size=1000, history_ttl=86400.0, subscribe=SubscribeMode.GRANT, presence=True
+)
+
+
+def _pusher_app(raw: Mapping[str, Any]) -> PusherApp:
+    values = dict(raw)
+    unknown = set(values) - set(PusherApp.__dataclass_fields__)
+    if unknown:
+        raise BadRequest(f"unknown [[pusher.apps]] setting(s): {', '.join(sorted(unknown))}")
+    for name in ("id", "key", "secret"):
+        if not values.get(name):
+            raise BadRequest(f"a [[pusher.apps]] entry needs {name!r}")
+        values[name] = str(values[name])
+    rules = []
+    for rule in values.get("channels", ()):
+        extra = set(rule) - {"prefix", "namespace"}
+        if extra or "prefix" not in rule or "namespace" not in rule:
+            raise BadRequest("each [[pusher.apps.channels]] rule is {prefix, namespace}")
+        rules.append(PusherChannelRule(str(rule["prefix"]), str(rule["namespace"])))
+    values["channels"] = tuple(rules)
+    values["webhooks"] = tuple(str(url) for url in values.get("webhooks", ()))
+    return PusherApp(**values)
+
+
+def _check_pusher_app(app: PusherApp) -> None:
+    if not _PUSHER_ID.fullmatch(app.id) or not _PUSHER_ID.fullmatch(app.key):
+        raise BadRequest(
+            f"Pusher app id and key must be 1-64 characters from A-Z a-z 0-9 _ . - "
+            f"(app {app.id[:64]!r})"
+        )
+    seen = set()
+    for namespace in app.namespaces():
+        if not re.fullmatch(r"[A-Za-z0-9_.@=-]{1,64}", namespace):
+            raise BadRequest(f"Pusher app {app.id}: {namespace!r} is not a namespace name")
+        if namespace in seen:
+            # Two ways to one namespace would make a Croupier channel two Pusher channels,
+            # one of them perhaps public.
+            raise BadRequest(f"Pusher app {app.id}: namespace {namespace!r} is mapped twice")
+        seen.add(namespace)
+    for rule in app.channels:
+        if not _PUSHER_NAME.fullmatch(rule.prefix):
+            raise BadRequest(f"Pusher app {app.id}: {rule.prefix!r} is not a channel prefix")
+    if app.client_event_rate <= 0 or app.activity_timeout <= 0:
+        raise BadRequest(f"Pusher app {app.id}: rates and timeouts must be positive")
+
+
+def _pusher_apps(raw: Mapping[str, Any], env: Mapping[str, str]) -> tuple[PusherApp, ...]:
+    apps = [_pusher_app(entry) for entry in raw.get("apps", ())]
+    unknown = set(raw) - {"apps"}
+    if unknown:
+        raise BadRequest(f"unknown [pusher] setting(s): {', '.join(sorted(unknown))}")
+    names = ("CROUPIER_PUSHER_APP_ID", "CROUPIER_PUSHER_KEY", "CROUPIER_PUSHER_SECRET")
+    given = [env.get(name, "").strip() for name in names]
+    if any(given):
+        if not all(given):
+            raise BadRequest(f"set all of {', '.join(names)} (or none)")
+        app_id, key, secret = given
+        base = next((a for a in apps if a.id == app_id), None)
+        app = (
+            PusherApp(app_id, key, secret)
+            if base is None
+            else replace(base, key=key, secret=secret)
+        )
+        apps = [a for a in apps if a.id != app_id] + [app]
+    for app in apps:
+        _check_pusher_app(app)
+    for attr in ("id", "key"):
+        values = [getattr(a, attr) for a in apps]
+        if len(set(values)) != len(values):
+            raise BadRequest(f"two Pusher apps have the same {attr}")
+    mapped = [namespace for app in apps for namespace in app.namespaces()]
+    if len(set(mapped)) != len(mapped):
+        # A Croupier channel belongs to one app: events published on it reach that app's
+        # clients under one Pusher name.
+        raise BadRequest("two Pusher apps map channels to the same namespace")
+    return tuple(apps)
+
+
 def load_settings(
     config_file: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -319,6 +449,15 @@ def _load(config_file: str | os.PathLike[str] | None, env: Mapping[str, str]) ->
         if origins_env is not None
         else tuple(server.get("origins", ()))
     )
+    pusher_apps = _pusher_apps(doc.get("pusher", {}), env)
+    for app in pusher_apps:
+        namespaces.setdefault(app.namespace, PUSHER_NAMESPACE)
+        for rule in app.channels:
+            if rule.namespace not in namespaces and "*" not in namespaces:
+                raise BadRequest(
+                    f"Pusher app {app.id} maps {rule.prefix!r} to namespace "
+                    f"{rule.namespace!r}, which is not configured"
+                )
     return Settings(
         database_url=env.get("CROUPIER_DATABASE_URL")
         or server.get("database_url", "sqlite:///croupier.db"),
@@ -336,5 +475,6 @@ def _load(config_file: str | os.PathLike[str] | None, env: Mapping[str, str]) ->
         trim_interval=float(server.get("trim_interval", 60.0)),
         generated_secret=generated,
         bridges=_bridges(doc.get("bridges", {}), env),
+        pusher_apps=pusher_apps,
         services={name: doc[name] for name in SERVICE_TABLES if isinstance(doc.get(name), dict)},
     )

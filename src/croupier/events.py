@@ -36,6 +36,8 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     ``payload`` is the event's ``data`` already encoded as JSON, so that fan-out never
     encodes it again. ``offset`` and ``epoch`` are set for stored events and ``None`` for
     ephemeral ones, which are never replayed. ``ts`` is an ISO-8601 UTC timestamp.
+    ``exclude`` names one client connection that must not get the event live (the one that
+    sent it, as Pusher's ``socket_id`` asks); it is not stored, so a replay includes it.
     """
 
     channel: str
@@ -44,6 +46,7 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     ts: str
     offset: int | None = None
     epoch: str | None = None
+    exclude: str | None = None
 
     @property
     def stored(self) -> bool:

@@ -47,6 +47,7 @@ class PublishRequest(msgspec.Struct, frozen=True, gc=False):
     payload: bytes  # the event's data as JSON
     idempotency_key: str | None = None
     ephemeral: bool = False
+    exclude: str | None = None  # a client connection not to deliver it to (see Event)
 
 
 # A service's handler for what players publish of one type in one namespace, instead of the
@@ -65,6 +66,13 @@ StartingPoint = Callable[[str], Awaitable[tuple[Position | None, bytes | None]]]
 # What a publish returns: the event (numbered, when stored) and whether an idempotency key
 # made it a repeat of an earlier one. The log's own answer, passed through as it is.
 PublishResult = Appended
+
+
+def _excluding(result: PublishResult, exclude: str | None) -> PublishResult:
+    """``result`` with its event marked not to reach ``exclude`` (a fresh event only)."""
+    if exclude is None or result.duplicate or result.event.exclude == exclude:
+        return result
+    return PublishResult(msgspec.structs.replace(result.event, exclude=exclude))
 
 
 class Gateway:
@@ -222,14 +230,17 @@ class Gateway:
         appends: list[Append] = []
         where: list[int] = []
         check = self.check
+        excluding = False
         for request in requests:
+            excluding = excluding or request.exclude is not None
             rules = check(request)
             payload = request.payload
             if b"\n" in payload or b"\r" in payload:
                 # Line breaks would split an SSE data line; JSON never needs them.
                 payload = orjson.dumps(orjson.loads(payload))
             if request.ephemeral or not rules.stored:
-                results.append(PublishResult(Event(request.channel, request.type, payload, ts)))
+                event = Event(request.channel, request.type, payload, ts, exclude=request.exclude)
+                results.append(PublishResult(event))
             else:
                 where.append(len(results))
                 results.append(_PENDING)
@@ -250,6 +261,8 @@ class Gateway:
             else:
                 for i, appended in zip(where, stored, strict=True):
                     results[i] = appended
+            if excluding:
+                results = [_excluding(r, q.exclude) for r, q in zip(results, requests, strict=True)]
         done = results
         fresh = [r.event for r in done if not r.duplicate]
         if fresh:

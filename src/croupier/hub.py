@@ -100,6 +100,14 @@ class Hub:
     def channel_count(self) -> int:
         return len(self._channels)
 
+    def channels(self, prefix: str = "") -> list[str]:
+        """The channels starting with ``prefix`` that have subscribers on this node."""
+        return [
+            name
+            for name, ch in self._channels.items()
+            if name.startswith(prefix) and not ch.empty()
+        ]
+
     def subscribers(self, channel: str) -> int:
         ch = self._channels.get(channel)
         if ch is None:

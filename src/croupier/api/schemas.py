@@ -36,7 +36,7 @@ __all__ = [
 # the codes ``bad_channel`` / ``bad_type`` rather than msgspec's generic message.
 _SEGMENT = "[A-Za-z0-9_.@=-]+"
 CHANNEL_PATTERN = f"^{_SEGMENT}(?::{_SEGMENT})*$"
-TYPE_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$"
+TYPE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:\\-]{0,127}$"
 
 ChannelName = Annotated[
     str,

@@ -14,9 +14,11 @@ __all__ = ["decode_event", "encode_event"]
 
 
 def encode_event(event: Event) -> bytes:
-    """``[channel, type, ts, offset, epoch]`` + newline + payload."""
-    header = orjson.dumps([event.channel, event.type, event.ts, event.offset, event.epoch])
-    return header + b"\n" + event.payload
+    """``[channel, type, ts, offset, epoch]`` (and ``exclude`` when set) + newline + payload."""
+    fields = [event.channel, event.type, event.ts, event.offset, event.epoch]
+    if event.exclude is not None:
+        fields.append(event.exclude)
+    return orjson.dumps(fields) + b"\n" + event.payload
 
 
 def decode_event(raw: bytes) -> Event:
@@ -24,5 +26,5 @@ def decode_event(raw: bytes) -> Event:
     header, sep, payload = raw.partition(b"\n")
     if not sep:
         raise ValueError("not a Croupier broker message")
-    channel, type_, ts, offset, epoch = orjson.loads(header)
-    return Event(channel, type_, payload, ts, offset, epoch)
+    channel, type_, ts, offset, epoch, *rest = orjson.loads(header)
+    return Event(channel, type_, payload, ts, offset, epoch, rest[0] if rest else None)

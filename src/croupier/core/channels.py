@@ -13,7 +13,8 @@ __all__ = ["Claims", "check_subscribe", "namespace_of", "resolve", "validate_cha
 
 MAX_CHANNEL_BYTES = 255
 _NAME = re.compile(r"[A-Za-z0-9_.:@=-]{1,255}")
-_TYPE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}")
+# A backslash too: Laravel broadcasts under PHP class names (``App\\Events\\OrderShipped``).
+_TYPE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\\-]{0,127}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,7 @@ def validate_type(event_type: object) -> str:
     if not isinstance(event_type, str) or not _TYPE.fullmatch(event_type):
         raise BadRequest(
             f"invalid event type {str(event_type)[:80]!r}: use up to 128 characters from "
-            "A-Z a-z 0-9 _ . : -",
+            "A-Z a-z 0-9 _ . : - \\",
             code="bad_type",
         )
     return event_type
