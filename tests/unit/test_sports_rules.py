@@ -8,6 +8,7 @@ import pytest
 
 from croupier.errors import BadRequest, Conflict
 from croupier.services.sports.rules import (
+    Finding,
     Status,
     fold,
     is_fen,
@@ -56,10 +57,6 @@ def test_a_cricket_ball_in_the_feed_shape_is_taken_and_made_canonical() -> None:
             "ball 3": "4/0",
             "bowler": {"name": "b", "overs": "3.7", "runs": 1, "maiden": 0, "wickets": 0},
         },  # 3.6 ends an over; there is no 3.7
-        {
-            "ball 3": "4/0",
-            "bowler": {"name": "b", "overs": "0.3", "runs": 1, "maiden": 0, "wickets": 2},
-        },  # more wickets than the innings
         {"ball 3": "4/0", "umpire": "dharmasena"},  # unknown field
         {"ball 3": "4/0", "comment": "x" * 281},
         ["ball 3", "4/0"],
@@ -71,21 +68,43 @@ def test_bad_cricket_balls_are_refused(doc: Any) -> None:
     assert caught.value.code == "bad_update"
 
 
-def test_the_cricket_scoreboard_follows_the_balls_and_never_goes_back() -> None:
+def codes(findings: list[Finding]) -> list[str]:
+    return [f.code for f in findings]
+
+
+def test_the_cricket_scoreboard_follows_the_balls_and_a_correction_is_a_warning() -> None:
     board: dict[str, Any] = {}
     for n, score in ((1, "0/0"), (2, "4/0"), (3, "4/1")):
         update = validate_update(
             "cricket",
             {f"ball {n}": score, "batsman": {"name": "rohit", "runs": n, "balls": n}},
         )
-        board = fold("cricket", board, update, ())
+        board, findings = fold("cricket", board, update, ())
+        assert findings == []
     assert board["ball"] == 3
     assert (board["runs"], board["wickets"], board["score"]) == (4, 1, "4/1")
     assert board["batsmen"] == {"rohit": {"runs": 3, "balls": 3}}
-    with pytest.raises(Conflict):
-        fold("cricket", board, validate_update("cricket", {"ball 2": "5/1"}), ())
-    with pytest.raises(Conflict):
-        fold("cricket", board, validate_update("cricket", {"ball 4": "3/1"}), ())
+    # A feed that goes back (a correction) is taken, its own figures win, and it is told.
+    back, findings = fold("cricket", board, validate_update("cricket", {"ball 2": "5/1"}), ())
+    assert codes(findings) == ["ball_order"]
+    assert (back["ball"], back["score"]) == (2, "5/1")
+    fell, findings = fold("cricket", board, validate_update("cricket", {"ball 4": "3/1"}), ())
+    assert codes(findings) == ["score_fell"]
+    assert fell["runs"] == 3
+
+
+def test_a_bowler_with_more_wickets_than_the_innings_is_a_warning_not_a_refusal() -> None:
+    seed = {  # the sports feed's own example, string values and all
+        "ball 12": "13/1",
+        "comment": "Bumrah has drawn the first blood",
+        "batsman": {"name": "rohit", "runs": "100", "balls": "96"},
+        "bowler": {"name": "yuvi", "overs": "3.6", "runs": "10", "maiden": "1", "wickets": "2"},
+    }
+    board, findings = fold("cricket", {}, validate_update("cricket", seed), ())
+    assert codes(findings) == ["bowler_wickets"]
+    assert "yuvi" in findings[0].message
+    assert board["bowlers"]["yuvi"]["wickets"] == 2
+    assert (board["ball"], board["runs"], board["wickets"]) == (12, 13, 1)
 
 
 # -- chess ---------------------------------------------------------------------------------
@@ -135,7 +154,8 @@ def test_chess_moves_fold_into_a_board_with_clocks() -> None:
         "chess",
         {"move": "e2e4", "ply": 1, "position": START, "clocks": {"white": 299000, "black": 300000}},
     )
-    board = fold("chess", {}, first, ())
+    board, findings = fold("chess", {}, first, ())
+    assert findings == []
     assert board == {
         "ply": 1,
         "lastMove": "e2e4",
@@ -143,13 +163,15 @@ def test_chess_moves_fold_into_a_board_with_clocks() -> None:
         "position": START,
         "clocks": {"white": 299000, "black": 300000},
     }
-    board = fold("chess", board, validate_update("chess", {"move": "c5"}), ())
+    board, _ = fold("chess", board, validate_update("chess", {"move": "c5"}), ())
     assert (board["ply"], board["turn"], board["lastMove"]) == (2, "white", "c5")
-    with pytest.raises(Conflict):
-        fold("chess", board, validate_update("chess", {"move": "Nf3", "ply": 2}), ())
-    over = fold("chess", board, validate_update("chess", {"move": "Qxf7#", "result": "1-0"}), ())
-    with pytest.raises(Conflict):
-        fold("chess", over, validate_update("chess", {"move": "Kxf7"}), ())
+    again, findings = fold("chess", board, validate_update("chess", {"move": "Nf3", "ply": 2}), ())
+    assert codes(findings) == ["ply_order"]
+    assert (again["ply"], again["lastMove"]) == (2, "Nf3")  # the feed's ply wins
+    over, _ = fold("chess", board, validate_update("chess", {"move": "Qxf7#", "result": "1-0"}), ())
+    late, findings = fold("chess", over, validate_update("chess", {"move": "Kxf7"}), ())
+    assert codes(findings) == ["game_over"]
+    assert late["lastMove"] == "Kxf7"
 
 
 @pytest.mark.parametrize(
@@ -193,7 +215,8 @@ def test_football_incidents_keep_the_score() -> None:
             "score": {"home": 1, "away": 1},
         },
     ):
-        board = fold("football", board, validate_update("football", doc, TEAMS), TEAMS)
+        board, findings = fold("football", board, validate_update("football", doc, TEAMS), TEAMS)
+        assert findings == []
     assert board["score"] == {"home": 1, "away": 1}
     assert board["minute"] == 77
     assert board["goals"] == [
@@ -212,13 +235,16 @@ def test_football_incidents_keep_the_score() -> None:
         },
         TEAMS,
     )
-    with pytest.raises(Conflict):
-        fold("football", board, wrong, TEAMS)
+    corrected, findings = fold("football", board, wrong, TEAMS)
+    assert codes(findings) == ["score_mismatch"]
+    assert "3-1" in findings[0].message
+    assert "2-1" in findings[0].message
+    assert corrected["score"] == {"home": 3, "away": 1}  # a missed goal: the feed's score wins
     earlier = validate_update(
         "football", {"type": "foul", "minute": 10, "team": "home", "player": "x"}, TEAMS
     )
-    with pytest.raises(Conflict):
-        fold("football", board, earlier, TEAMS)
+    _, findings = fold("football", board, earlier, TEAMS)
+    assert codes(findings) == ["minute_order"]
 
 
 @pytest.mark.parametrize(
@@ -244,8 +270,8 @@ def test_bad_football_incidents_are_refused(doc: dict[str, Any]) -> None:
 
 
 def test_any_other_sport_takes_the_generic_shape() -> None:
-    board = fold("tennis", {}, validate_update("tennis", {"score": {"Alcaraz": 2}}), ())
-    board = fold(
+    board, _ = fold("tennis", {}, validate_update("tennis", {"score": {"Alcaraz": 2}}), ())
+    board, _ = fold(
         "tennis",
         board,
         validate_update("tennis", {"score": {"Sinner": 1}, "period": "set 3", "clock": "1:42"}),

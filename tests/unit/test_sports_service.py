@@ -66,10 +66,15 @@ async def test_updates_are_numbered_and_an_unpublished_one_goes_out_before_the_n
     with pytest.raises(Unavailable):
         await service.update("m1", ball(2))
     log.down = False
-    event, published = await service.update("m1", ball(3))
-    assert event.seq == 3
+    event, published, findings = await service.update("m1", ball(3))
+    assert (event.seq, findings) == (3, [])
     assert orjson.loads(published.payload)["seq"] == 3
     assert await _scores(log, "match:m1") == [1, 2, 3]
+    # The update stored while the log was down goes out as the feed sent it, too.
+    history = await log.read("match:m1", 0, 100)
+    second = [orjson.loads(e.payload) for e in history.events if e.type == "score.updated"][1]
+    assert second["ball 2"] == "2/0"
+    assert second["update"] == {"ball": 2, "score": "2/0", "comment": "ball 2"}
     with pytest.raises(BadRequest):
         await service.update("m1", {"ball 4": "nonsense"})
     assert (await service.get("m1")).seq == 3

@@ -96,12 +96,33 @@ class SnapshotReply(msgspec.Struct, rename="camel"):
     position: PositionReply | None
 
 
+class WarningReply(msgspec.Struct):
+    """A consistency finding on an update that was taken all the same."""
+
+    code: Annotated[
+        str,
+        msgspec.Meta(
+            description="The rule: `ball_order`, `score_fell`, `bowler_wickets`, `game_over`, "
+            "`ply_order`, `minute_order` or `score_mismatch`."
+        ),
+    ]
+    message: str
+
+
 class UpdateReply(msgspec.Struct, rename="camel"):
     event_id: str
     seq: int
     offset: int | None
     epoch: str | None
     snapshot: dict[str, Any]
+    warnings: Annotated[
+        list[WarningReply],
+        msgspec.Meta(
+            description="What in the update disagrees with the scoreboard (empty when "
+            "nothing does). The update is taken anyway and the feed's figures win: a "
+            "correction or a missed event must not freeze the match."
+        ),
+    ]
 
 
 class ViewersReply(msgspec.Struct, rename="camel"):
@@ -117,7 +138,7 @@ def _reply(value: Any) -> web.Response:
 def _event_id(request: web.Request) -> str:
     value = request.match_info["eventId"]
     if not _EVENT_ID.fullmatch(value):
-        raise NotFound(f"no sporting event {value[:64]!r}")
+        raise NotFound(f"no sporting event {value[:64]}: an id is 1-64 of A-Z a-z 0-9 _ . @ = -")
     return value
 
 
@@ -185,7 +206,7 @@ def routes(service: Sports) -> list[web.RouteDef]:
         if not isinstance(doc, dict):
             raise BadRequest("a score update is a JSON object", code="bad_request")
         try:
-            event, published = await service.update(event_id, doc)
+            event, published, findings = await service.update(event_id, doc)
         except BadRequest as exc:
             if exc.code != "bad_update":
                 raise
@@ -193,7 +214,14 @@ def routes(service: Sports) -> list[web.RouteDef]:
             # an update that does not fit it conflicts with the event.
             raise Conflict(exc.message, code="bad_update") from None
         return _reply(
-            UpdateReply(event.id, event.seq, published.offset, published.epoch, event.snapshot)
+            UpdateReply(
+                event.id,
+                event.seq,
+                published.offset,
+                published.epoch,
+                event.snapshot,
+                [WarningReply(f.code, f.message) for f in findings],
+            )
         )
 
     return [
@@ -232,8 +260,8 @@ _EVENT = {
 _BALL = {
     "ball 12": "13/1",
     "comment": "Bumrah has drawn the first blood",
-    "batsman": {"name": "rohit", "runs": 100, "balls": 96},
-    "bowler": {"name": "yuvi", "overs": "3.6", "runs": 10, "maiden": 1, "wickets": 1},
+    "batsman": {"name": "rohit", "runs": "100", "balls": "96"},
+    "bowler": {"name": "yuvi", "overs": "3.6", "runs": "10", "maiden": "1", "wickets": "1"},
 }
 _BOARD = {
     "ball": 12,
@@ -250,9 +278,10 @@ _READ = (400, 401, 403, 404, 503)
 
 class _UpdateBody(msgspec.Struct):
     """The sport's update object: cricket per ball, chess per move, football per incident,
-    generic for any other sport (see the sports documentation), at most 8 KiB. Checked
-    against the event's sport and scoreboard: one that does not fit is answered 409
-    ``bad_update``, one that contradicts the scoreboard (a ball from the past) 409."""
+    generic for any other sport (see the sports documentation), at most 8 KiB. One that does
+    not fit the event's sport is answered 409 ``bad_update``; one that disagrees with the
+    scoreboard (a ball from the past, a score that disagrees with the goals) is taken, with
+    ``warnings`` in the answer."""
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -370,6 +399,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "offset": 14,
             "epoch": "k3v9",
             "snapshot": _BOARD,
+            "warnings": [],
         },
         errors=_WRITE,
         params=(_EID,),

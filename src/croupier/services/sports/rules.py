@@ -6,11 +6,16 @@ Rules:
   into the event's scoreboard (:func:`fold`); the folded scoreboard is the snapshot a
   newcomer gets. Validation and folding never touch the stored state: a bad update changes
   nothing.
-* Cricket is per ball: the ball number never goes backwards and runs and wickets never fall.
-  Chess is per move: SAN or UCI, an optional FEN position and the clocks. Football is per
-  incident: goal, card, foul or substitution, at a minute, for one of the two teams; a goal
-  moves the score by one, and a score sent with an incident must agree with the folded one.
-  Any other sport is generic: a score per competitor, period, clock, comment.
+* Cricket is per ball, chess per move (SAN or UCI, an optional FEN position and the clocks),
+  football per incident (goal, card, foul or substitution, at a minute, for one of the two
+  teams; a goal moves the score by one). Any other sport is generic: a score per
+  competitor, period, clock, comment.
+* Two kinds of problem. A structural one (wrong types, missing fields, a malformed move) is
+  refused: :class:`~croupier.errors.BadRequest`. A consistency one (a ball from the past, a
+  falling score, a bowler with more wickets than the innings, a ply out of turn, a football
+  score that disagrees with the goals seen) is a :class:`Finding`: a live feed that sends a
+  correction or missed an event must not freeze the match, so the update is folded anyway,
+  the feed's own figures win, and the finding goes back to the publisher.
 * Status moves only along :data:`TRANSITIONS`; score updates are taken only while ``live``.
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -31,6 +37,7 @@ __all__ = [
     "TRANSITIONS",
     "ChessMove",
     "CricketBall",
+    "Finding",
     "FootballIncident",
     "GenericUpdate",
     "Status",
@@ -68,6 +75,17 @@ def transition(current: Status, wanted: Status) -> Status:
     if wanted not in TRANSITIONS[current]:
         raise Conflict(f"a {current.value} event cannot become {wanted.value}")
     return wanted
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A consistency finding on an update that was taken anyway: ``code`` names the rule."""
+
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
 
 
 # -- shapes --------------------------------------------------------------------------------
@@ -251,17 +269,13 @@ def validate_update(sport: str, doc: Any, competitors: tuple[str, ...] = ()) -> 
     if isinstance(value, ChessMove):
         if not (is_san(value.move) or is_uci(value.move)):
             raise BadRequest(
-                f"move {value.move!r} is neither SAN (Nf3, exd5, O-O) nor UCI (e2e4)",
+                f'move "{value.move}" is neither SAN (Nf3, exd5, O-O) nor UCI (e2e4)',
                 code="bad_update",
             )
         if value.position is not None and not is_fen(value.position):
             raise BadRequest("position must be a FEN string", code="bad_update")
     elif isinstance(value, FootballIncident):
         _check_incident(value, competitors)
-    elif isinstance(value, CricketBall):
-        wickets = int(value.score.split("/")[1])
-        if value.bowler is not None and value.bowler.wickets > wickets:
-            raise BadRequest("the bowler has more wickets than the innings", code="bad_update")
     canonical: dict[str, Any] = msgspec.to_builtins(value)
     return {k: v for k, v in canonical.items() if v is not None and v != ""}
 
@@ -293,28 +307,41 @@ def _side(team: str, competitors: tuple[str, ...]) -> str:
 
 def fold(
     sport: str, snapshot: Mapping[str, Any], update: Mapping[str, Any], competitors: tuple[str, ...]
-) -> dict[str, Any]:
-    """The scoreboard after ``update`` (already validated) on ``snapshot``.
-
-    Raises:
-        Conflict: the update contradicts the scoreboard (a ball from the past, a falling
-            score, a football score that disagrees with the goals).
+) -> tuple[dict[str, Any], list[Finding]]:
+    """The scoreboard after ``update`` (already validated) on ``snapshot``, and what in the
+    update disagrees with the scoreboard (a ball from the past, a falling score, a football
+    score that disagrees with the goals). Disagreements never stop the fold: the update's own
+    figures win, since a feed's correction or a missed event must not freeze the match.
     """
+    findings: list[Finding] = []
     if sport == "cricket":
-        return _fold_cricket(snapshot, update)
-    if sport == "chess":
-        return _fold_chess(snapshot, update)
-    if sport == "football":
-        return _fold_football(snapshot, update, competitors)
-    return _fold_generic(snapshot, update)
+        board = _fold_cricket(snapshot, update, findings)
+    elif sport == "chess":
+        board = _fold_chess(snapshot, update, findings)
+    elif sport == "football":
+        board = _fold_football(snapshot, update, competitors, findings)
+    else:
+        board = _fold_generic(snapshot, update)
+    return board, findings
 
 
-def _fold_cricket(snap: Mapping[str, Any], up: Mapping[str, Any]) -> dict[str, Any]:
+def _fold_cricket(
+    snap: Mapping[str, Any], up: Mapping[str, Any], findings: list[Finding]
+) -> dict[str, Any]:
     runs, wickets = (int(x) for x in up["score"].split("/"))
     if up["ball"] < snap.get("ball", 0):
-        raise Conflict(f"ball {up['ball']} comes after ball {snap['ball']}")
+        findings.append(Finding("ball_order", f"ball {up['ball']} comes after ball {snap['ball']}"))
     if runs < snap.get("runs", 0) or wickets < snap.get("wickets", 0):
-        raise Conflict(f"score {up['score']} is below {snap.get('score')}")
+        findings.append(Finding("score_fell", f"score {up['score']} is below {snap.get('score')}"))
+    bowler = up.get("bowler")
+    if bowler is not None and bowler["wickets"] > wickets:
+        findings.append(
+            Finding(
+                "bowler_wickets",
+                f"the bowler {bowler['name']} has {bowler['wickets']} wickets, "
+                f"the innings {wickets}",
+            )
+        )
     out = dict(snap)
     out.update(ball=up["ball"], score=up["score"], runs=runs, wickets=wickets)
     if "comment" in up:
@@ -329,12 +356,15 @@ def _fold_cricket(snap: Mapping[str, Any], up: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def _fold_chess(snap: Mapping[str, Any], up: Mapping[str, Any]) -> dict[str, Any]:
+def _fold_chess(
+    snap: Mapping[str, Any], up: Mapping[str, Any], findings: list[Finding]
+) -> dict[str, Any]:
     if snap.get("result") is not None:
-        raise Conflict(f"the game is over ({snap['result']})")
+        findings.append(Finding("game_over", f"a move after the result {snap['result']}"))
     ply = snap.get("ply", 0) + 1
     if "ply" in up and up["ply"] != ply:
-        raise Conflict(f"expected ply {ply}, not {up['ply']}")
+        findings.append(Finding("ply_order", f"expected ply {ply}, not {up['ply']}"))
+        ply = up["ply"]
     out = dict(snap)
     out.update(ply=ply, lastMove=up["move"], turn="white" if ply % 2 == 0 else "black")
     for key in ("position", "clocks", "comment", "result"):
@@ -344,12 +374,17 @@ def _fold_chess(snap: Mapping[str, Any], up: Mapping[str, Any]) -> dict[str, Any
 
 
 def _fold_football(
-    snap: Mapping[str, Any], up: Mapping[str, Any], competitors: tuple[str, ...]
+    snap: Mapping[str, Any],
+    up: Mapping[str, Any],
+    competitors: tuple[str, ...],
+    findings: list[Finding],
 ) -> dict[str, Any]:
     score = dict(snap.get("score", {"home": 0, "away": 0}))
     side = _side(up["team"], competitors)
     if up["minute"] < snap.get("minute", 0):
-        raise Conflict(f"minute {up['minute']} comes after minute {snap['minute']}")
+        findings.append(
+            Finding("minute_order", f"minute {up['minute']} comes after minute {snap['minute']}")
+        )
     out = dict(snap)
     if up["type"] == "goal":
         score[side] += 1
@@ -362,7 +397,14 @@ def _fold_football(
         cards[key] = cards.get(key, 0) + 1
         out["cards"] = cards
     if "score" in up and up["score"] != score:
-        raise Conflict(f"score {up['score']} disagrees with the goals: {score}")
+        findings.append(
+            Finding(
+                "score_mismatch",
+                f"score {up['score']['home']}-{up['score']['away']} disagrees with the goals "
+                f"seen ({score['home']}-{score['away']}); the feed's score is kept",
+            )
+        )
+        score = dict(up["score"])
     out.update(score=score, minute=up["minute"], last=dict(up, team=side))
     return out
 

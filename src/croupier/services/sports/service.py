@@ -107,6 +107,16 @@ class Sports:
         self._peaks: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self.window_start = math.floor(time.time())
+        self.warnings = 0  # consistency findings on score updates taken, since the start
+        gateway.metrics.add_source(
+            lambda: {
+                "croupier_sports_update_warnings": (
+                    "counter",
+                    self.warnings,
+                    "Consistency findings on score updates that were taken with warnings.",
+                )
+            }
+        )
 
     async def __aenter__(self) -> Self:
         await self.db.migrate("sports", store.MIGRATIONS)
@@ -230,22 +240,29 @@ class Sports:
             )
             return event
 
-    async def update(self, event_id: str, doc: Any) -> tuple[SportEvent, Event]:
+    async def update(
+        self, event_id: str, doc: dict[str, Any]
+    ) -> tuple[SportEvent, Event, list[rules.Finding]]:
         """Validate, number, store and publish one score update.
 
-        Returns the event after it, and the published ``score.updated`` event.
+        The published ``score.updated`` carries ``doc`` exactly as the feed sent it (its own
+        keys, its string values) beside Croupier's ``eventId``, ``sport``, ``seq``, the
+        canonical ``update`` and the folded ``snapshot``.
+
+        Returns the event after it, the published ``score.updated`` event, and the
+        consistency findings on the update (it was taken all the same).
 
         Raises:
             NotFound: no such event.
             BadRequest: the update is not of the sport's shape; nothing changed.
-            Conflict: the event is not live, or the update contradicts the scoreboard.
+            Conflict: the event is not live.
             Unavailable: the log is down. The update is stored and is published before the
                 next one.
         """
         async with self._serial(event_id):
             event = await self.get(event_id)
             if event.published_seq < event.seq and event.last_update is not None:
-                await self._publish_score(event, event.seq, event.last_update, event.snapshot)
+                await self._publish_score(event, event.last_update, event.snapshot)
             async with self.db.transaction() as tx:
                 locked = await store.get(tx, event_id, lock=True)
                 if locked is None:
@@ -256,25 +273,31 @@ class Sports:
                         f"{event_id} is {event.status.value}: score updates are taken while live"
                     )
                 update = rules.validate_update(event.sport, doc, event.competitors)
-                snapshot = rules.fold(event.sport, event.snapshot, update, event.competitors)
-                event = replace(event, seq=event.seq + 1, snapshot=snapshot, last_update=update)
+                snapshot, findings = rules.fold(
+                    event.sport, event.snapshot, update, event.competitors
+                )
+                seq = event.seq + 1
+                # Croupier's fields win over a feed key of the same name (no sport's shape
+                # has one: unknown keys are refused).
+                data = {**doc, "eventId": event.id, "sport": event.sport, "seq": seq}
+                data["update"] = update
+                event = replace(event, seq=seq, snapshot=snapshot, last_update=data)
                 await store.save(tx, event)
-            published = await self._publish_score(event, event.seq, update, snapshot)
-            return event, published
+            self.warnings += len(findings)
+            published = await self._publish_score(event, data, snapshot)
+            return event, published, findings
 
     async def _publish_score(
-        self, event: SportEvent, seq: int, update: dict[str, Any], snapshot: dict[str, Any]
+        self, event: SportEvent, data: dict[str, Any], snapshot: dict[str, Any]
     ) -> Event:
+        """Publish the ``score.updated`` of ``data`` (a stored update, see :meth:`update`)."""
+        if "update" not in data:  # stored before updates kept the feed's own payload
+            data = {"eventId": event.id, "sport": event.sport, "seq": event.seq, "update": data}
+        seq = int(data["seq"])
         result = await self.gateway.publish_json(
             event.channel,
             "score.updated",
-            {
-                "eventId": event.id,
-                "sport": event.sport,
-                "seq": seq,
-                "update": update,
-                "snapshot": snapshot,
-            },
+            {**data, "snapshot": snapshot},
             idempotency_key=f"sports:{event.id}:{seq}",
         )
         published = result.event
