@@ -61,3 +61,29 @@ def test_publish() -> None:
         assert result["failed"] == 0
         assert result["stored"] == result["events"] > 0
         assert result["events_per_s"] > 0
+
+
+def test_storm() -> None:
+    ours, node = bench("storm", "--clients", "30", "--missed", "3", "--channels", "2")
+    assert (ours["server"], node["server"]) == ("croupier", "node-ws")
+    for result in (ours, node):
+        assert result["back"] == 30
+        assert result["failed"] == 0
+        assert result["all_back_s"] > 0
+        assert result["server_cpu_us_per_client"] >= 0
+    assert ours["duplicates"] == ours["gaps"] == ours["not_recovered"] == 0
+    assert "cpu_vs_node" in ours
+
+
+def test_connect() -> None:
+    results = bench("connect", "--clients", "20")
+    assert [(r["server"], r["kind"]) for r in results] == [
+        ("node-ws", "node-bare"),
+        ("croupier", "ws-bare"),
+        ("croupier", "ws-token"),
+        ("croupier", "ws-token-subscribe"),
+        ("croupier", "sse-token-channel"),
+    ]
+    for result in results:
+        assert result["back"] == 20
+        assert result["failed"] == 0

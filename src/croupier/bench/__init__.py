@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
 import resource
@@ -48,6 +49,15 @@ TARGETS["updates_per_s"] = (">=", 10_000.0)
 # Matchmaking (issue 8): one matching pass over 10,000 waiting tickets.
 TARGETS["pass_ms_p50"] = ("<=", 50.0)
 TARGETS["pass_ms_max"] = ("<=", 50.0)
+# Issue 16: reconnect storms and the cost of a connection, beside the Node `ws` reference.
+STORM_TARGETS: dict[str, tuple[str, float]] = {
+    "all_back_s": ("<=", 2.0),
+    "failed": ("<=", 0),
+    "duplicates": ("<=", 0),
+    "gaps": ("<=", 0),
+    "not_recovered": ("<=", 0),
+}
+CONNECT_TARGETS: dict[str, tuple[str, float]] = {"cpu_vs_node": ("<=", 0.6), "failed": ("<=", 0)}
 
 
 def _raise_fd_limit(need: int) -> None:
@@ -79,6 +89,10 @@ def _verdict(key: str, value: Any, result: dict[str, Any]) -> str:
     target = TARGETS.get(key)
     if result.get("bench") == "notifications":
         target = NOTIFICATION_TARGETS.get(key)
+    elif result.get("bench") == "storm":
+        target = STORM_TARGETS.get(key)
+    elif result.get("bench") == "connect":
+        target = CONNECT_TARGETS.get(key)
     if key == "events_per_s":
         table = PUBLISH_TARGETS_POSTGRES if result.get("log") == "postgres" else PUBLISH_TARGETS
         target = (">=", table[result["mode"]])
@@ -445,3 +459,125 @@ def sports(viewers: int, reactions: float, duration: float, pin: bool, as_json: 
         lambda server: run_sports(server, viewers=viewers, reactions=reactions, duration=duration),
     )
     _emit([result], as_json)
+
+
+@bench.command()
+@click.option("--clients", default=10_000, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--missed", default=10, show_default=True, type=click.IntRange(0), help="Events per channel."
+)
+@click.option("--channels", default=1, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--processes",
+    default=0,
+    type=click.IntRange(0),
+    help="Client processes (default: one per 9,000 clients).",
+)
+@click.option("--node/--no-node", default=True, show_default=True, help="Run the Node reference.")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds a storm may take.")
+@pin_option
+@json_option
+def storm(
+    clients: int,
+    missed: int,
+    channels: int,
+    processes: int,
+    node: bool,
+    timeout: float,
+    pin: bool,
+    as_json: bool,
+) -> None:
+    """CLIENTS subscribed with positions are cut off, MISSED events are published on their
+    channels, and all reconnect at once with `since`.
+
+    Reports the time until every client is back and recovered exactly once, server CPU per
+    reconnection and failures; then the same storm against a bare Node `ws` server (greeting
+    each client with MISSED messages), on the same cores.
+    """
+    from .node import NodeReference
+    from .server import BenchServer
+    from .storm import run_storm, run_storm_node
+
+    _raise_fd_limit(clients + 512)
+    server_cpus, client_cpus = _cpus(pin)
+    if client_cpus is not None:
+        os.sched_setaffinity(0, client_cpus)
+    with BenchServer(cpus=server_cpus) as server:
+        ours = _run(
+            lambda: run_storm(
+                server,
+                clients=clients,
+                missed=missed,
+                channels=channels,
+                processes=processes,
+                timeout=timeout,
+            )
+        )
+    results = [ours]
+    if node:
+        with NodeReference(cpus=server_cpus) as reference:
+            theirs = _run(
+                lambda: run_storm_node(
+                    reference, clients=clients, missed=missed, processes=processes, timeout=timeout
+                )
+            )
+        results.append(theirs)
+        ours["cpu_vs_node"] = _ratio(ours, theirs, "server_cpu_us_per_client")
+        ours["time_vs_node"] = _ratio(ours, theirs, "all_back_s")
+    for result in results:
+        result["host_load_1m"] = round(os.getloadavg()[0], 2)
+    _emit(results, as_json)
+
+
+def _ratio(ours: dict[str, Any], theirs: dict[str, Any], key: str) -> float:
+    return float(ours[key] / theirs[key]) if theirs[key] else float("nan")
+
+
+@bench.command()
+@click.option("--clients", default=2000, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(["ws-bare", "ws-token", "ws-token-subscribe", "sse-token-channel"]),
+    help="Croupier connections to measure (default: all).",
+)
+@click.option(
+    "--concurrency",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Connecting at once.",
+)
+@click.option("--processes", default=0, type=click.IntRange(0), help="Client processes.")
+@pin_option
+@json_option
+def connect(
+    clients: int, kinds: tuple[str, ...], concurrency: int, processes: int, pin: bool, as_json: bool
+) -> None:
+    """Server CPU per new connection: a bare Node `ws` connection, then Croupier's `/ws` bare,
+    with a token, with a token and one subscribe, and `/sse` with a token and a channel.
+
+    Each client has its own token, never seen before by the server.
+    """
+    from .node import NodeReference
+    from .server import BenchServer
+    from .storm import run_connect
+
+    chosen = kinds or ("ws-bare", "ws-token", "ws-token-subscribe", "sse-token-channel")
+    _raise_fd_limit(clients + 512)
+    server_cpus, client_cpus = _cpus(pin)
+    if client_cpus is not None:
+        os.sched_setaffinity(0, client_cpus)
+    options = {"clients": clients, "processes": processes, "concurrency": concurrency}
+    with NodeReference(cpus=server_cpus) as reference:
+        node = _run(lambda: run_connect(reference, "node-bare", timeout=120, **options))
+    results = [node]
+    with BenchServer(cpus=server_cpus) as server:
+        for kind in chosen:
+            result = _run(functools.partial(run_connect, server, kind, timeout=120, **options))
+            result["cpu_vs_node"] = _ratio(result, node, "server_cpu_us_per_client")
+            results.append(result)
+    for result in results:
+        result["host_load_1m"] = round(os.getloadavg()[0], 2)
+    _emit(results, as_json)

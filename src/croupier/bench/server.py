@@ -19,7 +19,7 @@ from typing import Self
 
 from ..auth import mint_token
 
-__all__ = ["API_KEY", "BenchServer", "pinned"]
+__all__ = ["API_KEY", "BenchServer", "ServerProcess", "pinned", "stop"]
 
 API_KEY = "bench-key"
 SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
@@ -49,28 +49,14 @@ def pinned(cpus: set[int] | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-class BenchServer:
-    """Use as ``with BenchServer(cpus={0}) as server:``; stopped with SIGTERM on exit.
+class ServerProcess:
+    """A server under test in its own process: where it listens, and its process id."""
 
-    Args:
-        cpus: the cores the server may run on (``None``: any).
-        config: TOML text for ``--config`` (e.g. raised limits), if any.
-        env: extra environment (e.g. ``CROUPIER_DATABASE_URL`` for PostgreSQL).
-    """
+    name = "server"  # as the figures name it
 
-    def __init__(
-        self,
-        *,
-        cpus: set[int] | None = None,
-        config: str | None = None,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.cpus = cpus
-        self.config = config
-        self.env = env or {}
-        self.port = _free_port()
+    def __init__(self) -> None:
+        self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
-        self._dir = tempfile.TemporaryDirectory(prefix="croupier-bench-")
 
     @property
     def pid(self) -> int:
@@ -80,6 +66,34 @@ class BenchServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+class BenchServer(ServerProcess):
+    """Use as ``with BenchServer(cpus={0}) as server:``; stopped with SIGTERM on exit.
+
+    ``croupier serve`` on a throwaway SQLite file, with the bench's secret and API key.
+
+    Args:
+        cpus: the cores the server may run on (``None``: any).
+        config: TOML text for ``--config`` (e.g. raised limits), if any.
+        env: extra environment (e.g. ``CROUPIER_DATABASE_URL`` for PostgreSQL).
+    """
+
+    name = "croupier"
+
+    def __init__(
+        self,
+        *,
+        cpus: set[int] | None = None,
+        config: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.cpus = cpus
+        self.config = config
+        self.env = env or {}
+        self.port = _free_port()
+        self._dir = tempfile.TemporaryDirectory(prefix="croupier-bench-")
 
     def token(self, sub: str = "bench") -> str:
         return mint_token(SECRET, sub, brand="1001", ttl=3600)
@@ -130,11 +144,18 @@ class BenchServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop(self.proc)
         self._dir.cleanup()
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Stop ``proc`` with SIGTERM, and SIGKILL if it has not exited within ``timeout``."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
