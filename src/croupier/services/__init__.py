@@ -59,10 +59,12 @@ def service_factories() -> list[ServiceFactory]:
     from .stats import NodeStats
     from .tournaments import Tournaments
     from .webhooks import WebhookService  # here, not on top: webhooks import the HTTP API
+    from .webhooks.pusher import PusherWebhooks
 
     return [
         leaderboards.Leaderboards.shared,
         WebhookService,
+        PusherWebhooks,
         NotificationsService,
         BalancesService,
         Tournaments.mounted,

@@ -15,14 +15,17 @@ from typing import Any, Self
 import aiohttp
 
 from ...errors import BadRequest, Unavailable
-from .outbox import Attempt, Delivery, DeliveryStatus, Outbox
+from .outbox import Attempt, Delivery, DeliveryStatus, Outbox, WebhookFormat
 from .signing import (
     EVENT_HEADER,
     ID_HEADER,
+    PUSHER_KEY_HEADER,
+    PUSHER_SIGNATURE_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     backoff_delay,
     sign,
+    sign_pusher,
 )
 
 __all__ = ["Deliverer", "WebhookSettings"]
@@ -194,16 +197,20 @@ class Deliverer:
         endpoint = await self._outbox.endpoint(delivery.endpoint_id)
         if endpoint is None:
             return  # deleted meanwhile, with its deliveries
-        body = delivery.body()
+        body = delivery.body(endpoint.format)
         timestamp = int(self._clock())
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "Croupier-Webhooks/1",
             ID_HEADER: delivery.id,
             EVENT_HEADER: delivery.event_type,
-            TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: sign(endpoint.secret, timestamp, body),
         }
+        if endpoint.format is WebhookFormat.PUSHER:
+            headers[PUSHER_KEY_HEADER] = endpoint.app_key
+            headers[PUSHER_SIGNATURE_HEADER] = sign_pusher(endpoint.secret, body)
+        else:
+            headers[TIMESTAMP_HEADER] = str(timestamp)
+            headers[SIGNATURE_HEADER] = sign(endpoint.secret, timestamp, body)
         status: int | None = None
         error: str | None = None
         started = time.perf_counter()

@@ -22,7 +22,15 @@ import orjson
 from ...events import Event
 from ...storage import Database, Row
 
-__all__ = ["Attempt", "Delivery", "DeliveryStatus", "Endpoint", "Outbox", "delivery_id"]
+__all__ = [
+    "Attempt",
+    "Delivery",
+    "DeliveryStatus",
+    "Endpoint",
+    "Outbox",
+    "WebhookFormat",
+    "delivery_id",
+]
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -66,7 +74,18 @@ MIGRATIONS: list[list[str]] = [
         " duration_ms DOUBLE PRECISION NOT NULL,"
         " PRIMARY KEY (delivery_id, attempt))",
     ],
+    [
+        # Which body and headers a delivery has: Croupier's own, or Pusher's (signed with a
+        # Pusher app's secret, which the endpoint's secret then is, and named by its key).
+        "ALTER TABLE croupier_webhook_endpoints ADD COLUMN format TEXT NOT NULL DEFAULT 'croupier'",
+        "ALTER TABLE croupier_webhook_endpoints ADD COLUMN app_key TEXT NOT NULL DEFAULT ''",
+    ],
 ]
+
+
+class WebhookFormat(StrEnum):
+    CROUPIER = "croupier"  # {id, type, channel, offset, ts, data}, Croupier-Webhook-* headers
+    PUSHER = "pusher"  # {time_ms, events: [data]}, X-Pusher-Key and X-Pusher-Signature
 
 
 class DeliveryStatus(StrEnum):
@@ -85,6 +104,8 @@ class Endpoint:
     description: str
     created_at: float
     updated_at: float
+    format: WebhookFormat = WebhookFormat.CROUPIER
+    app_key: str = ""  # the Pusher app's key, for the Pusher format
 
     @classmethod
     def from_row(cls, row: Row) -> Endpoint:
@@ -97,6 +118,8 @@ class Endpoint:
             row["description"],
             row["created_at"],
             row["updated_at"],
+            WebhookFormat(row["format"]),
+            row["app_key"],
         )
 
 
@@ -138,8 +161,19 @@ class Delivery:
             row["last_error"],
         )
 
-    def body(self) -> bytes:
-        """The JSON document POSTed to the endpoint: the same bytes on every attempt."""
+    def body(self, format: WebhookFormat = WebhookFormat.CROUPIER) -> bytes:
+        """The JSON document POSTed to the endpoint: the same bytes on every attempt.
+
+        In the Pusher format the event's data is one Pusher webhook event, sent in an
+        ``events`` list with the time it was enqueued.
+        """
+        if format is WebhookFormat.PUSHER:
+            return orjson.dumps(
+                {
+                    "time_ms": round(self.created_at * 1000),
+                    "events": [orjson.Fragment(self.data.encode())],
+                }
+            )
         return orjson.dumps(
             {
                 "id": self.id,
@@ -189,9 +223,9 @@ class Outbox:
 
     async def add_endpoint(self, endpoint: Endpoint) -> None:
         await self.db.execute(
-            "INSERT INTO croupier_webhook_endpoints "
-            "(id, url, event_types, secret, active, description, created_at, updated_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO croupier_webhook_endpoints (id, url, event_types, secret, active, "
+            "description, created_at, updated_at, format, app_key) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             endpoint.id,
             endpoint.url,
             orjson.dumps(list(endpoint.event_types)).decode(),
@@ -200,6 +234,8 @@ class Outbox:
             endpoint.description,
             endpoint.created_at,
             endpoint.updated_at,
+            endpoint.format.value,
+            endpoint.app_key,
         )
 
     async def endpoints(self) -> list[Endpoint]:

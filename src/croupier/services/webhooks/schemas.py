@@ -101,6 +101,12 @@ class WebhookReply(msgspec.Struct):
     description: str
     created_at: Annotated[float, msgspec.Meta(description="Unix seconds.")]
     updated_at: float
+    format: Annotated[
+        str,
+        msgspec.Meta(
+            description="`croupier`, or `pusher` for a Pusher app's webhook (from the config)."
+        ),
+    ] = "croupier"
 
 
 class WebhookCreatedReply(msgspec.Struct):
@@ -114,6 +120,7 @@ class WebhookCreatedReply(msgspec.Struct):
     created_at: float
     updated_at: float
     secret: str
+    format: str = "croupier"
 
 
 class WebhooksReply(msgspec.Struct):

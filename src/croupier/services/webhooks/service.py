@@ -22,7 +22,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -46,7 +46,7 @@ from .schemas import (
 )
 from .signing import TypeMatcher, new_secret
 
-__all__ = ["WebhookService"]
+__all__ = ["WebhookService", "write_forever"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ def _endpoint_doc(endpoint: Endpoint) -> dict[str, Any]:
         "event_types": list(endpoint.event_types),
         "active": endpoint.active,
         "description": endpoint.description,
+        "format": endpoint.format.value,
         "created_at": endpoint.created_at,
         "updated_at": endpoint.updated_at,
     }
@@ -85,6 +86,23 @@ def _delivery_doc(delivery: Delivery) -> dict[str, Any]:
         "last_status": delivery.last_status,
         "last_error": delivery.last_error,
     }
+
+
+async def write_forever(queued: asyncio.Event, flush: Callable[[], Awaitable[None]]) -> None:
+    """Run ``flush`` each time ``queued`` is set; while the database refuses, retry with
+    backoff (what is queued stays queued)."""
+    delay = 0.1
+    while True:
+        await queued.wait()
+        queued.clear()
+        try:
+            await flush()
+            delay = 0.1
+        except Unavailable as exc:
+            log.warning("webhook outbox not written yet: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            queued.set()
 
 
 def _unique(types: Sequence[str]) -> tuple[str, ...]:
@@ -239,18 +257,7 @@ class WebhookService:
             self._deliverer.wake()
 
     async def _write_forever(self) -> None:
-        delay = 0.1
-        while True:
-            await self._queued.wait()
-            self._queued.clear()
-            try:
-                await self.flush()
-                delay = 0.1
-            except Unavailable as exc:
-                log.warning("webhook outbox not written yet: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                self._queued.set()
+        await write_forever(self._queued, self.flush)
 
     # -- the HTTP API ---------------------------------------------------------------------------
 
@@ -326,6 +333,8 @@ class WebhookService:
             changes.get("description", endpoint.description),
             endpoint.created_at,
             self._clock(),
+            endpoint.format,
+            endpoint.app_key,
         )
         if not await self.outbox.update_endpoint(updated):
             raise NotFound(f"no webhook endpoint {endpoint.id!r}")

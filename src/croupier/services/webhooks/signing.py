@@ -18,12 +18,15 @@ from collections.abc import Callable, Iterable
 __all__ = [
     "EVENT_HEADER",
     "ID_HEADER",
+    "PUSHER_KEY_HEADER",
+    "PUSHER_SIGNATURE_HEADER",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "TypeMatcher",
     "backoff_delay",
     "new_secret",
     "sign",
+    "sign_pusher",
     "verify",
 ]
 
@@ -31,6 +34,8 @@ ID_HEADER = "Croupier-Webhook-Id"
 EVENT_HEADER = "Croupier-Webhook-Event"
 TIMESTAMP_HEADER = "Croupier-Webhook-Timestamp"
 SIGNATURE_HEADER = "Croupier-Webhook-Signature"
+PUSHER_KEY_HEADER = "X-Pusher-Key"
+PUSHER_SIGNATURE_HEADER = "X-Pusher-Signature"
 _VERSION = "v1"
 
 
@@ -47,6 +52,11 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     message = str(timestamp).encode() + b"." + body
     digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
     return f"{_VERSION}={digest}"
+
+
+def sign_pusher(secret: str, body: bytes) -> str:
+    """A Pusher-format delivery's ``X-Pusher-Signature``: hex HMAC-SHA256 of the body."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def verify(
