@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from .api.centrifugo import centrifugo_api_routes
 from .api.http import error_middleware, routes
 from .api.pusher import pusher_routes
 from .gateway import Gateway
@@ -69,6 +70,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app.add_routes(routes())
     if gateway.settings.pusher_apps:
         app.add_routes(pusher_routes())
+    app.add_routes(centrifugo_api_routes())
     # The services keep their state beside the log: a SQLite file next to the log's, or the
     # same PostgreSQL database, in tables of their own.
     database = database_from_url(gateway.settings.database_url)
