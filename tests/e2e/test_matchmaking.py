@@ -146,7 +146,7 @@ async def test_the_http_form_answers_waiting_then_matched(api: httpx.AsyncClient
     assert again["ticketId"] == first.json()["ticketId"]
     second = (await api.post(url, json={"username": "dog", "rating": 1540})).json()
     assert second["status"] == "Matched"
-    assert sorted(second["players"]) == ["cat", "dog"]
+    assert sorted(p["username"] for p in second["players"]) == ["cat", "dog"]
     cat = (await api.post(url, json={"username": "cat"})).json()
     assert cat["status"] == "Matched"
     assert cat["roomId"] == second["roomId"]

@@ -12,6 +12,7 @@ from msgspec import Meta
 
 from ...api.http import _api_key, _body
 from ...api.openapi import Operation
+from ...core.ids import wire_id
 from ...core.matching import QueueRules, TicketStatus
 from ...errors import BadRequest, NotFound
 from ..leaderboards import BOARD_PATTERN
@@ -27,6 +28,7 @@ __all__ = [
     "BracketReply",
     "JoinReply",
     "MatchmakingBody",
+    "PlayerRef",
     "QueueBody",
     "QueueReply",
     "ResultBody",
@@ -68,15 +70,27 @@ class MatchmakingBody(_Body):
     properties: Props = {}
 
 
-class JoinReply(_Reply):
+class PlayerRef(_Reply):
+    """A matched player: ``id`` is their player id (a number when it is all digits),
+    ``username`` the same id as given when queueing."""
+
+    id: int | str
+    username: str
+
+
+class JoinReply(_Reply, kw_only=True):
+    """``{"status":"Waiting","message":…}`` or ``{"status":"Matched","players":[{id,
+    username},…]}``, with Croupier's ticket fields beside them."""
+
     status: Literal["Waiting", "Matched"]
+    message: str | None = None
     ticket_id: str
     mode: str
     position: int | None = None
     estimated_wait: float | None = None
     match_id: str | None = None
     room_id: str | None = None
-    players: list[str] | None = None
+    players: list[PlayerRef] | None = None
 
 
 class TicketReply(_Reply):
@@ -156,7 +170,7 @@ def _reply(value: msgspec.Struct) -> web.Response:
 def _path(request: web.Request, name: str, pattern: re.Pattern[str]) -> str:
     value = request.match_info[name]
     if not pattern.fullmatch(value):
-        raise NotFound(f"no such {name}: {value[:64]!r}")
+        raise NotFound(f"no such {name}: {value[:64]} (ids are 1-64 of A-Z a-z 0-9 _ . @ = -)")
     return value
 
 
@@ -196,11 +210,13 @@ def routes(service: Matchmaking) -> list[web.RouteDef]:
                 mode=t.mode,
                 match_id=t.match_id,
                 room_id=t.room_id,
-                players=t.players,
+                players=[PlayerRef(wire_id(p), p) for p in t.players],
             )
         else:
             reply = JoinReply(
                 status="Waiting",
+                message=f"waiting for a match in {t.mode}"
+                + ("" if position is None else f", position {position} in the queue"),
                 ticket_id=t.ticket.id,
                 mode=t.mode,
                 position=position,
@@ -385,13 +401,14 @@ OPERATIONS: tuple[Operation, ...] = (
         reply=JoinReply,
         reply_example={
             "status": "Matched",
+            "message": None,
             "ticketId": "t-9f2c1a7be04d3c11",
             "mode": "default",
             "position": None,
             "estimatedWait": None,
             "matchId": "m-3f1a",
             "roomId": "m-3f1a",
-            "players": ["p1", "p2"],
+            "players": [{"id": "p1", "username": "p1"}, {"id": 12345, "username": "12345"}],
         },
         errors=(400, 401, 403, 404, 413, 503),
     ),

@@ -6,8 +6,11 @@ Rules:
   time runs a queue's matching passes: the one holding the queue's lease (renewed by every
   pass); a pass runs in one transaction that locks the queue's row, so a cancel and a match
   of the same ticket cannot both win.
-* A player holds at most one waiting ticket per mode: queueing again answers the ticket
-  they have.
+* A player with a waiting ticket or a match still in play (its room open or playing), in any
+  mode, is never queued again: joining answers what they have (``matchmaking.queued`` or
+  ``matchmaking.matched`` once more), over WebSocket and HTTP alike. Joins in one mode are
+  serialised by the queue's row lock (on SQLite every transaction is); a match made while a
+  join looks at the rooms is new, so in play.
 * Players queue over WebSocket by publishing ``matchmaking.join`` (``{"mode", "properties"}``)
   or ``matchmaking.cancel`` (``{"mode"}``) on their own channel ``player:{brand}:{player}``;
   every answer comes on that channel: ``matchmaking.queued``, ``matchmaking.position``
@@ -61,10 +64,22 @@ DEFAULT_MODE = "default"
 PASS_INTERVAL = 1.0
 LEASE_SECONDS = 5.0
 MAX_PROPERTIES = 8
+ROOM_GRACE = 60.0  # seconds a match without a room yet counts as in play (being opened)
 
 
 def player_channel(brand: str | None, player: str) -> str | None:
     return f"player:{brand}:{player}" if brand else None
+
+
+def _matched_data(t: StoredTicket) -> dict[str, Any]:
+    """The data of ``matchmaking.matched`` for the matched ticket ``t``."""
+    return {
+        "matchId": t.match_id,
+        "players": t.players,
+        "roomId": t.room_id,
+        "mode": t.mode,
+        "ticketId": t.ticket.id,
+    }
 
 
 class Matchmaking:
@@ -190,7 +205,7 @@ class Matchmaking:
     async def queue(self, mode: str) -> Queue:
         found = await store.get_queue(self.db, mode)
         if found is None:
-            raise NotFound(f"no queue {mode!r}")
+            raise NotFound(f"no queue {mode}")
         return found
 
     async def waiting_count(self, mode: str) -> int:
@@ -228,44 +243,78 @@ class Matchmaking:
         properties: Mapping[str, str] | None = None,
         match_now: bool = True,
     ) -> StoredTicket:
-        """Queue ``player`` in ``mode`` (or answer the ticket they are already waiting with).
+        """Queue ``player`` in ``mode``, unless they hold a waiting ticket or a match still in
+        play, in any mode: then answer that and queue nothing, so no path (WebSocket or
+        HTTP, repeated or concurrent) puts a player into a second match.
+
+        The player's channel hears ``matchmaking.queued`` for a waiting ticket (new or held)
+        and ``matchmaking.matched`` again for a match in play.
 
         Raises:
             NotFound: no such queue.
         """
         now = time.time()
         props = tuple(sorted((properties or {}).items()))
+        # Which of their matches are over is asked of the rooms outside the transaction; a
+        # match made after this look is young, so in play by definition.
+        over = {
+            t.ticket.id
+            for t in await store.newest_tickets(self.db, player)
+            if t.status is TicketStatus.MATCHED and not await self._in_play(t, now)
+        }
         async with self.db.transaction() as tx:
             if await store.get_queue(tx, mode, lock=True) is None:
-                raise NotFound(f"no queue {mode!r}")
-            latest = await store.latest_ticket(tx, mode, player)
-            fresh = latest is None or latest.status is not TicketStatus.WAITING
-            if fresh:
+                raise NotFound(f"no queue {mode}")
+            held = next(
+                (
+                    t
+                    for t in await store.newest_tickets(tx, player)
+                    if t.status is TicketStatus.WAITING
+                    or (t.status is TicketStatus.MATCHED and t.ticket.id not in over)
+                ),
+                None,
+            )
+            if held is None:
                 ticket = Ticket(f"t-{secrets.token_hex(8)}", player, now, rating, props, brand)
                 await store.insert_ticket(tx, mode, ticket)
-                stored = StoredTicket(ticket, mode, TicketStatus.WAITING, None, None, [])
+                stored = StoredTicket(ticket, mode, TicketStatus.WAITING, None, None, [], now)
             else:
-                assert latest is not None
-                stored, ticket = latest, latest.ticket
-        position = await self.position(stored)
+                stored, ticket = held, held.ticket
         channel = player_channel(brand, player)
+        if stored.status is TicketStatus.MATCHED:
+            if channel is not None:
+                await self._tell(channel, "matchmaking.matched", _matched_data(stored))
+            return stored
+        position = await self.position(stored)
         if channel is not None:
             await self._tell(
                 channel,
                 "matchmaking.queued",
                 {
                     "ticketId": ticket.id,
-                    "mode": mode,
+                    "mode": stored.mode,
                     "position": position,
-                    "estimatedWait": self.estimate(mode, position, now - ticket.queued_at),
+                    "estimatedWait": self.estimate(stored.mode, position, now - ticket.queued_at),
                 },
             )
-        if match_now and fresh:
+        if match_now and held is None:
             await self.run_pass(mode)
             found = await store.get_ticket(self.db, ticket.id)
             if found is not None:
                 return found
         return stored
+
+    async def _in_play(self, t: StoredTicket, now: float) -> bool:
+        """Whether the match of the matched ticket ``t`` is still on: its room is open or
+        playing, or (no room yet) it was made in the last :data:`ROOM_GRACE` seconds and its
+        room is being opened."""
+        if self.rooms is None or t.room_id is None:
+            return False
+        try:
+            room, _ = await self.rooms.get(t.room_id)
+        except NotFound:
+            return now - t.updated_at < ROOM_GRACE
+        return room.status in (RoomStatus.OPEN, RoomStatus.PLAYING)
 
     async def ticket(self, ticket_id: str) -> StoredTicket:
         found = await store.get_ticket(self.db, ticket_id)
@@ -307,18 +356,8 @@ class Matchmaking:
         rating: float | None,
         properties: Mapping[str, str] | None,
     ) -> tuple[StoredTicket, int | None]:
-        """The one-call form: the player's match if their room is still on, else their
-        waiting ticket (queued now if need be), with its position."""
-        latest = await store.latest_ticket(self.db, mode, username)
-        if latest is not None and latest.status is TicketStatus.MATCHED and latest.room_id:
-            if self.rooms is None:
-                return latest, None
-            try:
-                room, _ = await self.rooms.get(latest.room_id)
-            except NotFound:
-                room = None
-            if room is not None and room.status in (RoomStatus.OPEN, RoomStatus.PLAYING):
-                return latest, None
+        """The one-call form: the player's match if it is still in play, else their waiting
+        ticket (queued now if need be), with its position."""
         t = await self.join(mode, username, brand=brand, rating=rating, properties=properties)
         return t, await self.position(t)
 
@@ -399,17 +438,10 @@ class Matchmaking:
             self._positions.pop(t.id, None)
             channel = player_channel(t.brand, t.player)
             if channel is not None:
-                await self._tell(
-                    channel,
-                    "matchmaking.matched",
-                    {
-                        "matchId": match_id,
-                        "players": players,
-                        "roomId": match_id,
-                        "mode": queue.mode,
-                        "ticketId": t.id,
-                    },
+                stored = StoredTicket(
+                    t, queue.mode, TicketStatus.MATCHED, match_id, match_id, players
                 )
+                await self._tell(channel, "matchmaking.matched", _matched_data(stored))
 
     async def _tell_positions(self, mode: str, waiting: Sequence[Ticket], now: float) -> None:
         requests = []

@@ -20,6 +20,7 @@ __all__ = [
     "get_ticket",
     "insert_ticket",
     "latest_ticket",
+    "newest_tickets",
     "put_queue",
     "rules_from",
     "set_status",
@@ -42,7 +43,9 @@ MIGRATIONS = [
         "CREATE TABLE brackets ("
         "id TEXT PRIMARY KEY, channel TEXT NOT NULL, doc TEXT NOT NULL, "
         "version BIGINT NOT NULL, updated_at DOUBLE PRECISION NOT NULL)",
-    ]
+    ],
+    # A player's newest ticket in every mode (may they queue again?).
+    ["CREATE INDEX matchmaking_tickets_by_player ON matchmaking_tickets (player, mode, queued_at)"],
 ]
 
 _RULE_FIELDS = {
@@ -85,6 +88,7 @@ class StoredTicket:
     match_id: str | None
     room_id: str | None
     players: list[str]
+    updated_at: float = 0.0
 
 
 def _ticket(row: dict[str, Any]) -> StoredTicket:
@@ -103,6 +107,7 @@ def _ticket(row: dict[str, Any]) -> StoredTicket:
         row["match_id"],
         row["room_id"],
         orjson.loads(row["players"]) if row["players"] else [],
+        float(row["updated_at"]),
     )
 
 
@@ -181,6 +186,17 @@ async def latest_ticket(db: Database | Transaction, mode: str, player: str) -> S
         player,
     )
     return None if row is None else _ticket(row)
+
+
+async def newest_tickets(db: Database | Transaction, player: str) -> list[StoredTicket]:
+    """The player's newest ticket in every mode they ever queued in, newest first."""
+    rows = await db.fetch(
+        "SELECT * FROM matchmaking_tickets t WHERE player = $1 AND queued_at = ("
+        "SELECT MAX(queued_at) FROM matchmaking_tickets u "
+        "WHERE u.player = t.player AND u.mode = t.mode) ORDER BY queued_at DESC",
+        player,
+    )
+    return [_ticket(r) for r in rows]
 
 
 async def waiting(db: Database | Transaction, mode: str) -> list[Ticket]:
