@@ -39,6 +39,7 @@ _KNOWN_MAX = 50_000  # remembered channel names and types, each
 _PENDING = Appended(Event("", "", b"null", ""))  # a placeholder until the log answers
 PRESENCE_THROTTLE = 1.0  # seconds between presence.count broadcasts on one channel
 LEAVE_DELAY = 3.0  # a leave is announced only if the player has not come back by then
+PRESENCE_SCAN = 10_000  # members read to tell whether a player is still in a channel
 
 
 class PublishRequest(msgspec.Struct, frozen=True, gc=False):
@@ -358,14 +359,19 @@ class Gateway:
             self._tell_presence(channel, client, info, True)
         if not rules.presence:
             return 0
-        count = await self.presence.join(channel, client, info)
-        self._presence_changed(channel)
-        if rules.join_leave and info.get("id") is not None:
-            handle = self._leaves.pop((channel, str(info["id"])), None)
+        user = info.get("id")
+        announce = False
+        if rules.join_leave and user is not None:
+            handle = self._leaves.pop((channel, str(user)), None)
             if handle is not None:
                 handle.cancel()  # back within the grace period: nobody hears about it
             else:
-                self._emit(channel, "presence.join", info)
+                # A player's second connection (another tab) is not a second arrival.
+                announce = not await self._present(channel, str(user))
+        count = await self.presence.join(channel, client, info)
+        self._presence_changed(channel)
+        if announce:
+            self._emit(channel, "presence.join", info)
         return count
 
     async def leave(
@@ -390,7 +396,23 @@ class Gateway:
 
     def _announce_leave(self, key: tuple[str, str], info: dict[str, Any]) -> None:
         self._leaves.pop(key, None)
-        self._emit(key[0], "presence.leave", info)
+        self._spawn(self._leave_unless_present(key[0], key[1], info))
+
+    async def _leave_unless_present(self, channel: str, user: str, info: dict[str, Any]) -> None:
+        """Announce that ``user`` left, unless another of their connections is still in."""
+        try:
+            if await self._present(channel, user):
+                return
+        except Unavailable as exc:
+            log.warning("presence of %s unavailable: %s", channel, exc)
+        await self._publish_quietly(
+            PublishRequest(channel, "presence.leave", orjson.dumps(info), ephemeral=True)
+        )
+
+    async def _present(self, channel: str, user: str) -> bool:
+        """Whether a connection of ``user`` is in ``channel``'s presence (on any node)."""
+        members = await self.presence.members(channel, PRESENCE_SCAN)
+        return any(str(m.get("id")) == user for m in members)
 
     def _presence_changed(self, channel: str) -> None:
         if channel in self._presence_due:

@@ -386,3 +386,26 @@ async def test_presence_count_and_join_are_broadcast(srv: ServerProcess) -> None
         assert {"id": "p2"} in [m["data"] for m in joins]
         assert all("offset" not in m for m in seen)
         assert all(m["channel"] == room for m in seen)
+
+
+async def test_a_players_second_connection_is_not_a_second_join(srv: ServerProcess) -> None:
+    room = fresh("room")
+    async with ws_connect(srv, token("p1")) as watcher:
+        await watcher.subscribe(room)
+        async with ws_connect(srv, token("p2")) as first:
+            await first.subscribe(room)
+            async with ws_connect(srv, token("p2")) as second:
+                await second.subscribe(room)
+            # The second tab closed, the first is still in: no leave, no second join.
+            async with ws_connect(srv, token("p3")) as marker:
+                await marker.subscribe(room)
+            seen: list[dict[str, Any]] = []
+            while {"id": "p3"} not in [m["data"] for m in seen if m["type"] == "presence.join"]:
+                seen.append(await watcher.recv(seconds=5))
+            # Leaves are announced after a delay: by the time p3's is, the second tab's is due.
+            while {"id": "p3"} not in [m["data"] for m in seen if m["type"] == "presence.leave"]:
+                seen.append(await watcher.recv(seconds=8))
+        joins = [m["data"] for m in seen if m["type"] == "presence.join"]
+        leaves = [m["data"] for m in seen if m["type"] == "presence.leave"]
+        assert joins.count({"id": "p2"}) == 1
+        assert {"id": "p2"} not in leaves
