@@ -11,14 +11,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from .api.centrifugo import centrifugo_api_routes
-from .api.http import error_middleware, routes
+from .api.http import routes
 from .api.pusher import pusher_routes
+from .api.toolkit import MAX_BODY, error_middleware
+from .appkeys import GATEWAY, SERVICE_OPERATIONS
 from .gateway import Gateway
 from .gcpolicy import GcPolicy
 from .services import service_factories
 from .services.bridges import Bridges
 from .storage import database_from_url
-from .transports.common import GATEWAY, SERVICES
 from .transports.compat import add_compat_routes
 from .transports.sse import add_sse_routes
 from .transports.websocket import sweeper, websocket_handler
@@ -60,7 +61,7 @@ async def _drain_middleware(request: web.Request, handler: Handler) -> web.Strea
 def build_app(gateway: Gateway) -> web.Application:
     """An application serving ``gateway``; starts and stops it with the app."""
     app = web.Application(
-        middlewares=[_drain_middleware, error_middleware], client_max_size=16 * 1024 * 1024
+        middlewares=[_drain_middleware, error_middleware], client_max_size=MAX_BODY
     )
     app[GATEWAY] = gateway
     app[_DRAIN] = _Drain()
@@ -75,7 +76,7 @@ def build_app(gateway: Gateway) -> web.Application:
     # same PostgreSQL database, in tables of their own.
     database = database_from_url(gateway.settings.database_url)
     services = [make(gateway, database) for make in service_factories()]
-    app[SERVICES] = services
+    app[SERVICE_OPERATIONS] = [op for service in services for op in service.operations]
     for service in services:
         app.add_routes(service.routes())
 

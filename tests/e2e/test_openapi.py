@@ -25,9 +25,9 @@ from schemathesis.engine import events
 
 from croupier.api.openapi import OPERATIONS, Operation
 from croupier.app import build_app
+from croupier.appkeys import SERVICE_OPERATIONS
 from croupier.config import Settings
 from croupier.gateway import Gateway
-from croupier.transports.common import SERVICES
 from tests.support import ServerProcess, running_server, timeout
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +39,7 @@ SEED = 20250101
 def _operations() -> list[Operation]:
     """The gateway's operations and the services' (as the server serves them)."""
     app = build_app(Gateway(Settings(database_url="memory://")))
-    return [*OPERATIONS, *(op for service in app[SERVICES] for op in service.operations)]
+    return [*OPERATIONS, *app[SERVICE_OPERATIONS]]
 
 
 CASES = [

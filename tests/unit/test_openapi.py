@@ -13,15 +13,15 @@ from aiohttp import web
 
 from croupier.api.openapi import OPERATIONS, build_openapi
 from croupier.app import build_app
+from croupier.appkeys import SERVICE_OPERATIONS
 from croupier.config import NamespaceRules, Settings
 from croupier.gateway import Gateway
-from croupier.transports.common import SERVICES
 
 
 def _document() -> dict[str, Any]:
     """The document as the server serves it: the gateway's operations and the services'."""
     app = build_app(Gateway(Settings(database_url="memory://")))
-    extra = [op for service in app[SERVICES] for op in service.operations]
+    extra = app[SERVICE_OPERATIONS]
     return build_openapi(Settings(), extra)
 
 

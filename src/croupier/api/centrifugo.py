@@ -33,12 +33,12 @@ import orjson
 from aiohttp import web
 
 from .. import __version__
+from ..appkeys import GATEWAY
 from ..core.centrifugo import error_for, history_result
 from ..core.channels import resolve
 from ..errors import BadRequest, CroupierError, Forbidden, NotFound, PayloadTooLarge
 from ..events import Event
 from ..gateway import Gateway, PublishRequest, PublishResult
-from ..transports.common import GATEWAY
 
 __all__ = ["centrifugo_api_routes"]
 

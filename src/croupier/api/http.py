@@ -2,78 +2,29 @@
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
-import msgspec
-import orjson
 from aiohttp import web
 
+from ..appkeys import SERVICE_OPERATIONS
 from ..auth import mint_token
 from ..core.channels import resolve
-from ..errors import BadRequest, CroupierError, PayloadTooLarge, Unavailable
-from ..gateway import Gateway, PublishRequest, PublishResult
-from ..transports.common import GATEWAY, SERVICES
+from ..errors import BadRequest, Unavailable
+from ..gateway import PublishRequest, PublishResult
 from .openapi import build_openapi
 from .schemas import BatchBody, BroadcastBody, PublishBody, TokenBody
+from .toolkit import (
+    error_response,
+    gateway_of,
+    int_query,
+    json_response,
+    query,
+    read_body,
+    require_key,
+)
 
-__all__ = ["error_middleware", "routes"]
-
-T = TypeVar("T")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-MAX_BODY = 16 * 1024 * 1024
-
-
-def _json(doc: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(doc), status=status, content_type="application/json")
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return _json({"error": {"code": code, "message": message}}, status)
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure becomes ``{"error": {"code", "message"}}`` with the right status."""
-    try:
-        return await handler(request)
-    except CroupierError as exc:
-        return _error(exc.status, exc.code, exc.message)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-            exc.status, "bad_request"
-        )
-        response = _error(exc.status, code, exc.reason)
-        if "Allow" in exc.headers:  # a 405 must say which methods the route takes
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
-
-
-def _gateway(request: web.Request) -> Gateway:
-    gateway: Gateway = request.app[GATEWAY]
-    return gateway
-
-
-def _api_key(request: web.Request, scope: str) -> None:
-    header = request.headers.get("Authorization", "")
-    key = header[7:].strip() if header[:7].lower() == "bearer " else None
-    _gateway(request).auth.verify_key(key, scope)
-
-
-async def _body(request: web.Request, kind: type[T]) -> T:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise PayloadTooLarge(f"request body over {MAX_BODY} bytes")
-    raw = await request.read()
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"invalid request body: {exc}", code="bad_request") from None
-    except msgspec.DecodeError:
-        raise BadRequest("the request body is not valid JSON", code="bad_json") from None
+__all__ = ["routes"]
 
 
 def _result(result: PublishResult) -> dict[str, Any]:
@@ -94,65 +45,41 @@ def _request(body: PublishBody | BroadcastBody, channel: str) -> PublishRequest:
 
 
 async def publish(request: web.Request) -> web.Response:
-    _api_key(request, "publish")
-    body = await _body(request, PublishBody)
-    result = await _gateway(request).publish(_request(body, body.channel))
-    return _json(_result(result))
+    require_key(request, "publish")
+    body = await read_body(request, PublishBody)
+    result = await gateway_of(request).publish(_request(body, body.channel))
+    return json_response(_result(result))
 
 
 async def broadcast(request: web.Request) -> web.Response:
-    _api_key(request, "publish")
-    body = await _body(request, BroadcastBody)
+    require_key(request, "publish")
+    body = await read_body(request, BroadcastBody)
     if len(set(body.channels)) != len(body.channels):
         raise BadRequest("each channel may appear only once in a broadcast")
-    results = await _gateway(request).publish_many([_request(body, c) for c in body.channels])
-    return _json({"results": [_result(r) for r in results]})
+    results = await gateway_of(request).publish_many([_request(body, c) for c in body.channels])
+    return json_response({"results": [_result(r) for r in results]})
 
 
 async def batch(request: web.Request) -> web.Response:
-    _api_key(request, "publish")
-    gateway = _gateway(request)
-    body = await _body(request, BatchBody)
+    require_key(request, "publish")
+    gateway = gateway_of(request)
+    body = await read_body(request, BatchBody)
     if len(body.events) > gateway.settings.limits.max_batch:
         raise BadRequest(f"at most {gateway.settings.limits.max_batch} events per batch")
     results = await gateway.publish_many([_request(e, e.channel) for e in body.events])
-    return _json({"results": [_result(r) for r in results]})
-
-
-_INTEGER = re.compile(r"-?[0-9]+")
-
-
-def _query(request: web.Request, name: str) -> str | None:
-    values = request.query.getall(name, [])
-    if len(values) > 1:
-        raise BadRequest(f"{name} may be given only once")
-    return values[0] if values else None
-
-
-def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = _query(request, name)
-    if raw is None:
-        return default
-    # int() alone would also take " 7", "+7", "1_000" and non-ASCII digits, and raise on
-    # thousands of digits; nothing in range needs more than 20 characters.
-    if not _INTEGER.fullmatch(raw) or len(raw) > 20:
-        raise BadRequest(f"{name} must be an integer, not {raw[:32]!r}")
-    value = int(raw)
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be between {low} and {high}")
-    return value
+    return json_response({"results": [_result(r) for r in results]})
 
 
 async def history(request: web.Request) -> web.Response:
-    _api_key(request, "read")
-    gateway = _gateway(request)
+    require_key(request, "read")
+    gateway = gateway_of(request)
     channel, _ = resolve(gateway.settings, request.match_info["channel"])
-    since = _int_query(request, "since", 0, 0, 2**62)
-    limit = _int_query(request, "limit", 100, 1, 1000)
+    since = int_query(request, "since", 0, 0, 2**62)
+    limit = int_query(request, "limit", 100, 1, 1000)
     result = await gateway.log.read(channel, since, limit)
     complete = since + 1 >= result.first or since >= result.position.offset
     events = [e.as_dict() for e in result.events]
-    return _json(
+    return json_response(
         {
             "channel": channel,
             "events": events,
@@ -164,24 +91,24 @@ async def history(request: web.Request) -> web.Response:
 
 
 async def presence(request: web.Request) -> web.Response:
-    _api_key(request, "read")
-    gateway = _gateway(request)
+    require_key(request, "read")
+    gateway = gateway_of(request)
     channel, _ = resolve(gateway.settings, request.match_info["channel"])
-    limit = _int_query(request, "limit", 100, 1, 1000)
+    limit = int_query(request, "limit", 100, 1, 1000)
     count = await gateway.presence.count(channel)
     members = await gateway.presence.members(channel, limit)
-    return _json({"channel": channel, "count": count, "members": members})
+    return json_response({"channel": channel, "count": count, "members": members})
 
 
 async def channels(request: web.Request) -> web.Response:
-    _api_key(request, "read")
-    gateway = _gateway(request)
-    prefix = _query(request, "prefix") or ""
+    require_key(request, "read")
+    gateway = gateway_of(request)
+    prefix = query(request, "prefix") or ""
     if len(prefix) > 255:
         raise BadRequest("prefix must be at most 255 characters")
-    limit = _int_query(request, "limit", 100, 1, 1000)
+    limit = int_query(request, "limit", 100, 1, 1000)
     found = await gateway.log.channels(prefix, limit)
-    return _json(
+    return json_response(
         {
             "channels": [
                 {
@@ -198,46 +125,47 @@ async def channels(request: web.Request) -> web.Response:
 
 async def tokens(request: web.Request) -> web.Response:
     """Mint a player token (admin scope): for consoles, demos and backends without JWT code."""
-    _api_key(request, "admin")
-    gateway = _gateway(request)
+    require_key(request, "admin")
+    gateway = gateway_of(request)
     secret = gateway.settings.jwt_secret
     if not secret or "HS256" not in gateway.settings.jwt_algorithms:
         raise BadRequest(
             "this server verifies tokens with a public key; mint them where the private key is",
             code="not_supported",
         )
-    body = await _body(request, TokenBody)
+    body = await read_body(request, TokenBody)
     ttl = int(body.ttl)
     token = mint_token(
         secret, body.sub, brand=body.brand, name=body.name, channels=body.channels, ttl=ttl
     )
-    return _json({"token": token, "expires_in": ttl})
+    return json_response({"token": token, "expires_in": ttl})
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     if not gateway.ready:
-        return _error(503, "not_ready", "the gateway is starting or stopping")
+        return error_response(Unavailable("the gateway is starting or stopping", code="not_ready"))
     started = time.perf_counter()
     try:
         await gateway.log.position("lobby")
     except Exception as exc:  # any failure to read means not ready
         raise Unavailable(f"the log does not answer: {exc}") from exc
-    return _json({"status": "ready", "log_ms": round((time.perf_counter() - started) * 1000, 3)})
+    return json_response(
+        {"status": "ready", "log_ms": round((time.perf_counter() - started) * 1000, 3)}
+    )
 
 
 async def openapi(request: web.Request) -> web.Response:
-    services = request.app.get(SERVICES, [])
-    extra = [op for service in services for op in service.operations]
-    return _json(build_openapi(_gateway(request).settings, extra))
+    extra = request.app.get(SERVICE_OPERATIONS, [])
+    return json_response(build_openapi(gateway_of(request).settings, extra))
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = _gateway(request).metrics.render()
+    body = gateway_of(request).metrics.render()
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from ..appkeys import GATEWAY
 from ..config import PusherApp
 from ..core.channels import namespace_of
 from ..core.pusher import (
@@ -34,7 +35,6 @@ from ..core.pusher import (
 )
 from ..errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
 from ..gateway import Gateway, PublishRequest
-from ..transports.common import GATEWAY
 
 __all__ = ["pusher_routes"]
 

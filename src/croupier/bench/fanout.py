@@ -11,132 +11,18 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 import orjson
-from picows import WSMsgType, ws_connect
+from picows import WSMsgType
 
-from .clients import TICK, SseSubscriber, Subscriber, Tally, WsSubscriber
-from .httpclient import connect, post_request
+from .clients import Tally, WsSubscriber
+from .crowd import close_subscribers, open_subscribers, publish_ticks
+from .measures import percentile
 from .procstat import cpu_split, rss_bytes
-from .server import API_KEY, BenchServer
+from .server import BenchServer
 
 __all__ = ["run_fanout", "run_idle"]
-
-_CONNECT_AT_ONCE = 200
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(fraction * len(values)))]
-
-
-async def _open(
-    server: BenchServer,
-    transport: str,
-    channel: str,
-    count: int,
-    tally: Tally,
-    handles: list[Any] | None = None,
-) -> tuple[list[Subscriber], list[Any]]:
-    """Connect ``count`` subscribers to ``channel`` and wait until each is subscribed.
-
-    Each connection is appended to ``handles`` (a new list if not given) as it opens.
-    """
-    token = server.token()
-    subs: list[Subscriber] = []
-    handles = [] if handles is None else handles
-    gate = asyncio.Semaphore(_CONNECT_AT_ONCE)
-    subscribe = orjson.dumps({"type": "subscribe", "channel": channel, "id": 1})
-    ws_url = f"ws://127.0.0.1:{server.port}/ws?token={token}"
-    sse_request = (
-        f"GET /sse?channel={quote(channel)}&token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        "Accept: text/event-stream\r\n\r\n"
-    ).encode()
-    loop = asyncio.get_running_loop()
-
-    async def one() -> None:
-        handle: WsSubscriber | SseSubscriber
-        async with gate:
-            if transport == "ws":
-                _, listener = await ws_connect(
-                    lambda: WsSubscriber(tally, subscribe),
-                    ws_url,
-                    read_buffer_init_size=2048,
-                    websocket_handshake_timeout=30,
-                )
-                assert isinstance(listener, WsSubscriber)
-                sub, handle = listener.sub, listener
-            else:
-                _, protocol = await loop.create_connection(
-                    lambda: SseSubscriber(tally, sse_request), "127.0.0.1", server.port
-                )
-                sub, handle = protocol.sub, protocol
-            subs.append(sub)
-            handles.append(handle)
-            await asyncio.wait_for(sub.ready, 30)
-
-    await asyncio.gather(*(one() for _ in range(count)))
-    return subs, handles
-
-
-def _close(handles: list[Any]) -> None:
-    for handle in handles:
-        transport = handle.transport
-        if transport is None:
-            continue
-        if isinstance(handle, WsSubscriber):
-            transport.disconnect(graceful=False)
-        else:
-            transport.close()
-
-
-def _timer(into: list[float]) -> Callable[[object], None]:
-    """A done-callback that appends the seconds since it was made to ``into``."""
-    sent = time.perf_counter()
-    return lambda _: into.append(time.perf_counter() - sent)
-
-
-async def _publisher(
-    server: BenchServer,
-    channel: str,
-    rate: float,
-    warmup: int,
-    measured: int,
-    on_measure: Callable[[], None],
-    rtts: list[float],
-) -> int:
-    """Publish ``warmup + measured`` ticks at ``rate``; return the last offset."""
-    conn = await connect(server.port)
-    loop = asyncio.get_running_loop()
-    replies: list[asyncio.Future[tuple[int, bytes]]] = []
-    start = loop.time()
-    for i in range(warmup + measured):
-        delay = start + i / rate - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if i == warmup:
-            on_measure()
-        body = orjson.dumps(
-            {
-                "channel": channel,
-                "type": TICK,
-                "data": {"t": time.time(), "m": i >= warmup, "i": i},
-            }
-        )
-        reply = conn.request(post_request("/api/v1/publish", body, API_KEY))
-        reply.add_done_callback(_timer(rtts))
-        replies.append(reply)
-    answers = await asyncio.gather(*replies)
-    conn.close()
-    bad = [a for a in answers if a[0] != 200]
-    if bad:
-        raise RuntimeError(f"{len(bad)} publishes failed, e.g. {bad[0]!r}")
-    last: int = orjson.loads(answers[-1][1])["offset"]
-    return last
 
 
 async def run_fanout(
@@ -151,7 +37,7 @@ async def run_fanout(
     """Fan ``rate`` events/s out to ``subscribers`` on one channel for ``duration`` s."""
     channel = f"tournament:bench-{transport}-{time.monotonic_ns()}"
     tally = Tally()
-    subs, handles = await _open(server, transport, channel, subscribers, tally)
+    subs, handles = await open_subscribers(server, transport, channel, subscribers, tally)
     await asyncio.sleep(1.5)  # let the throttled presence broadcast of the joins pass
     warm_n = max(1, int(rate * warmup))
     measured_n = max(1, int(rate * duration))
@@ -164,7 +50,7 @@ async def run_fanout(
         marks["wall"] = time.perf_counter()
 
     rtts: list[float] = []
-    final = await _publisher(server, channel, rate, warm_n, measured_n, on_measure, rtts)
+    final = await publish_ticks(server, channel, rate, warm_n, measured_n, on_measure, rtts)
     rtts.sort()
     with contextlib.suppress(TimeoutError):  # what has not arrived is counted as lost
         await asyncio.wait_for(tally.done.wait(), 10.0)
@@ -175,7 +61,7 @@ async def run_fanout(
     cpu = user + system
     client_cpu = client_user - marks["client_user"] + client_sys - marks["client_sys"]
     tally.finish(subs, final)
-    _close(handles)
+    close_subscribers(handles)
     failed = sum(1 for s in subs if s.failed and s.failed != "disconnected")
     latencies = sorted(tally.latencies)
     deliveries = tally.deliveries
@@ -193,10 +79,10 @@ async def run_fanout(
         "server_sys_s": system,
         "client_cpu_s": client_cpu,
         "server_cpu_us_per_delivery": cpu / deliveries * 1e6 if deliveries else float("nan"),
-        "latency_p50_ms": _percentile(latencies, 0.50) * 1000,
-        "latency_p99_ms": _percentile(latencies, 0.99) * 1000,
+        "latency_p50_ms": percentile(latencies, 0.50) * 1000,
+        "latency_p99_ms": percentile(latencies, 0.99) * 1000,
         "latency_max_ms": (latencies[-1] if latencies else float("nan")) * 1000,
-        "publish_p50_ms": _percentile(rtts, 0.50) * 1000,
+        "publish_p50_ms": percentile(rtts, 0.50) * 1000,
         "publish_max_ms": (rtts[-1] if rtts else float("nan")) * 1000,
         "lost": tally.lost,
         "duplicates": tally.duplicates,
@@ -222,19 +108,19 @@ async def run_idle(
     tally = Tally()
     # One connection first, so the baseline includes the code and caches a connection
     # warms up (imports, the JWT verifier), not just an empty process.
-    warm_subs, warm = await _open(server, transport, channel + "-warm", 1, tally)
+    warm_subs, warm = await open_subscribers(server, transport, channel + "-warm", 1, tally)
     await asyncio.sleep(settle)
     before = rss_bytes(server.pid)
     started = time.perf_counter()
     handles: list[Any] = []
     pinger = asyncio.ensure_future(_keep_alive(handles))
-    subs, _ = await _open(server, transport, channel, connections, tally, handles)
+    subs, _ = await open_subscribers(server, transport, channel, connections, tally, handles)
     connect_s = time.perf_counter() - started
     await asyncio.sleep(settle)
     after = rss_bytes(server.pid)
     failed = sum(1 for s in subs if s.failed)
     pinger.cancel()
-    _close(handles + warm)
+    close_subscribers(handles + warm)
     del warm_subs
     return {
         "bench": "idle",

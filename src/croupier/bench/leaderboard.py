@@ -22,16 +22,12 @@ from ..events import Event
 from ..gateway import Gateway
 from ..services.leaderboards import Leaderboards
 from ..storage import database_from_url
+from .measures import percentile
 from .procstat import cpu_seconds
 
 __all__ = ["run_leaderboard"]
 
 BOARD = "tournament:bench"
-
-
-def _percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
 async def _fill(lb: Leaderboards, entries: int, concurrency: int) -> None:
@@ -76,8 +72,8 @@ async def _query_latency(lb: Leaderboards, entries: int, queries: int) -> dict[s
             started = time.perf_counter_ns()
             await make(player)
             times.append((time.perf_counter_ns() - started) / 1000)
-        out[f"{name}_p50_us"] = round(_percentile(times, 0.50), 2)
-        out[f"{name}_p99_us"] = round(_percentile(times, 0.99), 2)
+        out[f"{name}_p50_us"] = round(percentile(sorted(times), 0.50), 2)
+        out[f"{name}_p99_us"] = round(percentile(sorted(times), 0.99), 2)
     return out
 
 

@@ -28,7 +28,7 @@ from ..gateway import Gateway
 from ..services.matchmaking import Matchmaking
 from ..services.matchmaking import store as mm_store
 from ..storage import database_from_url
-from .fanout import _percentile
+from .measures import percentile
 from .procstat import cpu_split
 from .server import API_KEY, BenchServer
 
@@ -194,8 +194,8 @@ async def run_room_actions(server: BenchServer, rooms: int, actions: int) -> dic
         "rooms": rooms,
         "actions": total,
         "actions_per_s": round(total / elapsed, 1),
-        "room_rtt_ms_p50": round(_percentile(latencies, 0.50), 2),
-        "room_rtt_ms_p99": round(_percentile(latencies, 0.99), 2),
+        "room_rtt_ms_p50": round(percentile(latencies, 0.50), 2),
+        "room_rtt_ms_p99": round(percentile(latencies, 0.99), 2),
         "server_cpu_us_per_action": round(cpu / total * 1e6, 1) if total else 0.0,
         "measured": "player.action sent -> room.state received, over /ws/room",
     }

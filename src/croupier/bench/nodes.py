@@ -13,7 +13,8 @@ import time
 from typing import Any
 
 from .clients import Tally
-from .fanout import _close, _open, _percentile, _publisher
+from .crowd import close_subscribers, open_subscribers, publish_ticks
+from .measures import percentile
 from .server import BenchServer
 
 __all__ = ["run_nodes"]
@@ -31,19 +32,19 @@ async def run_nodes(
     channel = f"tournament:bench-nodes-{time.monotonic_ns()}"
     local, remote = Tally(), Tally()
     half = max(1, subscribers // 2)
-    subs_a, handles_a = await _open(node_a, "ws", channel, half, local)
-    subs_b, handles_b = await _open(node_b, "ws", channel, half, remote)
+    subs_a, handles_a = await open_subscribers(node_a, "ws", channel, half, local)
+    subs_b, handles_b = await open_subscribers(node_b, "ws", channel, half, remote)
     await asyncio.sleep(1.5)  # let the throttled presence broadcasts pass
     warm_n = max(1, int(rate * warmup))
     measured_n = max(1, int(rate * duration))
     local.expected = remote.expected = measured_n * half
     rtts: list[float] = []
-    final = await _publisher(node_a, channel, rate, warm_n, measured_n, lambda: None, rtts)
+    final = await publish_ticks(node_a, channel, rate, warm_n, measured_n, lambda: None, rtts)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(local.done.wait(), remote.done.wait()), 10.0)
     local.finish(subs_a, final)
     remote.finish(subs_b, final)
-    _close(handles_a + handles_b)
+    close_subscribers(handles_a + handles_b)
     a = sorted(local.latencies)
     b = sorted(remote.latencies)
     return {
@@ -51,12 +52,12 @@ async def run_nodes(
         "subscribers_per_node": half,
         "rate": rate,
         "events": measured_n,
-        "local_p50_ms": _percentile(a, 0.50) * 1000,
-        "local_p99_ms": _percentile(a, 0.99) * 1000,
-        "remote_p50_ms": _percentile(b, 0.50) * 1000,
-        "remote_p99_ms": _percentile(b, 0.99) * 1000,
-        "added_p50_ms": (_percentile(b, 0.50) - _percentile(a, 0.50)) * 1000,
-        "added_p99_ms": (_percentile(b, 0.99) - _percentile(a, 0.99)) * 1000,
+        "local_p50_ms": percentile(a, 0.50) * 1000,
+        "local_p99_ms": percentile(a, 0.99) * 1000,
+        "remote_p50_ms": percentile(b, 0.50) * 1000,
+        "remote_p99_ms": percentile(b, 0.99) * 1000,
+        "added_p50_ms": (percentile(b, 0.50) - percentile(a, 0.50)) * 1000,
+        "added_p99_ms": (percentile(b, 0.99) - percentile(a, 0.99)) * 1000,
         "lost": local.lost + remote.lost,
         "duplicates": local.duplicates + remote.duplicates,
     }

@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 
 from .clients import SseSubscriber, Subscriber, Tally
-from .fanout import _percentile
 from .httpclient import HttpConnection, connect, post_request
+from .measures import percentile
 from .procstat import cpu_split
 from .server import API_KEY, BenchServer
 
@@ -163,8 +163,8 @@ async def run_notifications(
         "created_per_s": measured_n / wall if wall else 0.0,
         "server_cpu_s": cpu,
         "server_cpu_us_per_notification": cpu / measured_n * 1e6,
-        "latency_p50_ms": _percentile(latencies, 0.50) * 1000,
-        "latency_p99_ms": _percentile(latencies, 0.99) * 1000,
+        "latency_p50_ms": percentile(latencies, 0.50) * 1000,
+        "latency_p99_ms": percentile(latencies, 0.99) * 1000,
         "latency_max_ms": (latencies[-1] if latencies else float("nan")) * 1000,
         "failed": failed,
         "lost": measured_n - tally.deliveries,

@@ -33,8 +33,8 @@ from typing import Any
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from .fanout import _percentile
 from .httpclient import HttpConnection, connect, post_request
+from .measures import percentile
 from .procstat import cpu_split
 from .server import API_KEY, SECRET, BenchServer
 
@@ -328,14 +328,14 @@ async def run_sports(
         "probe_viewers": probes,
         "score_updates": balls,
         "score_deliveries": tally.scores + len(scores),
-        "score_p50_ms": _percentile(scores, 0.50) * 1000,
-        "score_p99_ms": _percentile(scores, 0.99) * 1000,
-        "score_post_answer_p50_ms": _percentile(sorted(posts), 0.50) * 1000,
+        "score_p50_ms": percentile(scores, 0.50) * 1000,
+        "score_p99_ms": percentile(scores, 0.99) * 1000,
+        "score_post_answer_p50_ms": percentile(sorted(posts), 0.50) * 1000,
         "summary_deliveries": len(summaries) + len(load_summaries),
-        "summary_p50_ms": _percentile(summaries, 0.50) * 1000,
-        "summary_p99_ms": _percentile(summaries, 0.99) * 1000,
-        "load_client_score_p99_ms": _percentile(load_scores, 0.99) * 1000,
-        "load_client_summary_p99_ms": _percentile(load_summaries, 0.99) * 1000,
+        "summary_p50_ms": percentile(summaries, 0.50) * 1000,
+        "summary_p99_ms": percentile(summaries, 0.99) * 1000,
+        "load_client_score_p99_ms": percentile(load_scores, 0.99) * 1000,
+        "load_client_summary_p99_ms": percentile(load_summaries, 0.99) * 1000,
         "reactions_sent": sent,
         "reactions_accepted": tally.accepted,
         "reactions_refused": tally.refused,

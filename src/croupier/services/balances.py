@@ -44,8 +44,8 @@ import msgspec
 import orjson
 from aiohttp import web
 
-from ..api.http import _body, _int_query, _json, _query
 from ..api.openapi import Operation
+from ..api.toolkit import int_query, json_response, query, read_body
 from ..errors import BadRequest, Conflict, CroupierError
 from ..gateway import Gateway, PublishRequest
 from ..storage import Database, Row, Transaction
@@ -481,34 +481,36 @@ class BalancesService:
         who = player_from_path(request)
         authorize(request, who, "read")
         totals = await self.balance(who)
-        return _json({"brand_id": who.brand, "player_id": who.player, **totals.as_dict()})
+        return json_response({"brand_id": who.brand, "player_id": who.player, **totals.as_dict()})
 
     async def _change_handler(self, request: web.Request) -> web.Response:
         who = player_from_path(request)
         authorize(request, who, "publish", players=False)
         kind = Kind(request.path.rsplit("/", 1)[1])
-        body: CoinChange | CoinAdjustment = await _body(
+        body: CoinChange | CoinAdjustment = await read_body(
             request, CoinAdjustment if kind is Kind.ADJUST else CoinChange
         )
         entry, duplicate = await self.change(
             who, kind, int(body.amount), body.idempotency_key, body.reason
         )
-        return _json(
+        return json_response(
             {"brand_id": who.brand, "player_id": who.player, "entry": entry, "duplicate": duplicate}
         )
 
     async def _ledger(self, request: web.Request) -> web.Response:
         who = player_from_path(request)
         authorize(request, who, "read")
-        limit = _int_query(request, "limit", 50, 1, 200)
-        return _json(await self.ledger(who, limit=limit, cursor=_query(request, "cursor")))
+        limit = int_query(request, "limit", 50, 1, 200)
+        return json_response(await self.ledger(who, limit=limit, cursor=query(request, "cursor")))
 
     async def _wallet(self, request: web.Request) -> web.Response:
         who = player_from_path(request)
         authorize(request, who, "publish", players=False)
-        update = await _body(request, WalletUpdate)
+        update = await read_body(request, WalletUpdate)
         duplicate = await self.relay_wallet(who, update)
-        return _json({"brand_id": who.brand, "player_id": who.player, "duplicate": duplicate})
+        return json_response(
+            {"brand_id": who.brand, "player_id": who.player, "duplicate": duplicate}
+        )
 
     def routes(self) -> list[web.RouteDef]:
         return [

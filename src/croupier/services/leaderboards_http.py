@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
-from ..api.http import _api_key, _body, _int_query, _json
 from ..api.openapi import Operation
 from ..api.schemas import ChannelName
+from ..api.toolkit import int_query, json_response, read_body, require_key
 from ..core.ranking import Standing
 from ..errors import NotFound
 from .leaderboards import BOARD_PATTERN, MAX_NAME, MAX_SCORE, PLAYER_PATTERN, number
@@ -249,9 +249,9 @@ def routes(service: Leaderboards) -> list[web.RouteDef]:
     """The routes of :data:`OPERATIONS`, answered by ``service``."""
 
     async def submit(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
+        require_key(request, "publish")
         board = request.match_info["board"]
-        body = await _body(request, LeaderboardScoreBody)
+        body = await read_body(request, LeaderboardScoreBody)
         standing = await service.submit(
             board,
             body.player,
@@ -261,27 +261,29 @@ def routes(service: Leaderboards) -> list[web.RouteDef]:
             display_name=body.display_name,
         )
         size = await service.size(board)
-        return _json({"board": board, "size": size, "entry": _entry(standing)})
+        return json_response({"board": board, "size": size, "entry": _entry(standing)})
 
     async def top(request: web.Request) -> web.Response:
-        _api_key(request, "read")
+        require_key(request, "read")
         board = request.match_info["board"]
-        limit = _int_query(request, "limit", 10, 1, MAX_LIMIT)
+        limit = int_query(request, "limit", 10, 1, MAX_LIMIT)
         entries = await service.top(board, limit)
         size = await service.size(board)
-        return _json({"board": board, "size": size, "entries": [_entry(s) for s in entries]})
+        return json_response(
+            {"board": board, "size": size, "entries": [_entry(s) for s in entries]}
+        )
 
     async def player(request: web.Request) -> web.Response:
-        _api_key(request, "read")
+        require_key(request, "read")
         board = request.match_info["board"]
         player_id = request.match_info["player"]
-        n = _int_query(request, "around", 0, 0, MAX_AROUND)
+        n = int_query(request, "around", 0, 0, MAX_AROUND)
         places = await service.around(board, player_id, n)
         mine = next((s for s in places if s.player == player_id), None)
         if mine is None:
             raise NotFound(f"player {player_id[:128]!r} has no score on {board[:128]!r}")
         size = await service.size(board)
-        return _json(
+        return json_response(
             {
                 "board": board,
                 "size": size,
@@ -291,17 +293,17 @@ def routes(service: Leaderboards) -> list[web.RouteDef]:
         )
 
     async def watch(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
+        require_key(request, "publish")
         board = request.match_info["board"]
-        body = await _body(request, LeaderboardWatchBody)
+        body = await read_body(request, LeaderboardWatchBody)
         await service.watch(board, body.channel, body.tournament_id, ephemeral=body.ephemeral)
-        return _json({"board": board, "watching": True, "channel": body.channel})
+        return json_response({"board": board, "watching": True, "channel": body.channel})
 
     async def unwatch(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
+        require_key(request, "publish")
         board = request.match_info["board"]
         await service.unwatch(board)
-        return _json({"board": board, "watching": False, "channel": None})
+        return json_response({"board": board, "watching": False, "channel": None})
 
     return [
         web.put("/api/v1/leaderboards/{board}/watch", watch),

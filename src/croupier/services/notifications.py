@@ -35,8 +35,8 @@ import msgspec
 import orjson
 from aiohttp import web
 
-from ..api.http import _api_key, _body, _int_query, _json, _query
 from ..api.openapi import Operation
+from ..api.toolkit import int_query, json_response, query, read_body, require_key
 from ..errors import BadRequest, Conflict, CroupierError, PayloadTooLarge
 from ..gateway import Gateway, PublishRequest
 from ..storage import Database, Row, Transaction
@@ -620,40 +620,40 @@ class NotificationsService:
     async def _create_one(self, request: web.Request) -> web.Response:
         who = player_from_path(request)
         authorize(request, who, "publish", players=False)
-        body = await _body(request, NewNotification)
+        body = await read_body(request, NewNotification)
         ((_, notification, duplicate),) = await self.create([(who, body)])
-        return _json(_created(who, notification, duplicate))
+        return json_response(_created(who, notification, duplicate))
 
     async def _create_batch(self, request: web.Request) -> web.Response:
-        _api_key(request, "publish")
-        body = await _body(request, NotificationBatchBody)
+        require_key(request, "publish")
+        body = await read_body(request, NotificationBatchBody)
         items = [
             (Player(check_id("brand_id", n.brand_id), check_id("player_id", n.player_id)), n)
             for n in body.notifications
         ]
         results = await self.create(items)
-        return _json({"results": [_created(w, n, d) for w, n, d in results]})
+        return json_response({"results": [_created(w, n, d) for w, n, d in results]})
 
     async def _list(self, request: web.Request) -> web.Response:
         who = player_from_path(request)
         authorize(request, who, "read")
         unread_only = _bool_query(request, "unread")
-        limit = _int_query(request, "limit", 50, 1, 200)
-        cursor = _query(request, "cursor")
+        limit = int_query(request, "limit", 50, 1, 200)
+        cursor = query(request, "cursor")
         page = await self.page(who, unread_only=unread_only, limit=limit, cursor=cursor)
-        return _json(page)
+        return json_response(page)
 
     async def _unread(self, request: web.Request) -> web.Response:
         who = player_from_path(request)
         authorize(request, who, "read")
-        return _json({"unread": await self.unread(who)})
+        return json_response({"unread": await self.unread(who)})
 
     async def _mark_read(self, request: web.Request) -> web.Response:
         who = player_from_path(request)
         authorize(request, who, "publish")
-        body = await _body(request, MarkReadBody)
+        body = await read_body(request, MarkReadBody)
         marked = await self.mark_read(who, body.message_ids, everything=body.all)
-        return _json({"marked": marked, "unread": await self.unread(who)})
+        return json_response({"marked": marked, "unread": await self.unread(who)})
 
     def routes(self) -> list[web.RouteDef]:
         base = "/api/v1/players/{brand}/{player}/notifications"
@@ -671,7 +671,7 @@ class NotificationsService:
 
 
 def _bool_query(request: web.Request, name: str) -> bool:
-    raw = _query(request, name)
+    raw = query(request, name)
     if raw is None:
         return False
     if raw in ("true", "1"):

@@ -15,9 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ..api.http import _api_key
+from ..api.toolkit import require_key
+from ..appkeys import GATEWAY
 from ..errors import BadRequest, Forbidden, Unauthorized
-from ..transports.common import GATEWAY, token_from_request
+from ..transports.common import token_from_request
 
 __all__ = [
     "ID_PATTERN",
@@ -103,13 +104,13 @@ def authorize(request: web.Request, who: Player, scope: str, *, players: bool = 
     bearer = header[7:].strip() if header[:7].lower() == "bearer " else ""
     if bearer:
         try:
-            _api_key(request, scope)
+            require_key(request, scope)
             return True
         except Unauthorized:
             if not players:
                 raise
     if not players:
-        _api_key(request, scope)  # raises: no key was sent
+        require_key(request, scope)  # raises: no key was sent
     token = token_from_request(request)
     if not token:
         raise Unauthorized("send an API key ('Authorization: Bearer <key>') or the player's token")

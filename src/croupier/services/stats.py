@@ -24,8 +24,8 @@ import msgspec
 from aiohttp import web
 
 from ..api.openapi import Operation
+from ..appkeys import GATEWAY
 from ..tasks import stop_task
-from ..transports.common import GATEWAY
 
 if TYPE_CHECKING:
     from ..gateway import Gateway

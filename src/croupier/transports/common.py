@@ -7,16 +7,10 @@ import secrets
 from collections.abc import Mapping
 from typing import Protocol
 
-from aiohttp import web
-
 from ..config import Limits, Settings
 from ..errors import Forbidden
-from ..gateway import Gateway
-from ..services import Service
 
 __all__ = [
-    "GATEWAY",
-    "SERVICES",
     "BoundedOutbox",
     "RequestHead",
     "check_origin",
@@ -33,11 +27,6 @@ class RequestHead(Protocol):
 
     @property
     def query(self) -> Mapping[str, str]: ...
-
-
-# Where the application keeps its gateway and its services; every handler finds them there.
-GATEWAY = web.AppKey("gateway", Gateway)
-SERVICES = web.AppKey("services", list["Service"])
 
 
 def token_from_request(request: RequestHead) -> str | None:

@@ -19,12 +19,13 @@ import time
 import orjson
 from aiohttp import web
 
+from ..appkeys import GATEWAY
 from ..core.channels import check_subscribe, resolve
 from ..core.sse import comment, data_frame, id_line
 from ..errors import CroupierError, Forbidden, Unauthorized
 from ..events import Event
 from ..gateway import Gateway
-from .common import GATEWAY, check_origin, token_from_request
+from .common import check_origin, token_from_request
 from .sse import Dialect, Want, last_event_id, open_stream, since_offset
 
 __all__ = [

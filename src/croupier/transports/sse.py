@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from ..appkeys import GATEWAY
 from ..config import NamespaceRules
 from ..core.channels import Claims, check_subscribe, resolve
 from ..core.sse import Cursor, data_frame, decode_cursor, id_line, parse_offset
@@ -32,7 +33,7 @@ from ..events import Event, Position
 from ..gateway import Gateway
 from ..hub import SubscribeResult
 from ..logs import now_ts
-from .common import GATEWAY, BoundedOutbox, check_origin, new_client_id, token_from_request
+from .common import BoundedOutbox, check_origin, new_client_id, token_from_request
 
 __all__ = [
     "Dialect",

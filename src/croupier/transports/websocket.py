@@ -26,6 +26,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from ..api.toolkit import error_response
+from ..appkeys import GATEWAY
 from ..config import Limits
 from ..core.channels import Claims
 from ..core.frames import close_frame
@@ -46,7 +48,6 @@ from ..events import Event
 from ..gateway import Gateway, PublishRequest
 from ..hub import SubscribeResult
 from .common import (
-    GATEWAY,
     BoundedOutbox,
     RequestHead,
     check_origin,
@@ -437,10 +438,6 @@ async def sweeper(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(task, return_exceptions=True)
 
 
-def _json_error(exc: CroupierError) -> web.Response:
-    return web.json_response({"error": exc.as_dict()}, status=exc.status)
-
-
 def admit(gateway: Gateway, request: RequestHead) -> Claims | None:
     """The claims of an upgrade's token (None: anonymous), the checks both paths make.
 
@@ -458,7 +455,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     try:
         claims = admit(gateway, request)
     except CroupierError as exc:
-        return _json_error(exc)
+        return error_response(exc)
     if not gateway.ready:
         return web.json_response(
             {"error": {"code": "shutting_down", "message": "the server is shutting down"}},

@@ -10,8 +10,8 @@ import msgspec
 from aiohttp import web
 from msgspec import Meta
 
-from ...api.http import _api_key, _body
 from ...api.openapi import Operation
+from ...api.toolkit import read_body, require_key, struct_response
 from ...core.ids import wire_id
 from ...core.matching import QueueRules, TicketStatus
 from ...errors import BadRequest, NotFound
@@ -163,10 +163,6 @@ class BracketReply(_Reply):
     champion: str | None
 
 
-def _reply(value: msgspec.Struct) -> web.Response:
-    return web.Response(body=msgspec.json.encode(value), content_type="application/json")
-
-
 def _path(request: web.Request, name: str, pattern: re.Pattern[str]) -> str:
     value = request.match_info[name]
     if not pattern.fullmatch(value):
@@ -194,8 +190,8 @@ def routes(service: Matchmaking) -> list[web.RouteDef]:
         )
 
     async def simple(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
-        body = await _body(request, MatchmakingBody)
+        require_key(request, "publish")
+        body = await read_body(request, MatchmakingBody)
         t, position = await service.simple(
             body.username,
             body.mode,
@@ -222,15 +218,19 @@ def routes(service: Matchmaking) -> list[web.RouteDef]:
                 position=position,
                 estimated_wait=service.estimate(t.mode, position, time.time() - t.ticket.queued_at),
             )
-        return _reply(reply)
+        return struct_response(reply)
 
     async def get_ticket(request: web.Request) -> web.Response:
-        _api_key(request, "read")
-        return _reply(await ticket_view(await service.ticket(_path(request, "ticketId", _ID))))
+        require_key(request, "read")
+        return struct_response(
+            await ticket_view(await service.ticket(_path(request, "ticketId", _ID)))
+        )
 
     async def cancel_ticket(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
-        return _reply(await ticket_view(await service.cancel(_path(request, "ticketId", _ID))))
+        require_key(request, "publish")
+        return struct_response(
+            await ticket_view(await service.cancel(_path(request, "ticketId", _ID)))
+        )
 
     async def queue_view(mode: str) -> QueueReply:
         q = await service.queue(mode)
@@ -250,9 +250,9 @@ def routes(service: Matchmaking) -> list[web.RouteDef]:
         )
 
     async def put_queue(request: web.Request) -> web.Response:
-        _api_key(request, "admin")
+        require_key(request, "admin")
         mode = _path(request, "mode", _MODE)
-        body = await _body(request, QueueBody)
+        body = await read_body(request, QueueBody)
         try:
             rules = QueueRules(
                 int(body.group_size),
@@ -267,34 +267,34 @@ def routes(service: Matchmaking) -> list[web.RouteDef]:
         await service.configure(
             mode, rules, body.game, body.options.as_dict(), rating_board=body.rating_board
         )
-        return _reply(await queue_view(mode))
+        return struct_response(await queue_view(mode))
 
     async def get_queue(request: web.Request) -> web.Response:
-        _api_key(request, "read")
-        return _reply(await queue_view(_path(request, "mode", _MODE)))
+        require_key(request, "read")
+        return struct_response(await queue_view(_path(request, "mode", _MODE)))
 
     async def create_bracket(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
-        body = await _body(request, BracketBody)
+        require_key(request, "publish")
+        body = await read_body(request, BracketBody)
         doc = await service.brackets.create(
             body.id,
             body.tournament_id,
             [(p.player_id, p.rating) for p in body.players],
             None if body.random_seed is None else int(body.random_seed),
         )
-        return _reply(msgspec.convert(doc, BracketReply))
+        return struct_response(msgspec.convert(doc, BracketReply))
 
     async def get_bracket(request: web.Request) -> web.Response:
-        _api_key(request, "read")
+        require_key(request, "read")
         doc = await service.brackets.get(_path(request, "bracketId", _ID))
-        return _reply(msgspec.convert(doc, BracketReply))
+        return struct_response(msgspec.convert(doc, BracketReply))
 
     async def report(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
+        require_key(request, "publish")
         bid = _path(request, "bracketId", _ID)
-        body = await _body(request, ResultBody)
+        body = await read_body(request, ResultBody)
         doc = await service.brackets.report(bid, body.match_id, body.winner)
-        return _reply(msgspec.convert(doc, BracketReply))
+        return struct_response(msgspec.convert(doc, BracketReply))
 
     return [
         web.post(_MM, simple),

@@ -10,10 +10,10 @@ import orjson
 from aiohttp import web
 from msgspec import Meta
 
-from ...api.http import _api_key, _body, _int_query
 from ...api.openapi import Operation
+from ...api.toolkit import error_response, int_query, read_body, require_key, struct_response
+from ...appkeys import GATEWAY
 from ...errors import CroupierError, Forbidden, NotFound, Unauthorized
-from ...transports.common import GATEWAY
 from ...transports.websocket import WsConnection, admit, max_message_bytes
 from ..leaderboards import BOARD_PATTERN
 from .engine import Room, standings
@@ -121,10 +121,6 @@ def room_view(service: Rooms, room: Room, brands: dict[str, str | None]) -> Room
     )
 
 
-def _reply(value: msgspec.Struct) -> web.Response:
-    return web.Response(body=msgspec.json.encode(value), content_type="application/json")
-
-
 def _room_id(request: web.Request) -> str:
     value = request.match_info["roomId"]
     if not _ROOM.fullmatch(value):
@@ -135,11 +131,11 @@ def _room_id(request: web.Request) -> str:
 def routes(service: Rooms) -> list[web.RouteDef]:
     async def view(rid: str) -> web.Response:
         room, brands = await service.get(rid)
-        return _reply(room_view(service, room, brands))
+        return struct_response(room_view(service, room, brands))
 
     async def create(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
-        body = await _body(request, CreateRoomBody)
+        require_key(request, "publish")
+        body = await read_body(request, CreateRoomBody)
         room = await service.create(
             body.id,
             body.game,
@@ -151,18 +147,18 @@ def routes(service: Rooms) -> list[web.RouteDef]:
         return await view(room.id)
 
     async def get(request: web.Request) -> web.Response:
-        _api_key(request, "read")
+        require_key(request, "read")
         return await view(_room_id(request))
 
     async def join(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
+        require_key(request, "publish")
         rid = _room_id(request)
-        body = await _body(request, SeatBody)
+        body = await read_body(request, SeatBody)
         await service.join(rid, body.player_id, body.brand)
         return await view(rid)
 
     async def leave(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
+        require_key(request, "publish")
         rid = _room_id(request)
         player = request.match_info["playerId"]
         if not _PLAYER.fullmatch(player):
@@ -171,13 +167,13 @@ def routes(service: Rooms) -> list[web.RouteDef]:
         return await view(rid)
 
     async def start(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
+        require_key(request, "publish")
         rid = _room_id(request)
         await service.start(rid)
         return await view(rid)
 
     async def close(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
+        require_key(request, "publish")
         rid = _room_id(request)
         await service.close(rid)
         return await view(rid)
@@ -193,10 +189,6 @@ def routes(service: Rooms) -> list[web.RouteDef]:
     ]
 
 
-def _error(exc: CroupierError) -> web.Response:
-    return web.json_response({"error": exc.as_dict()}, status=exc.status)
-
-
 def _player_socket(service: Rooms) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
         """A player's WebSocket, subscribed to ``room:{roomId}`` (and their own channel)."""
@@ -206,12 +198,12 @@ def _player_socket(service: Rooms) -> Any:
             claims = admit(gateway, request)
             if claims is None:
                 raise Unauthorized("a player token is required (?token=…)")
-            since = _int_query(request, "since", 0, 0, 2**62)
+            since = int_query(request, "since", 0, 0, 2**62)
             room, brands = await service.get(rid)
             if claims.sub not in room.players:
                 raise Forbidden(f"{claims.sub} does not play in room {rid}")
         except CroupierError as exc:
-            return _error(exc)
+            return error_response(exc)
         ws = web.WebSocketResponse(
             heartbeat=None,
             max_msg_size=max_message_bytes(gateway.settings.limits),
@@ -220,7 +212,7 @@ def _player_socket(service: Rooms) -> Any:
         )
         if not ws.can_prepare(request).ok:
             info = RoomSocketInfo(room_id=rid, channel=room.channel, upgrade="websocket")
-            return _reply(info)
+            return struct_response(info)
         await ws.prepare(request)
         if request.transport is None:
             return ws

@@ -6,12 +6,11 @@ import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
-import orjson
 from aiohttp import web
 
-from ...api.http import _api_key, _body, _int_query, _query
 from ...api.openapi import Operation
-from ...errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from ...api.toolkit import int_query, query, read_body, require_key, struct_response
+from ...errors import BadRequest, Conflict, NotFound
 from .events_ws import EventsInfo, events_handler
 from .rules import MAX_UPDATE_BYTES, Status
 
@@ -131,10 +130,6 @@ class ViewersReply(msgspec.Struct, rename="camel"):
     peak: int
 
 
-def _reply(value: Any) -> web.Response:
-    return web.Response(body=msgspec.json.encode(value), content_type="application/json")
-
-
 def _event_id(request: web.Request) -> str:
     value = request.match_info["eventId"]
     if not _EVENT_ID.fullmatch(value):
@@ -155,56 +150,48 @@ def snapshot_reply(event: SportEvent) -> SnapshotReply:
 
 def routes(service: Sports) -> list[web.RouteDef]:
     async def create(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
-        body = await _body(request, NewEvent)
+        require_key(request, "publish")
+        body = await read_body(request, NewEvent)
         event = await service.create(
             body.id, body.sport, body.title, tuple(body.competitors), body.starts_at
         )
-        return _reply(event_reply(service.view(event)))
+        return struct_response(event_reply(service.view(event)))
 
     async def list_(request: web.Request) -> web.Response:
-        _api_key(request, "read")
-        raw = _query(request, "status")
+        require_key(request, "read")
+        raw = query(request, "status")
         if raw is not None and raw not in {x.value for x in Status}:
             raise BadRequest(f"status must be one of {', '.join(x.value for x in Status)}")
-        limit = _int_query(request, "limit", 100, 1, 1000)
+        limit = int_query(request, "limit", 100, 1, 1000)
         found = await service.find(None if raw is None else Status(raw), limit)
-        return _reply(SportEventsReply([event_reply(service.view(e)) for e in found]))
+        return struct_response(SportEventsReply([event_reply(service.view(e)) for e in found]))
 
     async def get(request: web.Request) -> web.Response:
-        _api_key(request, "read")
-        return _reply(event_reply(service.view(await service.get(_event_id(request)))))
+        require_key(request, "read")
+        return struct_response(event_reply(service.view(await service.get(_event_id(request)))))
 
     async def snapshot(request: web.Request) -> web.Response:
-        _api_key(request, "read")
-        return _reply(snapshot_reply(await service.get(_event_id(request))))
+        require_key(request, "read")
+        return struct_response(snapshot_reply(await service.get(_event_id(request))))
 
     async def viewers(request: web.Request) -> web.Response:
-        _api_key(request, "read")
+        require_key(request, "read")
         event_id = _event_id(request)
         count, peak = await service.viewers(event_id)
-        return _reply(ViewersReply(event_id, count, peak))
+        return struct_response(ViewersReply(event_id, count, peak))
 
     async def status(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
+        require_key(request, "publish")
         event_id = _event_id(request)
-        body = await _body(request, StatusBody)
-        return _reply(event_reply(service.view(await service.set_status(event_id, body.status))))
+        body = await read_body(request, StatusBody)
+        return struct_response(
+            event_reply(service.view(await service.set_status(event_id, body.status)))
+        )
 
     async def update(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
+        require_key(request, "publish")
         event_id = _event_id(request)
-        if request.content_length is not None and request.content_length > MAX_UPDATE_BYTES:
-            raise PayloadTooLarge(f"a score update is at most {MAX_UPDATE_BYTES} bytes")
-        raw = await request.read()
-        if len(raw) > MAX_UPDATE_BYTES:
-            raise PayloadTooLarge(f"a score update is at most {MAX_UPDATE_BYTES} bytes")
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise BadRequest("the request body is not valid JSON", code="bad_json") from None
-        if not isinstance(doc, dict):
-            raise BadRequest("a score update is a JSON object", code="bad_request")
+        doc = await read_body(request, dict[str, Any], max_bytes=MAX_UPDATE_BYTES)
         try:
             event, published, findings = await service.update(event_id, doc)
         except BadRequest as exc:
@@ -213,7 +200,7 @@ def routes(service: Sports) -> list[web.RouteDef]:
             # Which shape is right depends on the event's sport, not on the request alone:
             # an update that does not fit it conflicts with the event.
             raise Conflict(exc.message, code="bad_update") from None
-        return _reply(
+        return struct_response(
             UpdateReply(
                 event.id,
                 event.seq,

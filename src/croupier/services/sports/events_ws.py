@@ -30,6 +30,7 @@ import msgspec
 import orjson
 from aiohttp import web
 
+from ...appkeys import GATEWAY
 from ...config import Settings
 from ...core.channels import Claims, resolve
 from ...core.session import Action, Close, Session, error
@@ -37,7 +38,6 @@ from ...core.wire import MessageId, control
 from ...errors import BadRequest, CroupierError, RateLimited
 from ...gateway import Gateway
 from ...hub import SubscribeResult
-from ...transports.common import GATEWAY
 from ...transports.websocket import WsConnection, admit, max_message_bytes
 
 if TYPE_CHECKING:

@@ -6,11 +6,10 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from aiohttp import web
 
-from ...api.http import _api_key, _body, _int_query, _query
 from ...api.openapi import Operation
+from ...api.toolkit import int_query, query, read_body, require_key, struct_response
 from ...errors import BadRequest, NotFound
 from . import schemas as s
 from .listener import ListenerInfo, listener_handler
@@ -27,10 +26,6 @@ _BASE = "/api/v1/tournaments"
 _T = _BASE + "/{tournamentId}"
 
 
-def _reply(value: msgspec.Struct) -> web.Response:
-    return web.Response(body=msgspec.json.encode(value), content_type="application/json")
-
-
 def _path(request: web.Request, name: str) -> str:
     value = request.match_info[name]
     if not (_TOURNAMENT_ID if name == "tournamentId" else _ID).fullmatch(value):
@@ -43,84 +38,90 @@ def routes(service: Tournaments) -> list[web.RouteDef]:
 
     def action(verb: Action) -> Handler:
         async def handle(request: web.Request) -> web.Response:
-            _api_key(request, "publish")
+            require_key(request, "publish")
             tid = _path(request, "tournamentId")
             t = await service.transition(tid, verb)
             if verb in (Action.COMPLETE, Action.CANCEL):
-                return _reply(await service._results(t))
-            return _reply(service.view(t))
+                return struct_response(await service._results(t))
+            return struct_response(service.view(t))
 
         return handle
 
     async def create(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
-        return _reply(await service.create(await _body(request, s.CreateBody)))
+        require_key(request, "publish")
+        return struct_response(await service.create(await read_body(request, s.CreateBody)))
 
     async def list_(request: web.Request) -> web.Response:
-        _api_key(request, "read")
-        status = _query(request, "status")
+        require_key(request, "read")
+        status = query(request, "status")
         if status is not None and status not in {x.value for x in Status}:
             raise BadRequest(f"status must be one of {', '.join(x.value for x in Status)}")
-        return _reply(await service.find(status, _int_query(request, "limit", 100, 1, 1000)))
+        return struct_response(
+            await service.find(status, int_query(request, "limit", 100, 1, 1000))
+        )
 
     async def get(request: web.Request) -> web.Response:
-        _api_key(request, "read")
-        return _reply(await service.get(_path(request, "tournamentId")))
+        require_key(request, "read")
+        return struct_response(await service.get(_path(request, "tournamentId")))
 
     async def advance(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
-        return _reply(await service.advance(_path(request, "tournamentId")))
+        require_key(request, "publish")
+        return struct_response(await service.advance(_path(request, "tournamentId")))
 
     async def register(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
+        require_key(request, "publish")
         tid = _path(request, "tournamentId")
-        return _reply(await service.register(tid, await _body(request, s.RegisterBody)))
+        return struct_response(
+            await service.register(tid, await read_body(request, s.RegisterBody))
+        )
 
     async def players(request: web.Request) -> web.Response:
-        _api_key(request, "read")
+        require_key(request, "read")
         tid = _path(request, "tournamentId")
-        return _reply(await service.players(tid, _int_query(request, "limit", 100, 1, 1000)))
+        return struct_response(
+            await service.players(tid, int_query(request, "limit", 100, 1, 1000))
+        )
 
     async def player(request: web.Request) -> web.Response:
-        _api_key(request, "read")
+        require_key(request, "read")
         tid = _path(request, "tournamentId")
-        return _reply(await service.player(tid, _path(request, "playerId")))
+        return struct_response(await service.player(tid, _path(request, "playerId")))
 
     async def eliminate(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
+        require_key(request, "publish")
         tid = _path(request, "tournamentId")
-        return _reply(await service.eliminate(tid, _path(request, "playerId")))
+        return struct_response(await service.eliminate(tid, _path(request, "playerId")))
 
     async def score(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
+        require_key(request, "publish")
         tid = _path(request, "tournamentId")
-        return _reply(await service.score(tid, await _body(request, s.ScoreBody)))
+        return struct_response(await service.score(tid, await read_body(request, s.ScoreBody)))
 
     async def request_rebuy(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
+        require_key(request, "publish")
         tid = _path(request, "tournamentId")
-        return _reply(await service.rebuys.request(tid, _path(request, "playerId")))
+        return struct_response(await service.rebuys.request(tid, _path(request, "playerId")))
 
     async def rebuy(request: web.Request) -> web.Response:
-        _api_key(request, "read")
+        require_key(request, "read")
         tid = _path(request, "tournamentId")
-        return _reply(await service.rebuys.status(tid, _path(request, "requestId")))
+        return struct_response(await service.rebuys.status(tid, _path(request, "requestId")))
 
     async def confirm(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
+        require_key(request, "publish")
         tid = _path(request, "tournamentId")
-        return _reply(await service.rebuys.confirm(tid, _path(request, "requestId")))
+        return struct_response(await service.rebuys.confirm(tid, _path(request, "requestId")))
 
     async def decline(request: web.Request) -> web.Response:
-        _api_key(request, "publish")
+        require_key(request, "publish")
         tid = _path(request, "tournamentId")
         rid = _path(request, "requestId")
-        body = await _body(request, s.DeclineBody)
-        return _reply(await service.rebuys.decline(tid, rid, body.error))
+        body = await read_body(request, s.DeclineBody)
+        return struct_response(await service.rebuys.decline(tid, rid, body.error))
 
     async def results(request: web.Request) -> web.Response:
-        _api_key(request, "read")
-        return _reply(await service.results(_path(request, "tournamentId")))
+        require_key(request, "read")
+        return struct_response(await service.results(_path(request, "tournamentId")))
 
     return [
         web.post(_BASE, create),

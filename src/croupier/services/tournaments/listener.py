@@ -22,12 +22,12 @@ import msgspec
 import orjson
 from aiohttp import WSMsgType, web
 
-from ...api.http import _api_key
+from ...api.toolkit import require_key
+from ...appkeys import GATEWAY
 from ...core.wire import control, ws_frame
 from ...errors import BadRequest, CroupierError, NotFound
 from ...events import Event, Position
 from ...hub import SubscribeResult
-from ...transports.common import GATEWAY
 from .rules import GROUPS, group_of
 from .schemas import TOURNAMENT_PATTERN
 
@@ -120,7 +120,7 @@ def listener_handler(
     service: Tournaments,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
-        _api_key(request, "read")
+        require_key(request, "read")
         tid = request.match_info["tournamentId"]
         if not re.fullmatch(TOURNAMENT_PATTERN, tid):
             raise NotFound(f"no tournament {tid[:64]!r}")

@@ -29,8 +29,8 @@ from typing import Any, Self
 from aiohttp import web
 from msgspec import UNSET
 
-from ...api.http import _api_key, _body, _int_query, _json, _query
 from ...api.openapi import Operation
+from ...api.toolkit import int_query, json_response, query, read_body, require_key
 from ...errors import BadRequest, NotFound, Unavailable
 from ...events import Event
 from ...gateway import Gateway
@@ -286,8 +286,8 @@ class WebhookService:
         return endpoint
 
     async def _create(self, request: web.Request) -> web.Response:
-        _api_key(request, "admin")
-        body = await _body(request, WebhookCreateBody)
+        require_key(request, "admin")
+        body = await read_body(request, WebhookCreateBody)
         now = self._clock()
         endpoint = Endpoint(
             "wh_" + secrets.token_hex(12),
@@ -301,22 +301,22 @@ class WebhookService:
         )
         await self.outbox.add_endpoint(endpoint)
         await self.refresh()
-        return _json({**_endpoint_doc(endpoint), "secret": endpoint.secret})
+        return json_response({**_endpoint_doc(endpoint), "secret": endpoint.secret})
 
     async def _list(self, request: web.Request) -> web.Response:
-        _api_key(request, "admin")
-        limit = _int_query(request, "limit", 100, 1, 1000)
+        require_key(request, "admin")
+        limit = int_query(request, "limit", 100, 1, 1000)
         endpoints = await self.outbox.endpoints()
-        return _json({"webhooks": [_endpoint_doc(e) for e in endpoints[:limit]]})
+        return json_response({"webhooks": [_endpoint_doc(e) for e in endpoints[:limit]]})
 
     async def _get(self, request: web.Request) -> web.Response:
-        _api_key(request, "admin")
-        return _json(_endpoint_doc(await self._endpoint(request)))
+        require_key(request, "admin")
+        return json_response(_endpoint_doc(await self._endpoint(request)))
 
     async def _update(self, request: web.Request) -> web.Response:
-        _api_key(request, "admin")
+        require_key(request, "admin")
         endpoint = await self._endpoint(request)
-        body = await _body(request, WebhookUpdateBody)
+        body = await read_body(request, WebhookUpdateBody)
         changes: dict[str, Any] = {
             name: getattr(body, name)
             for name in ("url", "secret", "active", "description")
@@ -341,28 +341,28 @@ class WebhookService:
         await self.refresh()
         if updated.active and self._deliverer is not None:
             self._deliverer.wake()  # deliveries held while it was inactive are due
-        return _json(_endpoint_doc(updated))
+        return json_response(_endpoint_doc(updated))
 
     async def _delete(self, request: web.Request) -> web.Response:
-        _api_key(request, "admin")
+        require_key(request, "admin")
         endpoint = await self._endpoint(request)
         if not await self.outbox.delete_endpoint(endpoint.id):
             raise NotFound(f"no webhook endpoint {endpoint.id!r}")
         await self.refresh()
-        return _json({"id": endpoint.id, "deleted": True})
+        return json_response({"id": endpoint.id, "deleted": True})
 
     async def _deliveries(self, request: web.Request) -> web.Response:
-        _api_key(request, "admin")
-        raw = _query(request, "status")
+        require_key(request, "admin")
+        raw = query(request, "status")
         status = None
         if raw is not None:
             status = _STATUSES.get(raw)
             if status is None:
                 raise BadRequest("status must be one of pending, delivered, dead")
-        limit = _int_query(request, "limit", 100, 1, 1000)
+        limit = int_query(request, "limit", 100, 1, 1000)
         endpoint = await self._endpoint(request)
         deliveries = await self.outbox.deliveries(endpoint.id, status, limit)
-        return _json({"deliveries": [_delivery_doc(d) for d in deliveries]})
+        return json_response({"deliveries": [_delivery_doc(d) for d in deliveries]})
 
     async def _find_delivery(self, request: web.Request) -> Delivery:
         endpoint = await self._endpoint(request)
@@ -375,10 +375,10 @@ class WebhookService:
         return delivery
 
     async def _delivery(self, request: web.Request) -> web.Response:
-        _api_key(request, "admin")
+        require_key(request, "admin")
         delivery = await self._find_delivery(request)
         attempts = await self.outbox.attempts(delivery.id)
-        return _json(
+        return json_response(
             {
                 "delivery": _delivery_doc(delivery),
                 "body": delivery.body().decode(),
@@ -396,17 +396,17 @@ class WebhookService:
         )
 
     async def _redeliver_one(self, request: web.Request) -> web.Response:
-        _api_key(request, "admin")
+        require_key(request, "admin")
         delivery = await self._find_delivery(request)
         count = await self.outbox.redeliver(delivery.endpoint_id, delivery.id, self._clock())
         if count and self._deliverer is not None:
             self._deliverer.wake()
-        return _json({"redelivered": count})
+        return json_response({"redelivered": count})
 
     async def _redeliver_dead(self, request: web.Request) -> web.Response:
-        _api_key(request, "admin")
+        require_key(request, "admin")
         endpoint = await self._endpoint(request)
         count = await self.outbox.redeliver(endpoint.id, None, self._clock())
         if count and self._deliverer is not None:
             self._deliverer.wake()
-        return _json({"redelivered": count})
+        return json_response({"redelivered": count})

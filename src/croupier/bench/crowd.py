@@ -1,0 +1,128 @@
+"""Crowds for the benchmarks: many subscribers on one channel, and a publisher at a rate.
+
+Shared by ``bench fanout``, ``bench idle`` and ``bench nodes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from picows import ws_connect
+
+from .clients import TICK, SseSubscriber, Subscriber, Tally, WsSubscriber
+from .httpclient import connect, post_request
+from .server import API_KEY, BenchServer
+
+__all__ = ["close_subscribers", "open_subscribers", "publish_ticks"]
+
+_CONNECT_AT_ONCE = 200
+
+
+async def open_subscribers(
+    server: BenchServer,
+    transport: str,
+    channel: str,
+    count: int,
+    tally: Tally,
+    handles: list[Any] | None = None,
+) -> tuple[list[Subscriber], list[Any]]:
+    """Connect ``count`` subscribers to ``channel`` and wait until each is subscribed.
+
+    Each connection is appended to ``handles`` (a new list if not given) as it opens.
+    """
+    token = server.token()
+    subs: list[Subscriber] = []
+    handles = [] if handles is None else handles
+    gate = asyncio.Semaphore(_CONNECT_AT_ONCE)
+    subscribe = orjson.dumps({"type": "subscribe", "channel": channel, "id": 1})
+    ws_url = f"ws://127.0.0.1:{server.port}/ws?token={token}"
+    sse_request = (
+        f"GET /sse?channel={quote(channel)}&token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Accept: text/event-stream\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+
+    async def one() -> None:
+        handle: WsSubscriber | SseSubscriber
+        async with gate:
+            if transport == "ws":
+                _, listener = await ws_connect(
+                    lambda: WsSubscriber(tally, subscribe),
+                    ws_url,
+                    read_buffer_init_size=2048,
+                    websocket_handshake_timeout=30,
+                )
+                assert isinstance(listener, WsSubscriber)
+                sub, handle = listener.sub, listener
+            else:
+                _, protocol = await loop.create_connection(
+                    lambda: SseSubscriber(tally, sse_request), "127.0.0.1", server.port
+                )
+                sub, handle = protocol.sub, protocol
+            subs.append(sub)
+            handles.append(handle)
+            await asyncio.wait_for(sub.ready, 30)
+
+    await asyncio.gather(*(one() for _ in range(count)))
+    return subs, handles
+
+
+def close_subscribers(handles: list[Any]) -> None:
+    for handle in handles:
+        transport = handle.transport
+        if transport is None:
+            continue
+        if isinstance(handle, WsSubscriber):
+            transport.disconnect(graceful=False)
+        else:
+            transport.close()
+
+
+def _timer(into: list[float]) -> Callable[[object], None]:
+    """A done-callback that appends the seconds since it was made to ``into``."""
+    sent = time.perf_counter()
+    return lambda _: into.append(time.perf_counter() - sent)
+
+
+async def publish_ticks(
+    server: BenchServer,
+    channel: str,
+    rate: float,
+    warmup: int,
+    measured: int,
+    on_measure: Callable[[], None],
+    rtts: list[float],
+) -> int:
+    """Publish ``warmup + measured`` ticks at ``rate``; return the last offset."""
+    conn = await connect(server.port)
+    loop = asyncio.get_running_loop()
+    replies: list[asyncio.Future[tuple[int, bytes]]] = []
+    start = loop.time()
+    for i in range(warmup + measured):
+        delay = start + i / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if i == warmup:
+            on_measure()
+        body = orjson.dumps(
+            {
+                "channel": channel,
+                "type": TICK,
+                "data": {"t": time.time(), "m": i >= warmup, "i": i},
+            }
+        )
+        reply = conn.request(post_request("/api/v1/publish", body, API_KEY))
+        reply.add_done_callback(_timer(rtts))
+        replies.append(reply)
+    answers = await asyncio.gather(*replies)
+    conn.close()
+    bad = [a for a in answers if a[0] != 200]
+    if bad:
+        raise RuntimeError(f"{len(bad)} publishes failed, e.g. {bad[0]!r}")
+    last: int = orjson.loads(answers[-1][1])["offset"]
+    return last
