@@ -19,6 +19,7 @@ from .gateway import Gateway
 from .gcpolicy import GcPolicy
 from .services import service_factories
 from .services.bridges import Bridges
+from .services.notifications import NotificationsService
 from .storage import database_from_url
 from .transports.compat import add_compat_routes
 from .transports.sse import add_sse_routes
@@ -93,9 +94,13 @@ def build_app(gateway: Gateway) -> web.Application:
                 await stack.enter_async_context(service)
             yield
 
+    # A bridged notification goes through the player's notification centre.
+    centre = next((s for s in services if isinstance(s, NotificationsService)), None)
+
     async def bridges(app: web.Application) -> AsyncIterator[None]:
-        # After the gateway is up and before it closes: a bridge publishes through it.
-        async with Bridges(gateway):
+        # After the gateway and the services are up, and before they stop: a bridge
+        # publishes through the gateway and hands notifications to the centre.
+        async with Bridges(gateway, centre):
             yield
 
     async def on_shutdown(app: web.Application) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ import redis.asyncio as aioredis
 
 from tests.services import fresh_postgres_database, postgres_url, redis_url
 from tests.support import ServerProcess, running_server, timeout, token
+
+from .sseclient import RawStream, data_of
+from .wsclient import http
 
 pytestmark = pytest.mark.e2e
 
@@ -266,11 +270,11 @@ async def test_redis_bad_messages_are_skipped_and_counted(
         good = {"event_type": "notification", "event_data": {"event": "kyc_approved"}}
         await publisher.publish(source, orjson.dumps(good))
         event = await sub.event()
-    assert (event["type"], event["data"], event["offset"]) == (
-        "notification",
-        {"event": "kyc_approved"},
-        1,
-    )
+    assert (event["type"], event["offset"]) == ("notification", 1)
+    # A notification goes through the player's centre, which gives it an id and a time.
+    assert event["data"]["event"] == "kyc_approved"
+    assert event["data"]["is_read"] is False
+    assert len(event["data"]["message_id"]) == 36
     assert metric(redis_server, "croupier_bridge_redis_rejected_total") == rejected + 5
 
 
@@ -292,6 +296,56 @@ async def test_redis_notification_published_twice_is_stored_once(
         first, second = await sub.event(), await sub.event()
     assert (first["type"], second["type"]) == ("notification", "ping")
     assert [e["type"] for e in history(redis_server, channel)] == ["notification", "ping"]
+
+
+async def test_a_bridged_notification_is_in_the_player_s_notification_centre(
+    redis_server: ServerProcess, publisher: aioredis.Redis
+) -> None:
+    """The casino player stream seed's backend publishes its notification (twice); its
+    front end reads it on the stream once, and the centre keeps it once, unread."""
+    brand, player = unique_id(), unique_id()
+    message_id = str(uuid.uuid4())
+    body = {
+        "brand_id": brand,
+        "player_id": player,
+        "event_type": "notification",
+        "event_data": {
+            "message_id": message_id,
+            "event": "bonus_granted",
+            "event_details": {"bonus_amount": 100, "bonus_type": "welcome", "currency": "USD"},
+            "is_read": False,
+            "time": "2025-10-22 14:30:45",
+        },
+    }
+    after = {"brand_id": brand, "player_id": player, "event_type": "ping", "event_data": {}}
+    headers = {"x-auth-token": token(str(player), brand=str(brand))}
+    stream = RawStream(redis_server, f"/gateway/sse/{brand}/stream", headers)
+    try:
+        assert stream.status == 200
+        assert data_of(stream.next_message())["type"] == "connected"
+        for doc in (body, body, after):
+            await publisher.publish(f"SSE::{brand}::{player}", orjson.dumps(doc))
+        first, second = data_of(stream.next_message(10)), data_of(stream.next_message(10))
+    finally:
+        stream.close()
+    assert (first["brand_id"], first["player_id"]) == (brand, player)
+    assert first["event_type"] == "notification"
+    note = first["event_data"]
+    assert (note["message_id"], note["event"], note["is_read"]) == (
+        message_id,
+        "bonus_granted",
+        False,
+    )
+    assert note["event_details"] == body["event_data"]["event_details"]  # type: ignore[index]
+    assert second["event_type"] == "ping"  # the repeat was not pushed again
+
+    base = f"/api/v1/players/{brand}/{player}/notifications"
+    async with http(redis_server) as api:
+        listed = (await api.get(base)).json()
+        unread = (await api.get(base + "/unread-count")).json()
+    assert [n["message_id"] for n in listed["notifications"]] == [message_id]
+    assert listed["unread"] == 1
+    assert unread == {"unread": 1}
 
 
 async def test_redis_bridge_resubscribes_after_its_connection_is_killed(

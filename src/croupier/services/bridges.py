@@ -6,7 +6,9 @@ what they publish into stored Croupier events, so those events become replayable
 * :class:`RedisBridge` pattern-subscribes (default ``SSE::*::*``) and turns each message
   ``{"brand_id","player_id","event_type","event_data"}`` published on
   ``SSE::{brand_id}::{player_id}`` into an ``event_type`` event on
-  ``player:{brand_id}:{player_id}`` whose data is ``event_data``.
+  ``player:{brand_id}:{player_id}`` whose data is ``event_data``. A ``notification`` is a
+  notification like any other: it goes through the player's notification centre (stored,
+  deduplicated by ``message_id``, counted unread, then pushed).
 * :class:`PostgresBridge` LISTENs on a channel (default ``new_event``) whose payloads are
   small JSON objects such as ``{"eventId":…,"tableId":…,"kind":…}``, fetches the row with the
   configured query and publishes it on ``table:{tableId}``, with the source event id as the
@@ -34,14 +36,17 @@ from types import TracebackType
 from typing import Any, Self
 
 import asyncpg
+import msgspec
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import PostgresBridgeSettings, RedisBridgeSettings
-from ..errors import BadRequest, PayloadTooLarge, Unavailable
+from ..errors import BadRequest, Conflict, PayloadTooLarge, Unavailable
 from ..gateway import Gateway, PublishRequest
+from .notifications import NewNotification, NotificationsService
+from .players import Player
 
 __all__ = ["Bridge", "Bridges", "PostgresBridge", "RedisBridge"]
 
@@ -220,6 +225,13 @@ class RedisBridge(Bridge):
     (``message_id`` by default), ``{event_type}:{value}`` is the idempotency key, so a
     notification published twice within the log's idempotency window is stored once.
 
+    A ``notification`` whose ``event_data`` is a notification centre's notification
+    (``event``, optional ``event_details`` and a UUID ``message_id``) is created in the
+    player's centre, given one: stored (a repeated ``message_id`` is a no-op), counted
+    unread, listed, and pushed by the centre as ``{message_id, event, event_details,
+    is_read, time}``. One that is not (no ``event``, a ``message_id`` that is not a UUID) is
+    published on the stream as it came, and logged.
+
     Redis pub/sub keeps nothing: messages published while the bridge is disconnected are
     lost, exactly as they were for the original consumers.
 
@@ -232,11 +244,17 @@ class RedisBridge(Bridge):
 
     kind = "redis"
 
-    def __init__(self, gateway: Gateway, settings: RedisBridgeSettings) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        settings: RedisBridgeSettings,
+        notifications: NotificationsService | None = None,
+    ) -> None:
         super().__init__(
             gateway, backoff_min=settings.backoff_min, backoff_max=settings.backoff_max
         )
         self.settings = settings
+        self.notifications = notifications
         self._token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     async def _session(self) -> None:
@@ -313,9 +331,39 @@ class RedisBridge(Bridge):
     async def _handle(self, channel: bytes | str, data: bytes | str) -> None:
         try:
             request = self.request(channel, data)
+            if request.type == "notification" and await self._keep(request):
+                return
             await self._publish(request, REDIS_PUBLISH_ATTEMPTS)
         except _Rejected as exc:
             self._reject(str(exc), data)
+
+    async def _keep(self, request: PublishRequest) -> bool:
+        """Create the notification of ``request`` in the player's centre.
+
+        Returns False when there is no centre or the data is not a centre's notification:
+        the caller then publishes it as it came.
+        """
+        if self.notifications is None:
+            return False
+        doc = orjson.loads(request.payload)
+        fields = (
+            {k: doc[k] for k in ("event", "event_details", "message_id") if k in doc}
+            if isinstance(doc, dict)
+            else None
+        )
+        _, brand, player = request.channel.split(":", 2)
+        try:
+            item = msgspec.convert(fields, NewNotification)
+            [(_, _, duplicate)] = await self.notifications.create([(Player(brand, player), item)])
+        except (msgspec.ValidationError, BadRequest, PayloadTooLarge, Conflict) as exc:
+            why = exc.message if isinstance(exc, BadRequest | PayloadTooLarge | Conflict) else exc
+            log.info("redis bridge: a notification not kept in the centre (%s)", why)
+            return False
+        if duplicate:
+            self.duplicates += 1
+        else:
+            self.published += 1
+        return True
 
     def request(self, channel: bytes | str, data: bytes | str) -> PublishRequest:
         """The publish request for one Redis message.
@@ -557,18 +605,18 @@ def _row_data(row: Mapping[str, Any]) -> Any:
 class Bridges:
     """The bridges configured in the gateway's settings, run while the context is open.
 
-    ``async with Bridges(gateway):`` starts each configured bridge and waits (up to
+    ``async with Bridges(gateway, notifications):`` starts each configured bridge and waits (up to
     :data:`START_WAIT` seconds each) for its first subscription, so a node that reports
     ready is already listening. A bridge that cannot connect does not stop the node: it
     keeps retrying in the background. Leaving the context stops them.
     """
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, notifications: NotificationsService | None = None) -> None:
         self.gateway = gateway
         config = gateway.settings.bridges
         self.bridges: list[Bridge] = []
         if config.redis is not None:
-            self.bridges.append(RedisBridge(gateway, config.redis))
+            self.bridges.append(RedisBridge(gateway, config.redis, notifications))
         if config.postgres is not None:
             self.bridges.append(PostgresBridge(gateway, config.postgres))
         self._tasks: list[asyncio.Task[None]] = []
