@@ -29,20 +29,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-import orjson
 from aiohttp import web
 
 from .. import __version__
-from ..appkeys import GATEWAY
 from ..core.centrifugo import error_for, history_result
 from ..core.channels import resolve
-from ..errors import BadRequest, CroupierError, Forbidden, NotFound, PayloadTooLarge
+from ..errors import BadRequest, CroupierError, Forbidden, NotFound
 from ..events import Event
 from ..gateway import Gateway, PublishRequest, PublishResult
+from .toolkit import gateway_of, json_response, read_body
 
 __all__ = ["centrifugo_api_routes"]
 
-MAX_BODY = 16 * 1024 * 1024
 DEFAULT_TYPE = "publication"
 _MEMBERS_MAX = 10_000
 
@@ -312,10 +310,6 @@ def _error(exc: CroupierError) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-def _json(doc: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(doc), status=status, content_type="application/json")
-
-
 def _api_key(request: web.Request) -> str | None:
     key = request.headers.get("X-API-Key")
     if key:
@@ -351,26 +345,18 @@ def centrifugo_api_routes() -> list[web.RouteDef]:
                 + ", ".join(sorted(methods))
             )
         scope, kind, run = method
-        gateway: Gateway = request.app[GATEWAY]
+        gateway = gateway_of(request)
         try:
             gateway.auth.verify_key(_api_key(request), scope)
         except Forbidden as exc:
-            return _json(_error(exc))
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise PayloadTooLarge(f"request body over {MAX_BODY} bytes")
-        raw = await request.read()
-        try:
-            body = msgspec.json.decode(raw or b"{}", type=kind)
-        except msgspec.ValidationError as exc:
-            raise BadRequest(f"invalid {name} request: {exc}") from None
-        except msgspec.DecodeError:
-            raise BadRequest("the request body is not valid JSON", code="bad_json") from None
+            return json_response(_error(exc))
+        body = await read_body(request, kind)
         try:
             result = await run(gateway, body)
         except CroupierError as exc:
             if exc.status >= 500 and exc.code != "unavailable":
                 raise
-            return _json(_error(exc))
-        return _json({"result": result})
+            return json_response(_error(exc))
+        return json_response({"result": result})
 
     return [web.post("/api/{method}", handle)]

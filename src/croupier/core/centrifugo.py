@@ -91,6 +91,7 @@ class SubscribeRequest(msgspec.Struct, frozen=True):
     recoverable: bool = False
     join_leave: bool = False
     flag: int = 0
+    type: int = 0  # 0: a stream; others are map and shared-poll subscriptions
 
 
 class ConnectRequest(msgspec.Struct, frozen=True):
@@ -117,6 +118,7 @@ class UnsubscribeRequest(msgspec.Struct, frozen=True):
 class PublishRequest(msgspec.Struct, frozen=True):
     channel: str = ""
     data: msgspec.Raw = msgspec.Raw(b"null")
+    type: int = 0  # 1: a map publish
 
 
 class PresenceRequest(msgspec.Struct, frozen=True):
