@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
@@ -15,8 +16,10 @@ import orjson
 
 from .auth import Authenticator
 from .brokers import Broker, broker_from_url
+from .cluster import Cluster
 from .config import NamespaceRules, Settings
 from .core.channels import namespace_of, resolve, validate_type
+from .debuglog import DebugLog
 from .errors import PayloadTooLarge, Unavailable
 from .events import Event, Position
 from .hub import Hub
@@ -49,6 +52,9 @@ class PublishRequest(msgspec.Struct, frozen=True, gc=False):
     idempotency_key: str | None = None
     ephemeral: bool = False
     exclude: str | None = None  # a client connection not to deliver it to (see Event)
+    # Who publishes, for the live log: an API key's name ("key:backend") or a player
+    # ("player:1001/p1"). Never a secret.
+    source: str | None = None
 
 
 # A service's handler for what players publish of one type in one namespace, instead of the
@@ -81,6 +87,9 @@ class Gateway:
 
     Use as ``async with Gateway(settings):``. The parts are chosen by the settings' URLs
     unless given.
+
+    ``node`` is this node's id (random per process); ``debug`` is its side of the live log
+    (emit only ``if gateway.debug.watching``); ``cluster`` asks and tells the other nodes.
     """
 
     def __init__(
@@ -105,6 +114,9 @@ class Gateway:
         self.broker.bind(self.hub.deliver, self.hub.resync)
         self.auth = Authenticator(settings)
         self.metrics = Metrics()
+        self.node = "n-" + secrets.token_hex(4)
+        self.debug = DebugLog(self.node)
+        self.cluster = Cluster(self.node, self.hub, self.broker, self.debug)
         self.connections: set[Any] = set()
         self._stack = contextlib.AsyncExitStack()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -123,6 +135,7 @@ class Gateway:
         await self._stack.enter_async_context(self.log)
         await self._stack.enter_async_context(self.broker)
         await self._stack.enter_async_context(self.presence)
+        await self._stack.enter_async_context(self.cluster)
         self._spawn(self._trim_forever())
         self.ready = True
         return self
@@ -279,6 +292,8 @@ class Gateway:
                 log.warning("stored events not fanned out yet: %s", exc)
                 self._spawn(self._republish([e for e in fresh if e.offset is not None]))
         self.metrics.published += len(fresh)
+        if self.debug.watching:
+            self._log_published(requests, done)
         for listener in self._listeners:
             try:
                 listener(fresh)
@@ -286,6 +301,22 @@ class Gateway:
                 log.exception("a publish listener failed")
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         return done
+
+    def _log_published(
+        self, requests: Sequence[PublishRequest], results: list[PublishResult]
+    ) -> None:
+        emit = self.debug.emit
+        for request, result in zip(requests, results, strict=True):
+            event = result.event
+            emit(
+                "published",
+                channel=event.channel,
+                type=event.type,
+                offset=event.offset,
+                size=len(event.payload),
+                by=request.source,
+                duplicate=result.duplicate or None,
+            )
 
     def on_publish(self, listener: Callable[[list[Event]], None]) -> None:
         """Call ``listener`` with the events each publish through this node stored or sent.

@@ -85,6 +85,7 @@ class Hub:
         self._channels: dict[str, _Channel] = {}
         self._encoders: dict[str, Encoder] = {"ws": _ws}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._taps: dict[str, Callable[[Event], None]] = {}
         self.recover_max = recover_max
         self.delivered = 0
         self.published = 0
@@ -258,12 +259,29 @@ class Hub:
             del self._channels[ch.name]
             self._spawn(self._broker.unsubscribe(ch.name))
 
+    async def tap(self, channel: str, handler: Callable[[Event], None]) -> None:
+        """Hand every event the broker brings on ``channel`` to ``handler`` (for the nodes'
+        own reserved channels, which no client can name; see :mod:`croupier.cluster`).
+
+        ``handler`` runs on the event loop and must not block. Taps are neither counted as
+        channels nor as deliveries.
+        """
+        self._taps[channel] = handler
+        await self._broker.subscribe(channel)
+
+    async def untap(self, channel: str) -> None:
+        if self._taps.pop(channel, None) is not None:
+            await self._broker.unsubscribe(channel)
+
     # -- delivering ------------------------------------------------------------------------
 
     def deliver(self, event: Event) -> None:
         """Take one event from the broker. Never awaits."""
         ch = self._channels.get(event.channel)
         if ch is None:
+            tap = self._taps.get(event.channel)
+            if tap is not None:
+                tap(event)
             return
         offset = event.offset
         if offset is None:

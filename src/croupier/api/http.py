@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..appkeys import SERVICE_OPERATIONS
 from ..auth import mint_token
+from ..config import ApiKey
 from ..core.channels import resolve
 from ..errors import BadRequest, Unavailable
 from ..gateway import PublishRequest, PublishResult
@@ -38,35 +39,42 @@ def _result(result: PublishResult) -> dict[str, Any]:
     }
 
 
-def _request(body: PublishBody | BroadcastBody, channel: str) -> PublishRequest:
+def _request(body: PublishBody | BroadcastBody, channel: str, key: ApiKey) -> PublishRequest:
     return PublishRequest(
-        channel, body.type, bytes(body.data), body.idempotency_key, body.ephemeral
+        channel,
+        body.type,
+        bytes(body.data),
+        body.idempotency_key,
+        body.ephemeral,
+        source=f"key:{key.name}",
     )
 
 
 async def publish(request: web.Request) -> web.Response:
-    require_key(request, "publish")
+    key = require_key(request, "publish")
     body = await read_body(request, PublishBody)
-    result = await gateway_of(request).publish(_request(body, body.channel))
+    result = await gateway_of(request).publish(_request(body, body.channel, key))
     return json_response(_result(result))
 
 
 async def broadcast(request: web.Request) -> web.Response:
-    require_key(request, "publish")
+    key = require_key(request, "publish")
     body = await read_body(request, BroadcastBody)
     if len(set(body.channels)) != len(body.channels):
         raise BadRequest("each channel may appear only once in a broadcast")
-    results = await gateway_of(request).publish_many([_request(body, c) for c in body.channels])
+    results = await gateway_of(request).publish_many(
+        [_request(body, c, key) for c in body.channels]
+    )
     return json_response({"results": [_result(r) for r in results]})
 
 
 async def batch(request: web.Request) -> web.Response:
-    require_key(request, "publish")
+    key = require_key(request, "publish")
     gateway = gateway_of(request)
     body = await read_body(request, BatchBody)
     if len(body.events) > gateway.settings.limits.max_batch:
         raise BadRequest(f"at most {gateway.settings.limits.max_batch} events per batch")
-    results = await gateway.publish_many([_request(e, e.channel) for e in body.events])
+    results = await gateway.publish_many([_request(e, e.channel, key) for e in body.events])
     return json_response({"results": [_result(r) for r in results]})
 
 

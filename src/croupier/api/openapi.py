@@ -17,7 +17,7 @@ import msgspec
 from ..config import Settings
 from . import schemas as s
 
-__all__ = ["OPERATIONS", "Operation", "build_openapi"]
+__all__ = ["OPERATIONS", "Operation", "api_version", "build_openapi"]
 
 _REF = "#/components/schemas/{name}"
 _ERROR_TEXT = {
@@ -278,7 +278,8 @@ _SECURITY_TEXT = (
 )
 
 
-def _version() -> str:
+def api_version() -> str:
+    """The installed package's version (``0.0.0`` from a source tree)."""
     try:
         return metadata.version("croupier")
     except metadata.PackageNotFoundError:  # running from a source tree
@@ -398,7 +399,7 @@ def build_openapi(settings: Settings, extra: Sequence[Operation] = ()) -> dict[s
         "openapi": "3.1.0",
         "info": {
             "title": "Croupier HTTP API",
-            "version": _version(),
+            "version": api_version(),
             "description": "Publish events to channels and read their history and presence. "
             'Errors are `{"error": {"code", "message"}}` with a stable `code`.',
         },

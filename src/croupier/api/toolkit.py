@@ -35,6 +35,7 @@ import orjson
 from aiohttp import web
 
 from ..appkeys import GATEWAY
+from ..config import ApiKey
 from ..errors import BadRequest, CroupierError, PayloadTooLarge
 from ..gateway import Gateway
 
@@ -105,8 +106,9 @@ def gateway_of(request: web.Request) -> Gateway:
     return request.app[GATEWAY]
 
 
-def require_key(request: web.Request, scope: str) -> None:
-    """Check the request's ``Authorization: Bearer`` API key has ``scope``.
+def require_key(request: web.Request, scope: str) -> ApiKey:
+    """Check the request's ``Authorization: Bearer`` API key has ``scope``; return it (its
+    ``name`` says who asked, for logs; never show the key itself).
 
     Raises:
         Unauthorized: no key, or a key the server does not know.
@@ -114,7 +116,7 @@ def require_key(request: web.Request, scope: str) -> None:
     """
     header = request.headers.get("Authorization", "")
     key = header[7:].strip() if header[:7].lower() == "bearer " else None
-    gateway_of(request).auth.verify_key(key, scope)
+    return gateway_of(request).auth.verify_key(key, scope)
 
 
 async def read_body(request: web.Request, kind: type[T], *, max_bytes: int = MAX_BODY) -> T:

@@ -105,8 +105,14 @@ class Log(Protocol):
         """The channel's last offset and epoch (offset 0 for a channel never written)."""
         ...
 
-    async def channels(self, prefix: str, limit: int) -> list[tuple[str, Position]]:
-        """Channels whose name starts with ``prefix``, by name, with their positions."""
+    async def channels(
+        self, prefix: str, limit: int, *, after: str = "", contains: str = ""
+    ) -> list[tuple[str, Position]]:
+        """Channels whose name starts with ``prefix``, by name, with their positions.
+
+        Only names after ``after`` (the last name of the page before) and holding
+        ``contains`` are listed.
+        """
         ...
 
     async def trim(self, retention: Retention, now: float | None = None) -> int:

@@ -80,8 +80,14 @@ class MemoryLog:
         ch = self._channels.get(channel)
         return Position(ch.top, ch.epoch) if ch else Position(0, self._epoch)
 
-    async def channels(self, prefix: str, limit: int) -> list[tuple[str, Position]]:
-        names = sorted(n for n in self._channels if n.startswith(prefix))[:limit]
+    async def channels(
+        self, prefix: str, limit: int, *, after: str = "", contains: str = ""
+    ) -> list[tuple[str, Position]]:
+        names = sorted(
+            n
+            for n in self._channels
+            if n.startswith(prefix) and n > after and (not contains or contains in n)
+        )[:limit]
         return [(n, Position(self._channels[n].top, self._channels[n].epoch)) for n in names]
 
     async def trim(self, retention: Retention, now: float | None = None) -> int:

@@ -336,13 +336,17 @@ class PostgresLog:
         )
         return Position(rows[0]["top"], rows[0]["epoch"]) if rows else Position(0, self._epoch)
 
-    async def channels(self, prefix: str, limit: int) -> list[tuple[str, Position]]:
+    async def channels(
+        self, prefix: str, limit: int, *, after: str = "", contains: str = ""
+    ) -> list[tuple[str, Position]]:
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = await self._fetch(
             "SELECT name, top, epoch FROM croupier_channels WHERE name LIKE $1 "
-            "ORDER BY name LIMIT $2",
+            "AND name > $3 AND strpos(name, $4) > 0 ORDER BY name LIMIT $2",
             pattern,
             limit,
+            after,
+            contains,
         )
         return [(r["name"], Position(r["top"], r["epoch"])) for r in rows]
 

@@ -344,21 +344,27 @@ class SQLiteLog:
         result: Position = await self._run(self._position, channel)
         return result
 
-    def _channels(self, prefix: str, limit: int) -> list[tuple[str, Position]]:
+    def _channels(
+        self, prefix: str, limit: int, after: str, contains: str
+    ) -> list[tuple[str, Position]]:
         upper = prefix + "\U0010ffff"
         rows = (
             self._reader()
             .execute(
                 "SELECT name, top, epoch FROM channels WHERE name >= ? AND name < ? "
-                "ORDER BY name LIMIT ?",
-                (prefix, upper, limit),
+                "AND name > ? AND instr(name, ?) > 0 ORDER BY name LIMIT ?",
+                (prefix, upper, after, contains, limit),
             )
             .fetchall()
         )
         return [(n, Position(t, e)) for n, t, e in rows]
 
-    async def channels(self, prefix: str, limit: int) -> list[tuple[str, Position]]:
-        result: list[tuple[str, Position]] = await self._run(self._channels, prefix, limit)
+    async def channels(
+        self, prefix: str, limit: int, *, after: str = "", contains: str = ""
+    ) -> list[tuple[str, Position]]:
+        result: list[tuple[str, Position]] = await self._run(
+            self._channels, prefix, limit, after, contains
+        )
         return result
 
     # -- retention -------------------------------------------------------------------------

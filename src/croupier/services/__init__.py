@@ -50,6 +50,7 @@ ServiceFactory = Callable[["Gateway", "Database"], Service]
 
 def service_factories() -> list[ServiceFactory]:
     """Every service the server runs, in start order."""
+    from ..api.admin import AdminApi
     from ..web import WebAssets
     from .balances import BalancesService
     from .matchmaking import Matchmaking
@@ -72,5 +73,6 @@ def service_factories() -> list[ServiceFactory]:
         Matchmaking.mounted,
         Sports,
         NodeStats,
+        AdminApi,
         WebAssets,
     ]

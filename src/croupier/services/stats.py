@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
+import os
+import resource
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Self
 import msgspec
 from aiohttp import web
 
-from ..api.openapi import Operation
+from ..api.openapi import Operation, api_version
 from ..appkeys import GATEWAY
 from ..tasks import stop_task
 
@@ -61,6 +62,10 @@ class NodeReply(msgspec.Struct, frozen=True):
     address: str
     startedAt: int
     seenAt: int
+    version: str
+    rss: int  # bytes of memory resident
+    cpu: float  # percent of one core over the last sample
+    loopLagMs: float  # how late the event loop woke for the last sample
     connections: int
     subscriptions: int
     channels: int
@@ -111,7 +116,8 @@ class NodeStats:
         self.db = database
         self.interval = interval
         self.share_every = share_every
-        self.id = "n-" + secrets.token_hex(4)
+        self.id = gateway.node
+        self.version = api_version()
         settings = gateway.settings
         self.address = f"{settings.host}:{settings.port}"
         self.started = int(time.time() * 1000)
@@ -119,6 +125,9 @@ class NodeStats:
         self.shared = not settings.broker_url.startswith("local:")
         self.series: deque[Sample] = deque(maxlen=SERIES)
         self._last = self._reading()
+        self._cpu_at = (time.monotonic(), time.process_time())
+        self.cpu = 0.0
+        self.loop_lag = 0.0
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
@@ -141,6 +150,10 @@ class NodeStats:
 
     def sample(self) -> Sample:
         """Take one sample of the counters now and keep it."""
+        wall, cpu = time.monotonic(), time.process_time()
+        if wall > self._cpu_at[0]:
+            self.cpu = round(100 * (cpu - self._cpu_at[1]) / (wall - self._cpu_at[0]), 1)
+        self._cpu_at = (wall, cpu)
         now = self._reading()
         published, delivered = rates(self._last, now)
         self._last = now
@@ -160,6 +173,10 @@ class NodeStats:
             address=self.address,
             startedAt=self.started,
             seenAt=int(time.time() * 1000),
+            version=self.version,
+            rss=_rss(),
+            cpu=self.cpu,
+            loopLagMs=round(self.loop_lag * 1000, 2),
             connections=self._connections(),
             subscriptions=sum(len(getattr(c, "channels", ())) for c in gateway.connections),
             channels=gateway.hub.channel_count,
@@ -172,8 +189,11 @@ class NodeStats:
 
     async def _run(self) -> None:
         n = 0
+        loop = asyncio.get_running_loop()
         while True:
+            asleep = loop.time()
             await asyncio.sleep(self.interval)
+            self.loop_lag = max(0.0, loop.time() - asleep - self.interval)
             self.sample()
             n += 1
             if self.shared and n % self.share_every == 0:
@@ -248,6 +268,16 @@ class NodeStats:
         ]
 
 
+def _rss() -> int:
+    """This process's resident memory in bytes (its peak where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if os.uname().sysname == "Darwin" else peak * 1024
+
+
 def _totals(node: str, nodes: list[NodeReply]) -> StatsReply:
     return StatsReply(
         node=node,
@@ -264,6 +294,10 @@ _NODE: dict[str, Any] = {
     "address": "127.0.0.1:8000",
     "startedAt": 1735732800000,
     "seenAt": 1735732860000,
+    "version": "0.4.0",
+    "rss": 73400320,
+    "cpu": 12.5,
+    "loopLagMs": 0.8,
     "connections": 42,
     "subscriptions": 97,
     "channels": 12,
