@@ -21,9 +21,11 @@ from .services import service_factories
 from .services.bridges import Bridges
 from .services.notifications import NotificationsService
 from .storage import database_from_url
+from .transports import native
 from .transports.compat import add_compat_routes
+from .transports.connection import sweeper
 from .transports.sse import add_sse_routes
-from .transports.websocket import sweeper, websocket_handler
+from .transports.websocket import WEBSOCKETS, add_websocket_routes
 from .transports.wsproto import Sniffer
 
 __all__ = ["build_app", "serve"]
@@ -66,7 +68,8 @@ def build_app(gateway: Gateway) -> web.Application:
     )
     app[GATEWAY] = gateway
     app[_DRAIN] = _Drain()
-    app.router.add_get("/ws", websocket_handler)
+    # The WebSocket protocols: one codec module and one line each (path -> codec factory).
+    add_websocket_routes(app, [native.ENDPOINT])
     add_sse_routes(app)
     add_compat_routes(app)
     app.add_routes(routes())
@@ -151,7 +154,11 @@ async def serve(
     loop = asyncio.get_running_loop()
     # A WebSocket upgrade on a fresh connection takes the lean path; aiohttp gets the rest.
     server = await loop.create_server(
-        lambda: Sniffer(http, gateway), host, port, backlog=4096, reuse_address=True
+        lambda: Sniffer(http, gateway, app[WEBSOCKETS]),
+        host,
+        port,
+        backlog=4096,
+        reuse_address=True,
     )
     if on_started is not None:
         on_started()

@@ -73,9 +73,13 @@ class _Channel:
 
 @dataclass(frozen=True, slots=True)
 class SubscribeResult:
+    """A subscription's recovery outcome; ``events`` are the replayed events when the
+    subscriber asked to take them itself (``replay=False``)."""
+
     recovered: bool
     position: Position | None
     replayed: int
+    events: tuple[Event, ...] = ()
 
 
 class Hub:
@@ -125,12 +129,15 @@ class Hub:
         since: Position | None,
         stored: bool,
         announce: Callable[[SubscribeResult], None],
+        replay: bool = True,
     ) -> SubscribeResult | None:
         """Subscribe ``sink`` to ``channel``.
 
         ``announce`` is called exactly once, just before any event of the channel is pushed
         to the sink, with the recovery outcome (so the ``subscribed`` reply precedes the
-        events). Replayed events follow, then buffered ones, then live ones.
+        events). Replayed events follow, then buffered ones, then live ones. With
+        ``replay=False`` the replayed events are not pushed but handed to ``announce`` in
+        :attr:`SubscribeResult.events` (a protocol that sends them inside its reply).
 
         Returns the outcome, or ``None`` if the sink was unsubscribed meanwhile.
 
@@ -156,7 +163,7 @@ class Hub:
             await asyncio.shield(ch.ready)
             if self._channels.get(channel) is not ch:
                 return await self.subscribe(
-                    sink, channel, since=since, stored=stored, announce=announce
+                    sink, channel, since=since, stored=stored, announce=announce, replay=replay
                 )
         if not stored:
             ch.live.setdefault(sink.wire, {})[sink] = None
@@ -186,10 +193,13 @@ class Hub:
             if history.events and history.events[-1].offset is not None:
                 top = history.events[-1].offset
         result = SubscribeResult(
-            recovered, history.position, len(history.events) if recovered else 0
+            recovered,
+            history.position,
+            len(history.events) if recovered else 0,
+            history.events if recovered and not replay else (),
         )
         announce(result)
-        if recovered:
+        if recovered and replay:
             encoder = self._encoders[sink.wire]
             for event in history.events:
                 sink.push(encoder(event), event)

@@ -10,18 +10,18 @@ import pytest
 
 from croupier.config import Limits, NamespaceRules, PublishRule, Settings, SubscribeMode
 from croupier.core.channels import Claims
-from croupier.core.session import (
-    Action,
+from croupier.core.commands import (
     Authenticated,
     Close,
     DoPublish,
     DoSubscribe,
     DoUnsubscribe,
-    Reply,
-    Session,
+    Outcome,
+    Since,
 )
+from croupier.core.session import Session
 from croupier.errors import Unauthorized
-from croupier.events import Position
+from croupier.transports.native import NativeCodec, native_message
 
 ALICE = Claims("p1", brand="1001", name="Alice", channels=("vip:*",))
 TOKENS = {
@@ -57,20 +57,25 @@ def session(claims: Claims | None = ALICE, **limits: Any) -> Session:
     return Session(settings(**limits), verify, claims, now=0.0)
 
 
-def send(s: Session, message: dict[str, Any] | str | bytes, now: float = 0.0) -> list[Action]:
+def send(s: Session, message: dict[str, Any] | str | bytes, now: float = 0.0) -> list[Outcome]:
+    """``message`` through the session as the native codec decodes it."""
     raw = message if isinstance(message, str | bytes) else orjson.dumps(message)
-    return s.receive(raw, now)
+    return s.receive(raw, now, NativeCodec(s.settings).decode)
 
 
-def reply(actions: list[Action]) -> dict[str, Any]:
-    """The one reply among ``actions``, decoded."""
-    replies = [a for a in actions if isinstance(a, Reply)]
+def reply(actions: list[Outcome]) -> dict[str, Any]:
+    """The one reply among ``actions``, as the native protocol shows it."""
+    replies = [
+        a for a in actions if not isinstance(a, DoSubscribe | DoUnsubscribe | DoPublish | Close)
+    ]
     assert len(replies) == 1, actions
-    doc: dict[str, Any] = orjson.loads(replies[0].payload)
+    payload = native_message(replies[0])
+    assert payload is not None
+    doc: dict[str, Any] = orjson.loads(payload)
     return doc
 
 
-def error_code(actions: list[Action]) -> str:
+def error_code(actions: list[Outcome]) -> str:
     doc = reply(actions)
     assert doc["type"] == "error", doc
     assert doc["message"]
@@ -100,7 +105,7 @@ def test_subscribe_passes_the_request_on() -> None:
     (action,) = send(s, sub("tournament:1", since={"offset": 41, "epoch": "k3"}, id=1))
     assert isinstance(action, DoSubscribe)
     assert action.channel == "tournament:1"
-    assert action.since == Position(41, "k3")
+    assert action.since == Since(41, "k3")
     assert action.id == 1
     assert action.rules is s.settings.namespaces["tournament"]
     assert s.channels == {"tournament:1": action.rules}
@@ -153,7 +158,7 @@ def test_unsubscribe() -> None:
     assert error_code(send(s, {"type": "unsubscribe", "channel": "room:1"})) == "not_subscribed"
     send(s, sub("room:1"))
     (action,) = send(s, {"type": "unsubscribe", "channel": "room:1", "id": 4})
-    assert action == DoUnsubscribe("room:1", 4)
+    assert action == DoUnsubscribe("room:1", s.settings.namespaces["room"], 4)
     assert s.channels == {}
     assert isinstance(send(s, sub("room:1"))[0], DoSubscribe)
 
@@ -241,7 +246,7 @@ def test_auth_authenticates_an_anonymous_connection() -> None:
     s = session(None)
     assert error_code(send(s, sub("tournament:1"))) == "unauthorized"
     actions = send(s, {"type": "auth", "token": "alice", "id": 1})
-    assert actions[0] == Authenticated(ALICE)
+    assert actions[0] == Authenticated(ALICE, 1)
     assert reply(actions) == {"type": "authenticated", "id": 1, "user": "p1"}
     assert s.claims == ALICE
     assert isinstance(send(s, sub("tournament:1"))[0], DoSubscribe)

@@ -4,20 +4,21 @@ a newcomer starts from, and reactions never reaching the hub one by one."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
 
 from croupier.config import Settings
 from croupier.core.channels import Claims
-from croupier.core.session import Close, DoPublish, Reply
+from croupier.core.commands import Close, DoPublish, DoSubscribe, Pong, Refused
+from croupier.core.session import Session
 from croupier.errors import BadRequest, Conflict, NotFound, RateLimited, Unavailable
 from croupier.events import Event
 from croupier.gateway import Gateway
 from croupier.logs import Append, Appended, MemoryLog
 from croupier.services.sports import Sports
-from croupier.services.sports.events_ws import DoJoin, EventsSession
+from croupier.services.sports.events_ws import EventsCodec
 from croupier.services.sports.rules import Status
 from croupier.storage import SQLiteDatabase
 
@@ -124,43 +125,50 @@ async def test_reactions_are_tallied_not_fanned_out(sports: tuple[Sports, FlakyL
     assert (summary.total, summary.counts) == (3, {"🔥": 2, "👏": 1})
 
 
-def _session(claims: Claims | None = None) -> EventsSession:
+def _session(claims: Claims | None = None) -> tuple[Session, EventsCodec]:
     def verify(token: str) -> Claims:
         raise AssertionError("no tokens here")
 
-    return EventsSession(Settings(), verify, claims, now=0.0)
+    # The codec's service is only asked for a join's viewers and snapshot, never here.
+    codec = EventsCodec(Settings(), cast(Sports, None), claims)
+    return Session(Settings(), verify, claims, 0.0, codec.authorize), codec
+
+
+def _send(pair: tuple[Session, EventsCodec], raw: bytes, now: float = 0.0) -> list[Any]:
+    session, codec = pair
+    return session.receive(raw, now, codec.decode)
 
 
 def _error(actions: list[Any]) -> str:
     (reply,) = actions
-    assert isinstance(reply, Reply)
-    doc = orjson.loads(reply.payload)
-    assert doc["type"] == "error"
-    code: str = doc["code"]
-    return code
+    assert isinstance(reply, Refused)
+    return reply.code
 
 
 def test_the_events_dialect_joins_first_then_reacts() -> None:
-    session = _session()
-    assert _error(session.receive(b'{"type":"reaction","emoji":"x"}', 0.0)) == "not_joined"
-    assert _error(session.receive(b'{"id":"v1","eventId":"bad id"}', 0.0)) == "bad_message"
-    assert _error(session.receive(b'{"eventId":"m1"}', 0.0)) == "bad_message"  # who?
-    assert session.receive(b'{"id":"v1","eventId":"m1"}', 0.0) == [DoJoin("m1", "v1", None)]
-    assert _error(session.receive(b'{"id":"v1","eventId":"m2"}', 0.0)) == "already_joined"
+    pair = _session()
+    assert _error(_send(pair, b'{"type":"reaction","emoji":"x"}')) == "not_joined"
+    assert _error(_send(pair, b'{"id":"v1","eventId":"bad id"}')) == "bad_message"
+    assert _error(_send(pair, b'{"eventId":"m1"}')) == "bad_message"  # who?
+    (join,) = _send(pair, b'{"id":"v1","eventId":"m1"}')
+    assert isinstance(join, DoSubscribe)
+    assert join.channel == "match:m1"
+    assert pair[1].viewer == "v1"
+    assert pair[1].member(None) == {"id": "v1"}
+    assert _error(_send(pair, b'{"id":"v1","eventId":"m2"}')) == "already_joined"
     # Reacting needs a player token, as every player publish does.
-    assert _error(session.receive(b'{"type":"reaction","emoji":"x"}', 0.0)) == "unauthorized"
-    pong = session.receive(b'{"type":"ping"}', 0.0)
-    assert orjson.loads(pong[0].payload)["type"] == "pong"  # type: ignore[union-attr]
+    assert _error(_send(pair, b'{"type":"reaction","emoji":"x"}')) == "unauthorized"
+    assert _send(pair, b'{"type":"ping"}') == [Pong()]
 
 
 def test_a_token_s_player_is_the_viewer_and_reactions_are_rate_limited() -> None:
-    session = _session(Claims(sub="fan7", brand="1001", name=None, channels=(), exp=None))
-    assert session.receive(b'{"id":"someone-else","eventId":"m1"}', 0.0) == [
-        DoJoin("m1", "fan7", None)
-    ]
+    pair = _session(Claims(sub="fan7", brand="1001", name=None, channels=(), exp=None))
+    (join,) = _send(pair, b'{"id":"someone-else","eventId":"m1"}')
+    assert isinstance(join, DoSubscribe)
+    assert pair[1].viewer == "fan7"
     taken = []
     for i in range(10):
-        (action,) = session.receive(orjson.dumps({"type": "reaction", "emoji": "🔥", "id": i}), 0.0)
+        (action,) = _send(pair, orjson.dumps({"type": "reaction", "emoji": "🔥", "id": i}))
         taken.append(action)
     published = [a for a in taken if isinstance(a, DoPublish)]
     assert len(published) == 6  # the namespace's burst
@@ -170,10 +178,10 @@ def test_a_token_s_player_is_the_viewer_and_reactions_are_rate_limited() -> None
 
 
 def test_errors_in_a_row_close_an_events_connection_as_on_ws() -> None:
-    session = _session()
-    limit = session.limits.abuse_errors
+    pair = _session()
+    limit = pair[0].limits.abuse_errors
     for i in range(limit - 1):
-        assert _error(session.receive(b'{"type":"reaction","emoji":"x"}', float(i))) == "not_joined"
-    *_, last = session.receive(b'{"type":"reaction","emoji":"x"}', 100.0)
+        assert _error(_send(pair, b'{"type":"reaction","emoji":"x"}', float(i))) == "not_joined"
+    *_, last = _send(pair, b'{"type":"reaction","emoji":"x"}', 100.0)
     assert isinstance(last, Close)
-    assert last.code == "abuse"
+    assert last.reason == "abuse"

@@ -35,8 +35,10 @@ MessageId = int | str | None
 
 
 class Since(msgspec.Struct, frozen=True):
+    """Where the client stands; without ``epoch``, in the channel's current epoch."""
+
     offset: int
-    epoch: str
+    epoch: str | None = None
 
 
 class Subscribe(msgspec.Struct, tag="subscribe", tag_field="type", frozen=True):

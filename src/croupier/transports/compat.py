@@ -22,7 +22,7 @@ from aiohttp import web
 from ..appkeys import GATEWAY
 from ..core.channels import check_subscribe, resolve
 from ..core.sse import comment, data_frame, id_line
-from ..errors import CroupierError, Forbidden, Unauthorized
+from ..errors import Forbidden, Unauthorized
 from ..events import Event
 from ..gateway import Gateway
 from .common import check_origin, token_from_request
@@ -61,9 +61,9 @@ def _poker_reset(channel: str) -> bytes:
     return data_frame(orjson.dumps({"kind": "reset", "type": "reset", "channel": channel}))
 
 
-def _poker_error(exc: CroupierError) -> bytes:
+def _poker_error(code: str, message: str) -> bytes:
     return data_frame(
-        orjson.dumps({"kind": "error", "type": "error", "code": exc.code, "message": exc.message})
+        orjson.dumps({"kind": "error", "type": "error", "code": code, "message": message})
     )
 
 
@@ -72,6 +72,7 @@ def _poker_disconnect(reason: str, reconnect: bool) -> bytes:
 
 
 POKER = Dialect(
+    "sse.poker",
     "sse.poker",
     _poker_greeting,
     lambda: comment("heartbeat"),
@@ -93,7 +94,7 @@ async def table_events_handler(request: web.Request) -> web.StreamResponse:
     want = Want(channel, rules)
     resume = last_event_id(request)
     if resume is not None and rules.stored:
-        since = await since_offset(gateway, channel, resume)
+        since = since_offset(resume)
         want = Want(channel, rules, since, reset=since is None)
     return await open_stream(request, gateway, POKER, [want], claims)
 
@@ -146,8 +147,8 @@ def _casino_reset(channel: str) -> bytes:
     return data_frame(orjson.dumps({"type": "reset", "channel": channel}))
 
 
-def _casino_error(exc: CroupierError) -> bytes:
-    return data_frame(orjson.dumps({"type": "error", "message": exc.message}))
+def _casino_error(code: str, message: str) -> bytes:
+    return data_frame(orjson.dumps({"type": "error", "message": message}))
 
 
 def _casino_disconnect(reason: str, reconnect: bool) -> bytes:
@@ -156,6 +157,7 @@ def _casino_disconnect(reason: str, reconnect: bool) -> bytes:
 
 
 CASINO = Dialect(
+    "sse.casino",
     "sse.casino",
     _casino_greeting,
     _casino_keepalive,
@@ -182,7 +184,7 @@ async def player_stream_handler(request: web.Request) -> web.StreamResponse:
     want = Want(channel, rules)
     resume = last_event_id(request)
     if resume is not None and rules.stored:
-        since = await since_offset(gateway, channel, resume)
+        since = since_offset(resume)
         want = Want(channel, rules, since, reset=since is None)
     return await open_stream(request, gateway, CASINO, [want], claims)
 

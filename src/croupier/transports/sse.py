@@ -3,20 +3,20 @@
 The response is close-delimited: HTTP/1.1 with neither ``Content-Length`` nor chunked
 encoding, and ``Connection: close``. So after the headers the body is nothing but the event
 stream, and fan-out writes the hub's pre-encoded bytes straight to the socket's transport,
-as the WebSocket does. The transport's write buffer is the connection's outbox, with the
-same bound and the same slow-consumer policy.
+as the WebSocket does. A stream is a :class:`~croupier.transports.connection.Connection`
+whose codec is an :class:`SseCodec` of one :class:`Dialect`: the same outbox bound,
+slow-consumer policy, presence, starting points (a sports match's snapshot) and token expiry
+as every other connection; its heartbeat is the dialect's keep-alive.
 
 A stream is set up before its headers are sent: every channel is subscribed (history read,
-recovery decided) while what the hub pushes is held back. Only then is it known where the
-stream starts, which the ``Croupier-Last-Event-ID`` header and the greeting's ``id:`` say.
+recovery decided) while the connection holds what the hub pushes. Only then is it known where
+the stream starts, which the ``Croupier-Last-Event-ID`` header and the greeting's ``id:`` say.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -24,20 +24,21 @@ from typing import Any, cast
 from aiohttp import web
 
 from ..appkeys import GATEWAY
-from ..config import NamespaceRules
+from ..config import NamespaceRules, Settings
+from ..core import commands as c
 from ..core.channels import Claims, check_subscribe, resolve
 from ..core.sse import Cursor, data_frame, decode_cursor, id_line, parse_offset
 from ..core.wire import control, encode_event
 from ..errors import BadRequest, CroupierError
-from ..events import Event, Position
+from ..events import Event
 from ..gateway import Gateway
-from ..hub import SubscribeResult
 from ..logs import now_ts
-from .common import BoundedOutbox, check_origin, new_client_id, token_from_request
+from .common import check_origin, token_from_request
+from .connection import BaseCodec, Connection, finish
 
 __all__ = [
     "Dialect",
-    "SseConnection",
+    "SseCodec",
     "SseResponse",
     "Want",
     "add_sse_routes",
@@ -48,8 +49,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_CLOSE_GRACE = 1.0  # seconds a closing stream may take to flush before it is aborted
-
 
 @dataclass(frozen=True, slots=True)
 class Dialect:
@@ -57,14 +56,17 @@ class Dialect:
 
     ``wire`` names the hub's encoder for the events themselves. ``greeting`` gets the id
     the stream starts at (``None`` if it has no stored channel) and the ``retry`` delay.
+    ``snapshot`` renders a service's starting point (native JSON), ``b""`` to leave it out.
     """
 
+    name: str
     wire: str
     greeting: Callable[[str | None, int], bytes]
     keepalive: Callable[[], bytes]
     reset: Callable[[str], bytes]
-    error: Callable[[CroupierError], bytes]
+    error: Callable[[str, str], bytes]
     disconnect: Callable[[str, bool], bytes]
+    snapshot: Callable[[bytes], bytes] = lambda payload: b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +74,12 @@ class Want:
     """One channel a stream is asked for, and where the client says it stands.
 
     ``reset`` is set when the client asked to resume but its id cannot be used: it is told
-    to reload state.
+    to reload state. ``since`` without an epoch is of the channel's current epoch.
     """
 
     channel: str
     rules: NamespaceRules
-    since: Position | None = None
+    since: c.Since | None = None
     reset: bool = False
 
 
@@ -94,191 +96,70 @@ class _Watch:
 
     __slots__ = ("conn",)
 
-    def __init__(self, conn: SseConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def feed_data(self, data: bytes) -> None:
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         """An event-stream client has nothing to say; what it sends is dropped."""
+        return False, b""
 
     def feed_eof(self) -> None:
         self.conn.lost()
 
 
-class SseConnection(BoundedOutbox):
-    """One client's event stream: a :class:`~croupier.hub.Sink` that writes to the socket.
+def close_sse(transport: asyncio.Transport, last: bytes, code: int, reason: str) -> None:
+    """End a stream: ``last`` after what is queued (an event stream has no close code)."""
+    finish(transport, last)
 
-    Until :meth:`start`, pushes are held in order; after it they go to the transport.
+
+class SseCodec(BaseCodec):
+    """An event stream in one dialect, subscribing to ``wants`` as it opens.
+
+    A client of a stream sends nothing; with more than one channel, each stored event's
+    ``id:`` is the stream's cursor (the hub's shared data-only frame with this client's id
+    line in front).
     """
 
-    __slots__ = (
-        "_expiry",
-        "channels",
-        "claims",
-        "client",
-        "closed",
-        "dialect",
-        "done",
-        "gateway",
-        "held",
-        "max_held",
-        "transport",
-        "wire",
-    )
-
-    def __init__(self, gateway: Gateway, dialect: Dialect, claims: Claims | None) -> None:
-        limits = gateway.settings.limits
-        self.gateway = gateway
+    def __init__(self, settings: Settings, dialect: Dialect, wants: Sequence[Want]) -> None:
+        super().__init__(settings)
+        self.ping_interval = settings.limits.sse_keepalive
         self.dialect = dialect
+        self.name = dialect.name
         self.wire = dialect.wire
-        self.claims = claims
-        self.client = new_client_id()
-        self.channels: dict[str, NamespaceRules] = {}
-        self.transport: asyncio.Transport | None = None
-        self.held: list[tuple[bytes, Event | None]] | None = []
-        BoundedOutbox.__init__(self, limits)
-        self.max_held = limits.recover_max + limits.outbox_messages
-        self.closed = False
-        self.done = asyncio.Event()
-        self._expiry: asyncio.TimerHandle | None = None
+        self.wants = list(wants)
+        self.cursor: Cursor | None = None
+        if len(self.wants) > 1:
+            self.on_event = self._cursor_id
 
-    # -- the hot path ----------------------------------------------------------------------
-
-    def push(self, frame: bytes, event: Event | None = None) -> None:
-        if self.closed:
-            return
-        held = self.held
-        if held is not None:
-            held.append((frame, event))
-            if len(held) > self.max_held:
-                self._slow_consumer()
-            return
-        transport = self.transport
-        assert transport is not None
-        self.write_bounded(transport, frame)
-
-    def send(self, frame: bytes) -> None:
-        """Queue a frame that is not an event (keep-alive, reset, error)."""
-        self.push(frame, None)
-
-    def _frame(self, frame: bytes, event: Event | None) -> bytes:
-        """A held frame as it goes out (a multi-channel stream adds its cursor)."""
-        return frame
-
-    # -- the lifecycle ---------------------------------------------------------------------
-
-    def start(self, transport: asyncio.Transport, greeting: bytes) -> None:
-        """Write ``greeting`` and everything held, then write pushes as they come."""
-        held = self.held or []
-        self.held = None
-        self.transport = transport
-        if self.closed:
-            return
-        transport.write(b"".join([greeting, *(self._frame(f, e) for f, e in held)]))
-        claims = self.claims
-        if claims is not None and claims.exp is not None:
-            delay = max(0.0, claims.exp - time.time())
-            self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
-
-    def _expired(self) -> None:
-        self.disconnect("token_expired", reconnect=True)
-
-    def _slow_consumer(self) -> None:
-        self.gateway.metrics.slow_consumers += 1
-        self.disconnect("slow_consumer", reconnect=True)
-
-    def disconnect(self, reason: str, *, reconnect: bool, code: int | None = None) -> None:
-        """Tell the client why (in the stream's own shape), close, and stop pushing to it.
-
-        ``code`` is accepted for symmetry with the WebSocket and unused: an event stream
-        has no close code.
-        """
-        if self.closed:
-            return
-        self._close(self.dialect.disconnect(reason, reconnect))
-
-    def fail(self, exc: CroupierError) -> None:
-        """Send the error event, then close."""
-        if not self.closed:
-            self._close(self.dialect.error(exc))
-
-    def _close(self, last: bytes) -> None:
-        self.closed = True
-        self.held = None
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(last)
-            transport.close()
-            asyncio.get_running_loop().call_later(_CLOSE_GRACE, transport.abort)
-        self.done.set()
-
-    def lost(self) -> None:
-        """The client closed the connection."""
-        self.closed = True
-        self.held = None
-        self.done.set()
-
-    async def keep_alive(self) -> None:
-        """Send the dialect's keep-alive every ``sse_keepalive`` seconds until the end."""
-        interval = self.gateway.settings.limits.sse_keepalive
-        while not self.closed:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self.done.wait()
-            transport = self.transport
-            if transport is not None and transport.is_closing():
-                self.lost()  # closed before the watch was in place
-            if not self.closed:
-                self.send(self.dialect.keepalive())
-
-    def member(self) -> dict[str, Any]:
-        claims = self.claims
-        if claims is None:
-            return {"id": None}
-        info: dict[str, Any] = {"id": claims.sub}
-        if claims.name:
-            info["name"] = claims.name
-        return info
-
-    async def cleanup(self) -> None:
-        self.closed = True
-        self.held = None
-        if self._expiry is not None:
-            self._expiry.cancel()
-        gateway = self.gateway
-        gateway.connections.discard(self)
-        member = self.member()
-        for channel, rules in list(self.channels.items()):
-            gateway.hub.unsubscribe(self, channel)
-            await gateway.leave(channel, self.client, member, rules)
-        self.channels.clear()
-
-
-class MultiSseConnection(SseConnection):
-    """A stream of several channels: each stored event's ``id`` is the stream's cursor.
-
-    The event bytes are the hub's shared data-only frame; only the ``id:`` line in front of
-    it is this client's.
-    """
-
-    __slots__ = ("cursor",)
-
-    def __init__(
-        self, gateway: Gateway, dialect: Dialect, claims: Claims | None, channels: Sequence[str]
-    ) -> None:
-        super().__init__(gateway, dialect, claims)
-        self.cursor = Cursor(channels, [None] * len(channels))
-
-    def push(self, frame: bytes, event: Event | None = None) -> None:
-        if event is not None and event.offset is not None and self.held is None:
-            if self.closed:
-                return
-            frame = self.cursor.advance(event.channel, event.offset, event.epoch) + frame
-        SseConnection.push(self, frame, event)
-
-    def _frame(self, frame: bytes, event: Event | None) -> bytes:
-        if event is None or event.offset is None:
+    def _cursor_id(self, frame: bytes, event: Event) -> bytes:
+        if event.offset is None or self.cursor is None:
             return frame
         return self.cursor.advance(event.channel, event.offset, event.epoch) + frame
+
+    def decode(self, message: bytes | str) -> Sequence[c.Command]:
+        raise BadRequest("an event stream takes no messages", code="bad_message")
+
+    def opening(self) -> Sequence[c.Command]:
+        return [c.Subscribe(w.channel, None, w.since, w.reset) for w in self.wants]
+
+    def encode(self, reply: c.Reply) -> bytes:
+        dialect = self.dialect
+        if isinstance(reply, c.Subscribed):
+            if reply.resumed and not reply.recovered:
+                return dialect.reset(reply.channel)
+            return b""
+        if isinstance(reply, c.Snapshot):
+            return dialect.snapshot(reply.payload)
+        if isinstance(reply, c.Refused):
+            return dialect.error(reply.code, reply.message)
+        if isinstance(reply, c.Disconnect):
+            return dialect.disconnect(reply.reason, reply.reconnect)
+        if isinstance(reply, c.Reset):
+            return dialect.reset(reply.channel)
+        return b""
+
+    def heartbeat(self) -> bytes:
+        return self.dialect.keepalive()
 
 
 # -- opening a stream --------------------------------------------------------------------------
@@ -295,16 +176,13 @@ def last_event_id(request: web.Request) -> str | None:
     return value
 
 
-async def since_offset(gateway: Gateway, channel: str, value: str) -> Position | None:
+def since_offset(value: str) -> c.Since | None:
     """A plain-offset id as a position in the channel's current epoch (``None``: unusable).
 
     A plain offset carries no epoch; it is taken to be of the current one.
     """
     offset = parse_offset(value)
-    if offset is None:
-        return None
-    top = await gateway.log.position(channel)
-    return Position(offset, top.epoch)
+    return None if offset is None else c.Since(offset)
 
 
 def _headers(request: web.Request, start: str | None) -> dict[str, str]:
@@ -350,31 +228,26 @@ async def open_stream(
     """
     if not gateway.ready:
         return _unavailable()
-    channels = [w.channel for w in wants]
-    conn: SseConnection
-    if len(wants) > 1:
-        conn = MultiSseConnection(gateway, multi_dialect or dialect, claims, channels)
-    else:
-        conn = SseConnection(gateway, dialect, claims)
+    if len(wants) > 1 and multi_dialect is not None:
+        dialect = multi_dialect
+    codec = SseCodec(gateway.settings, dialect, () if refused is not None else wants)
+    conn = Connection(gateway, codec, claims, close_sse, reads=False, kind="sse")
     protocol = request.protocol
     if protocol is not None:
         # From here the connection carries only this stream; the watch hears it close.
         protocol.set_parser(cast(Any, _Watch(conn)))
-    gateway.connections.add(conn)
-    gateway.metrics.connections_total += 1
-    starts: list[Position | None] = [None] * len(wants)
     try:
-        failure = refused
-        if failure is None:
-            failure = await _subscribe_all(conn, wants, starts)
-        if conn.closed and failure is None:
+        conn.open()
+        await conn.run_opening()
+        if conn.closed:
             return _unavailable()
-        stored = any(w.rules.stored for w in wants)
+        failed = refused is not None or any(w.channel not in conn.channels for w in wants)
         start: str | None = None
-        if stored and failure is None:
-            if isinstance(conn, MultiSseConnection):
-                conn.cursor = Cursor(channels, starts)
-                start = conn.cursor.value()
+        if not failed and any(w.rules.stored for w in wants):
+            starts = [conn.starts.get(w.channel) for w in wants]
+            if len(wants) > 1:
+                codec.cursor = Cursor([w.channel for w in wants], starts)
+                start = codec.cursor.value()
             elif starts[0] is not None:
                 start = str(starts[0].offset)
         response = SseResponse(headers=_headers(request, start))
@@ -383,46 +256,15 @@ async def open_stream(
         transport = request.transport
         if transport is None:
             return response
-        limits = gateway.settings.limits
-        conn.start(transport, dialect.greeting(start, limits.sse_retry_ms))
-        if failure is not None:
-            conn.fail(failure)
-        await conn.keep_alive()
+        conn.attach(transport, dialect.greeting(start, gateway.settings.limits.sse_retry_ms))
+        if refused is not None:
+            conn.send(codec.encode(c.Refused(refused.code, refused.message)))
+        if failed:
+            conn.close(1011)  # the refusal (held, or just sent) is the stream's last word
+        await conn.wait_lost()
         return response
     finally:
         await conn.cleanup()
-
-
-async def _subscribe_all(
-    conn: SseConnection, wants: Sequence[Want], starts: list[Position | None]
-) -> CroupierError | None:
-    gateway = conn.gateway
-    hub = gateway.hub
-    member = conn.member()
-    for i, want in enumerate(wants):
-        if conn.closed:
-            return None
-        channel, rules = want.channel, want.rules
-
-        def announce(result: SubscribeResult, i: int = i, want: Want = want) -> None:
-            if not want.rules.stored:
-                return
-            starts[i] = want.since if result.recovered else result.position
-            if (want.since is not None or want.reset) and not result.recovered:
-                conn.send(conn.dialect.reset(want.channel))
-
-        conn.channels[channel] = rules
-        try:
-            await gateway.join(channel, conn.client, member, rules)
-        except Exception:
-            log.exception("presence join failed for %s", channel)
-        try:
-            await hub.subscribe(
-                conn, channel, since=want.since, stored=rules.stored, announce=announce
-            )
-        except CroupierError as exc:
-            return exc
-    return None
 
 
 # -- GET /sse --------------------------------------------------------------------------------
@@ -447,8 +289,8 @@ def _reset(channel: str) -> bytes:
     return data_frame(control("reset", channel=channel))
 
 
-def _error(exc: CroupierError) -> bytes:
-    return data_frame(control("error", code=exc.code, message=exc.message))
+def _error(code: str, message: str) -> bytes:
+    return data_frame(control("error", code=code, message=message))
 
 
 def _disconnect(reason: str, reconnect: bool) -> bytes:
@@ -465,7 +307,11 @@ def encode_sse_data(event: Event) -> bytes:
     return b"data: " + encode_event(event) + b"\n\n"
 
 
-NATIVE = Dialect("sse", _connected, _keepalive, _reset, _error, _disconnect)
+def _snapshot(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+NATIVE = Dialect("sse", "sse", _connected, _keepalive, _reset, _error, _disconnect, _snapshot)
 NATIVE_MULTI = replace(NATIVE, wire="sse.data")
 
 
@@ -492,21 +338,18 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
     wants = [Want(name, rules) for name, rules in resolved]
     resume = last_event_id(request)
     if refused is None and resume is not None:
-        try:
-            wants = await _resume(gateway, wants, resume)
-        except CroupierError as exc:
-            refused = exc
+        wants = _resume(wants, resume)
     return await open_stream(
         request, gateway, NATIVE, wants, claims, refused=refused, multi_dialect=NATIVE_MULTI
     )
 
 
-async def _resume(gateway: Gateway, wants: list[Want], value: str) -> list[Want]:
+def _resume(wants: list[Want], value: str) -> list[Want]:
     if len(wants) == 1:
         want = wants[0]
         if not want.rules.stored:
             return wants
-        since = await since_offset(gateway, want.channel, value)
+        since = since_offset(value)
         return [replace(want, since=since, reset=since is None)]
     positions = decode_cursor(value, [w.channel for w in wants])
     out = []
@@ -514,7 +357,8 @@ async def _resume(gateway: Gateway, wants: list[Want], value: str) -> list[Want]
         if not want.rules.stored:
             out.append(want)
             continue
-        since = positions[i] if positions is not None else None
+        position = positions[i] if positions is not None else None
+        since = None if position is None else c.Since(position.offset, position.epoch)
         out.append(replace(want, since=since, reset=since is None))
     return out
 

@@ -6,17 +6,16 @@ import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
-import orjson
 from aiohttp import web
 from msgspec import Meta
 
 from ...api.openapi import Operation
-from ...api.toolkit import error_response, int_query, read_body, require_key, struct_response
-from ...appkeys import GATEWAY
-from ...errors import CroupierError, Forbidden, NotFound, Unauthorized
-from ...transports.websocket import WsConnection, admit, max_message_bytes
+from ...api.toolkit import read_body, require_key, struct_response
+from ...errors import NotFound
+from ...transports.websocket import endpoint_handler
 from ..leaderboards import BOARD_PATTERN
 from .engine import Room, standings
+from .socket import RoomSocketInfo, room_endpoint
 
 if TYPE_CHECKING:
     from .service import Rooms
@@ -81,14 +80,6 @@ class CreateRoomBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True,
     max_players: Annotated[float, Meta(ge=2, le=8, multiple_of=1)] | None = None
     options: RoomOptions = msgspec.field(default_factory=RoomOptions)
     start: bool = False
-
-
-class RoomSocketInfo(msgspec.Struct, rename="camel", kw_only=True):
-    """The answer to a GET of ``/ws/room/{roomId}`` without a WebSocket upgrade."""
-
-    room_id: str
-    channel: str
-    upgrade: str
 
 
 class RoomReply(msgspec.Struct, rename="camel", kw_only=True):
@@ -185,57 +176,8 @@ def routes(service: Rooms) -> list[web.RouteDef]:
         web.delete(_R + "/players/{playerId}", leave),
         web.post(_R + "/start", start),
         web.post(_R + "/close", close),
-        web.get("/ws/room/{roomId}", _player_socket(service)),
+        web.get("/ws/room/{roomId}", endpoint_handler(room_endpoint(service))),
     ]
-
-
-def _player_socket(service: Rooms) -> Any:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        """A player's WebSocket, subscribed to ``room:{roomId}`` (and their own channel)."""
-        gateway = request.app[GATEWAY]
-        try:
-            rid = _room_id(request)
-            claims = admit(gateway, request)
-            if claims is None:
-                raise Unauthorized("a player token is required (?token=…)")
-            since = int_query(request, "since", 0, 0, 2**62)
-            room, brands = await service.get(rid)
-            if claims.sub not in room.players:
-                raise Forbidden(f"{claims.sub} does not play in room {rid}")
-        except CroupierError as exc:
-            return error_response(exc)
-        ws = web.WebSocketResponse(
-            heartbeat=None,
-            max_msg_size=max_message_bytes(gateway.settings.limits),
-            compress=False,
-            autoping=True,
-        )
-        if not ws.can_prepare(request).ok:
-            info = RoomSocketInfo(room_id=rid, channel=room.channel, upgrade="websocket")
-            return struct_response(info)
-        await ws.prepare(request)
-        if request.transport is None:
-            return ws
-        # The room's story from ``since`` (by default its start), then live: a player who
-        # connects late or comes back rebuilds the state from the events themselves.
-        position = await gateway.log.position(room.channel)
-        subscribe = {
-            "type": "subscribe",
-            "channel": room.channel,
-            "id": "room",
-            "since": {"offset": since, "epoch": position.epoch},
-        }
-        initial = [orjson.dumps(subscribe)]
-        if claims.brand and brands.get(claims.sub) == claims.brand:
-            own = f"player:{claims.brand}:{claims.sub}"
-            initial.append(orjson.dumps({"type": "subscribe", "channel": own, "id": "player"}))
-        conn = WsConnection(gateway, request.transport, claims)
-        await conn.run(ws, initial)
-        if not ws.closed:
-            await ws.close()
-        return ws
-
-    return handler
 
 
 # -- the OpenAPI operations ------------------------------------------------------------------

@@ -1,49 +1,46 @@
-"""``GET /ws/events``: the sports viewer's WebSocket.
+"""``GET /ws/events``: the sports viewer's WebSocket, a codec on the connection core.
 
 Client → server (JSON text frames):
 
 * first, ``{"id": <viewer id>, "eventId": <event id>}`` (``"type": "join"`` optional);
 * ``{"type":"reaction","emoji":"🔥","comment":"…","id"?:n}`` (needs a player token, as every
   player publish does; the token's ``sub`` is then the viewer id);
-* ``{"type":"ping"}``, ``{"type":"auth","token":…}`` as on ``/ws``.
+* ``{"type":"ping"}``, ``{"type":"auth","token":…}`` and the rest of the native protocol.
 
-Server → client: ``{"type":"joined","eventId","viewer","channel","viewers"}``, at once
-``{"type":"snapshot","channel","ts","data":{"eventId","sport","seq","snapshot","position",
-"event"}}``, then the events of
-``match:{eventId}`` in the native protocol's shape (``score.updated``, ``sport.event.updated``,
-``reactions.summary``, ``viewers.count``), errors as ``{"type":"error","code","message"}``.
+Server → client: ``{"type":"joined","eventId","viewer","channel","recovered","viewers"}``,
+at once ``{"type":"snapshot","channel","ts","data":{"eventId","sport","seq","snapshot",
+"position","event"}}``, then the events of ``match:{eventId}`` in the native protocol's
+shape (``score.updated``, ``sport.event.updated``, ``reactions.summary``,
+``viewers.count``), errors as ``{"type":"error","code","message"}``.
 
-The connection is a :class:`~croupier.transports.websocket.WsConnection` whose session
-speaks this dialect: rate limits, the idle timeout (twice the ping interval), slow-consumer
-handling and presence are the native ones. The join subscribes from the position of the
+Rate limits, the idle timeout (twice the ping interval), slow-consumer handling and
+presence are the connection core's. The join subscribes from the position of the
 snapshot's update, so every later update arrives exactly once, in order.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import orjson
 from aiohttp import web
 
-from ...appkeys import GATEWAY
+from ...api.toolkit import struct_response
 from ...config import Settings
-from ...core.channels import Claims, resolve
-from ...core.session import Action, Close, Session, error
-from ...core.wire import MessageId, control
-from ...errors import BadRequest, CroupierError, RateLimited
-from ...gateway import Gateway
-from ...hub import SubscribeResult
-from ...transports.websocket import WsConnection, admit, max_message_bytes
+from ...core import commands as c
+from ...core.channels import Claims
+from ...core.wire import control, decode_client, ws_frame
+from ...events import Position
+from ...transports.native import NativeCodec, native_command
+from ...transports.websocket import Endpoint, InfoHandler, Upgrade, endpoint_handler
 
 if TYPE_CHECKING:
     from .service import Sports
 
-__all__ = ["DoJoin", "EventsConnection", "EventsInfo", "EventsSession", "events_handler"]
+__all__ = ["EventsCodec", "EventsInfo", "events_endpoint", "events_handler"]
 
 _ID = re.compile(r"[A-Za-z0-9_.@=-]{1,64}")
 
@@ -56,185 +53,122 @@ class EventsInfo(msgspec.Struct):
     upgrade: str
 
 
-@dataclass(frozen=True, slots=True)
-class DoJoin:
-    event_id: str
-    viewer: str
-    id: MessageId
+def _message_id(doc: dict[str, Any]) -> c.MessageId:
+    value = doc.get("id")
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        return value
+    return None
 
 
-class EventsSession(Session):
-    """The native session rules behind the ``/ws/events`` dialect. No I/O.
+class EventsCodec(NativeCodec):
+    """The ``/ws/events`` dialect: one join per connection, reactions on its match."""
 
-    The first message must be the join; reactions become native publishes on the match
-    channel, so they pass the same checks (token, size, per-connection rate).
-    """
+    name = "sports"
 
-    def __init__(
-        self,
-        settings: Settings,
-        verify: Callable[[str], Claims],
-        claims: Claims | None,
-        now: float,
-    ) -> None:
-        super().__init__(settings, verify, claims, now)
+    def __init__(self, settings: Settings, service: Sports, claims: Claims | None) -> None:
+        super().__init__(settings)
+        self.service = service
+        self.claims = claims
         self.event_id: str | None = None
+        self.viewer: str | None = None
+        self.start = self._start
 
-    def receive(self, raw: bytes | str, now: float) -> list[Action | DoJoin]:  # type: ignore[override]
+    @property
+    def channel(self) -> str | None:
+        return None if self.event_id is None else f"match:{self.event_id}"
+
+    async def _start(self, channel: str) -> tuple[Position | None, bytes | None]:
+        assert self.event_id is not None
+        event = await self.service.get(self.event_id)  # NotFound refuses the join
+        return await self.service.start_of(event)
+
+    def decode(self, message: bytes | str) -> Sequence[c.Command]:
         try:
-            doc = orjson.loads(raw)
+            doc = orjson.loads(message)
         except orjson.JSONDecodeError:
             doc = None
         if not isinstance(doc, dict):
-            return list(super().receive(raw, now))  # the native errors: bad_json, bad_message
+            return super().decode(message)  # the native errors: bad_json, bad_message
         kind = doc.get("type", "join" if "eventId" in doc else None)
         if kind == "join":
-            return self._join(doc, now)
+            return [self._join(doc)]
         if self.event_id is None and kind != "ping":
-            return self._fail(BadRequest("join first: {id, eventId}", code="not_joined"), doc)
+            return [c.Refuse("not_joined", "join first: {id, eventId}", _message_id(doc))]
         if kind == "reaction":
             data = {k: doc[k] for k in ("emoji", "comment") if k in doc}
-            native: dict[str, Any] = {
-                "type": "publish",
-                "channel": f"match:{self.event_id}",
-                "event": "reaction",
-                "data": data,
-            }
-            if "id" in doc:
-                native["id"] = doc["id"]
-            return list(super().receive(orjson.dumps(native), now))
-        return list(super().receive(raw, now))
+            channel = self.channel
+            assert channel is not None
+            return [c.Publish(channel, "reaction", orjson.dumps(data), _message_id(doc))]
+        return [native_command(decode_client(message))]
 
-    def _fail(self, exc: CroupierError, doc: dict[str, Any]) -> list[Action | DoJoin]:
-        """Answer ``exc``; past the abuse limit of errors in a row, close as ``/ws`` does."""
-        self.errors_in_a_row += 1
-        message_id = doc.get("id")
-        if not isinstance(message_id, int | str) or isinstance(message_id, bool):
-            message_id = None
-        actions: list[Action | DoJoin] = [error(exc, message_id)]
-        if self.errors_in_a_row >= self.limits.abuse_errors:
-            actions.append(Close("abuse", "too many protocol errors in a row"))
-        return actions
-
-    def _join(self, doc: dict[str, Any], now: float) -> list[Action | DoJoin]:
-        try:
-            if not self._bucket.take(now):
-                raise RateLimited("too many messages: slow down")
-            if self.event_id is not None:
-                raise BadRequest(
-                    f"already joined {self.event_id}; one event per connection",
-                    code="already_joined",
-                )
-            event_id = doc.get("eventId")
-            if not isinstance(event_id, str) or not _ID.fullmatch(event_id):
-                raise BadRequest("eventId must be an event id string", code="bad_message")
-            viewer = doc.get("id")
-            if isinstance(viewer, int) and not isinstance(viewer, bool):
-                viewer = str(viewer)
-            if self.claims is not None:
-                viewer = self.claims.sub  # a token's player is who the viewer is
-            elif not isinstance(viewer, str) or not _ID.fullmatch(viewer):
-                raise BadRequest(
-                    "id must be the viewer's id (1-64 of A-Z a-z 0-9 _ . @ = -)",
-                    code="bad_message",
-                )
-        except CroupierError as exc:
-            return self._fail(exc, doc)
-        self.errors_in_a_row = 0
+    def _join(self, doc: dict[str, Any]) -> c.Command:
+        message_id = _message_id(doc)
+        if self.event_id is not None:
+            return c.Refuse(
+                "already_joined",
+                f"already joined {self.event_id}; one event per connection",
+                message_id,
+            )
+        event_id = doc.get("eventId")
+        if not isinstance(event_id, str) or not _ID.fullmatch(event_id):
+            return c.Refuse("bad_message", "eventId must be an event id string", message_id)
+        viewer = doc.get("id")
+        if isinstance(viewer, int) and not isinstance(viewer, bool):
+            viewer = str(viewer)
+        if self.claims is not None:
+            viewer = self.claims.sub  # a token's player is who the viewer is
+        elif not isinstance(viewer, str) or not _ID.fullmatch(viewer):
+            return c.Refuse(
+                "bad_message",
+                "id must be the viewer's id (1-64 of A-Z a-z 0-9 _ . @ = -)",
+                message_id,
+            )
         self.event_id = event_id
-        return [DoJoin(event_id, viewer, None)]
+        self.viewer = viewer
+        return c.Subscribe(f"match:{event_id}")
 
-
-class EventsConnection(WsConnection):
-    """One viewer on ``/ws/events``."""
-
-    __slots__ = ("service", "viewer")
-
-    def __init__(self, service: Sports, transport: Any, claims: Claims | None) -> None:
-        super().__init__(service.gateway, transport, claims)
-        self.service = service
-        self.viewer: str | None = None
-        settings = service.gateway.settings
-        self.session = EventsSession(
-            settings, service.gateway.auth.verify_token, claims, self.last_seen
-        )
-
-    def _member(self) -> dict[str, Any]:
-        if self.viewer is None:
-            return super()._member()
-        return {"id": self.viewer}
-
-    async def _apply(self, action: Any) -> None:
-        if isinstance(action, DoJoin):
-            await self._join(action)
-        else:
-            await super()._apply(action)
-
-    async def _join(self, action: DoJoin) -> None:
-        gateway = self.gateway
-        session = self.session
-        assert isinstance(session, EventsSession)
-        try:
-            event = await self.service.get(action.event_id)
-            channel, rules = resolve(gateway.settings, event.channel)
-        except CroupierError as exc:
-            session.event_id = None
-            self.send(error(exc).payload)
-            return
-        self.viewer = action.viewer
-        session.channels[channel] = rules
-        await gateway.join(channel, self.client, self._member(), rules)
-        since, snapshot = await self.service.start_of(event)
-
-        def announce(result: SubscribeResult) -> None:
-            self.send(
+    def encode(self, reply: c.Reply) -> bytes:
+        if isinstance(reply, c.Subscribed) and reply.channel == self.channel:
+            assert self.event_id is not None
+            return ws_frame(
                 control(
                     "joined",
-                    eventId=event.id,
-                    viewer=action.viewer,
-                    channel=channel,
-                    recovered=result.recovered,
-                    viewers=self.service.book.count(event.id),
+                    eventId=self.event_id,
+                    viewer=self.viewer,
+                    channel=reply.channel,
+                    recovered=reply.recovered,
+                    viewers=self.service.book.count(self.event_id),
                 )
             )
-            self.send(snapshot)
+        if isinstance(reply, c.Refused) and reply.channel is not None:
+            if reply.channel == self.channel:
+                self.event_id = self.viewer = None  # the join failed: another may follow
+            reply = c.Refused(reply.code, reply.message)
+        return super().encode(reply)
 
-        try:
-            await gateway.hub.subscribe(self, channel, since=since, stored=True, announce=announce)
-        except CroupierError as exc:
-            session.channels.pop(channel, None)
-            session.event_id = None
-            await gateway.leave(channel, self.client, self._member(), rules)
-            self.send(error(exc).payload)
+    def member(self, claims: Claims | None) -> dict[str, Any] | None:
+        if self.viewer is None:
+            return super().member(claims)
+        return {"id": self.viewer}
 
 
-def events_handler(service: Sports) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        gateway: Gateway = request.app[GATEWAY]
-        ws = web.WebSocketResponse(
-            heartbeat=None,  # the sweep pings and enforces the idle timeout
-            max_msg_size=max_message_bytes(gateway.settings.limits),
-            compress=False,
-            autoping=True,
+def events_endpoint(service: Sports) -> Endpoint:
+    """The endpoint of ``/ws/events``, for ``service``'s sporting events."""
+
+    def open_events(upgrade: Upgrade) -> EventsCodec:
+        return EventsCodec(upgrade.gateway.settings, service, upgrade.claims)
+
+    async def info(request: web.Request) -> web.StreamResponse:
+        body = EventsInfo(
+            join={"id": "viewer-17", "eventId": "ipl-final"},
+            reaction={"type": "reaction", "emoji": "🔥", "comment": "what a shot"},
+            upgrade="websocket",
         )
-        if not ws.can_prepare(request).ok:
-            info = EventsInfo(
-                join={"id": "viewer-17", "eventId": "ipl-final"},
-                reaction={"type": "reaction", "emoji": "🔥", "comment": "what a shot"},
-                upgrade="websocket",
-            )
-            return web.Response(body=msgspec.json.encode(info), content_type="application/json")
-        claims = admit(gateway, request)  # a refused origin or bad token: 401/403 JSON
-        if not gateway.ready:
-            raise web.HTTPServiceUnavailable()
-        await ws.prepare(request)
-        transport = request.transport
-        if transport is None:
-            return ws
-        conn = EventsConnection(service, transport, claims)
-        await conn.run(ws)
-        if not ws.closed:
-            await ws.close()
-        return ws
+        return struct_response(body)
 
-    return handler
+    return Endpoint("/ws/events", open_events, info=info, lean=False)
+
+
+def events_handler(service: Sports) -> InfoHandler:
+    """The aiohttp handler of ``/ws/events`` (see :func:`events_endpoint`)."""
+    return endpoint_handler(events_endpoint(service))

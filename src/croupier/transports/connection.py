@@ -1,0 +1,741 @@
+"""The connection core: one executor for every client connection, whatever its protocol.
+
+A :class:`Connection` runs one client: its bounded outbox and slow-consumer policy, the
+session rules (:mod:`croupier.core.session`), subscribe / resume / presence join and leave /
+announce / a service's starting point, token expiry, idle timeout and heartbeat, and the
+close with a neutral reason. It is the hub's :class:`~croupier.hub.Sink`: the hub hands it
+pre-encoded bytes and it writes them straight to the socket's transport, never awaiting.
+
+A wire protocol is a :class:`Codec`: it decodes a client's messages into neutral commands
+(:mod:`croupier.core.commands`) and encodes replies, snapshots, resets and disconnect
+reasons; it names the hub wire that encodes its events (once per event for every
+connection of that wire), its heartbeat, the close code of each neutral reason, its
+per-subscription authorization hook and who the client is in presence.
+
+How to add a WebSocket protocol:
+
+1. Write one module with a codec (subclass :class:`BaseCodec`, override what differs), an
+   event encoder for the hub (``Event -> bytes``, the whole WebSocket frame, see
+   :func:`~croupier.core.wire.ws_frame`) and an endpoint::
+
+       ENDPOINT = Endpoint("/connection/websocket", open_codec, {WIRE: encode_event})
+
+   where ``open_codec(upgrade)`` gets the upgrade request (path parameters, query, headers,
+   the verified claims) and returns the codec for that connection, or raises a
+   ``CroupierError`` to refuse the upgrade with that HTTP answer.
+2. Add that endpoint to the list the application serves (one line, see
+   :func:`croupier.transports.websocket.add_websocket_routes`).
+3. Run the codec contract suite (``tests/contracts/test_codecs.py``) over it.
+
+Every connection is in ``gateway.connections``; :meth:`Connection.info` describes one for
+the console and :meth:`Connection.disconnect` ends one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from ..appkeys import GATEWAY
+from ..config import NamespaceRules, Settings
+from ..core.channels import Claims, check_subscribe
+from ..core.commands import (
+    Close,
+    Command,
+    Connected,
+    Disconnect,
+    DoPublish,
+    DoSubscribe,
+    DoUnsubscribe,
+    Outcome,
+    Published,
+    Refused,
+    Reply,
+    Snapshot,
+    Subscribed,
+    Unsubscribed,
+)
+from ..core.session import Session, refused
+from ..errors import CroupierError
+from ..events import Event, Position
+from ..gateway import Gateway, PublishRequest, StartingPoint
+from ..hub import SubscribeResult
+from .common import new_client_id
+
+__all__ = [
+    "BaseCodec",
+    "Closer",
+    "Codec",
+    "Connection",
+    "finish",
+    "sweep",
+    "sweeper",
+]
+
+log = logging.getLogger(__name__)
+
+# Messages waiting behind one that awaits (a subscribe reading history): past this many the
+# socket stops being read until they are handled, so a flood cannot queue without bound.
+_INBOX_PAUSE = 64
+
+# Tasks that clean up after closed connections: referenced until they finish.
+_cleanups: set[asyncio.Task[None]] = set()
+
+#: How a transport ends a connection: write ``last`` (the codec's disconnect message, may be
+#: empty) and its close (a WebSocket close frame with ``code`` and ``reason``), then close
+#: the socket once the peer has had the chance to read it.
+Closer = Callable[[asyncio.Transport, bytes, int, str], None]
+
+# How long a closing socket may take to flush its queue and hear the client close before it
+# is cut: long enough for a healthy client, short enough that a hostile one costs little.
+CLOSE_GRACE = 2.0
+
+
+def finish(transport: asyncio.Transport, last: bytes) -> None:
+    """Write ``last`` after what is queued, shut the write side, and let the client go.
+
+    The write side is shut once the queue is flushed; what the client still sends is read
+    and dropped until it closes its side (or the grace runs out). Closing a socket with
+    unread input would make the kernel reset the connection and throw away the replies
+    still queued, so the client would never learn why it was closed.
+    """
+    if last:
+        transport.write(last)
+    with contextlib.suppress(RuntimeError):  # reading may be paused behind a slow subscribe
+        transport.resume_reading()
+    if transport.can_write_eof():
+        transport.write_eof()
+    else:  # pragma: no cover - every stream transport here can
+        transport.close()
+    asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
+
+
+class Codec(Protocol):
+    """One wire protocol for one connection (a factory makes one per connection).
+
+    Attributes:
+        name: the protocol's name (``native``, ``sse``, ``sports`` …), shown by ``info()``.
+        wire: the hub wire whose encoder renders this connection's events.
+        ping_interval: seconds between heartbeats.
+        quiet_client: the client need not send anything (a backend listener): a protocol
+            pong counts as activity for the idle rule.
+        replay_in_reply: replayed events go inside the subscribe reply
+            (:attr:`Subscribed.events <croupier.core.commands.Subscribed.events>`), not as
+            events after it.
+        on_event: ``None``, or a per-connection look at each event the hub pushes: returns
+            the bytes to send (the frame, or the frame with something of this client's in
+            front) or ``None`` to skip the event.
+        start: ``None``, or a starting point for this endpoint's new subscribers that
+            overrides the gateway's service ones; a ``CroupierError`` refuses the subscribe.
+    """
+
+    name: str
+    wire: str
+    ping_interval: float
+    quiet_client: bool
+    replay_in_reply: bool
+    on_event: Callable[[bytes, Event], bytes | None] | None
+    start: StartingPoint | None
+
+    def decode(self, message: bytes | str) -> Sequence[Command | Reply]:
+        """Commands from one client message (replies the codec answers by itself pass
+        through). Raises ``CroupierError`` for a message it cannot read."""
+        ...
+
+    def encode(self, reply: Reply) -> bytes:
+        """The wire bytes of ``reply``; ``b""`` sends nothing."""
+        ...
+
+    def heartbeat(self) -> bytes:
+        """What is sent every ``ping_interval`` (a ping frame, a keep-alive message)."""
+        ...
+
+    def close_code(self, reason: str) -> int:
+        """The protocol's close code for a neutral reason (``slow_consumer`` …)."""
+        ...
+
+    def authorize(self, rules: NamespaceRules, channel: str, claims: Claims | None) -> None:
+        """The per-subscription check; raises ``CroupierError`` to refuse."""
+        ...
+
+    def member(self, claims: Claims | None) -> dict[str, Any] | None:
+        """Who the client is in presence; ``None`` keeps it out of presence."""
+        ...
+
+    def opening(self) -> Sequence[Command]:
+        """Commands run as if the client had sent them first (an endpoint whose URL names
+        its channel)."""
+        ...
+
+
+class BaseCodec:
+    """Defaults for a codec: override what a protocol does differently."""
+
+    name = "base"
+    wire = "ws"
+    quiet_client = False
+    replay_in_reply = False
+    on_event: Callable[[bytes, Event], bytes | None] | None = None
+    start: StartingPoint | None = None
+
+    def __init__(self, settings: Settings) -> None:
+        self.ping_interval = settings.limits.ping_interval
+
+    def decode(self, message: bytes | str) -> Sequence[Command | Reply]:
+        raise NotImplementedError  # pragma: no cover - every reading codec decodes
+
+    def encode(self, reply: Reply) -> bytes:
+        return b""
+
+    def heartbeat(self) -> bytes:
+        return b""
+
+    def close_code(self, reason: str) -> int:
+        return 1001
+
+    def authorize(self, rules: NamespaceRules, channel: str, claims: Claims | None) -> None:
+        check_subscribe(rules, channel, claims)
+
+    def member(self, claims: Claims | None) -> dict[str, Any] | None:
+        if claims is None:
+            return {"id": None}
+        info: dict[str, Any] = {"id": claims.sub}
+        if claims.name:
+            info["name"] = claims.name
+        return info
+
+    def opening(self) -> Sequence[Command]:
+        return ()
+
+
+class Connection:
+    """One client connection: the hub's sink and the session's executor.
+
+    Args:
+        gateway: what the connection serves.
+        codec: its wire protocol.
+        claims: the verified token given at connect time (``None``: anonymous).
+        closer: how its transport ends a connection (see :data:`Closer`).
+        transport: the socket's transport; ``None`` holds every write until :meth:`attach`
+            (an event stream subscribes before its response headers are sent).
+        reads: whether the client sends messages (the idle rule applies only then).
+        kind: ``websocket`` or ``sse``, for ``info()``.
+
+    The transport feeds it complete client messages through :meth:`receive` (``None``: the
+    client closed) and reports the end of the socket through :meth:`lost`.
+    """
+
+    __slots__ = (
+        "_waiter",
+        "backlog",
+        "client",
+        "closed",
+        "closer",
+        "codec",
+        "created",
+        "gateway",
+        "held",
+        "inbox",
+        "kind",
+        "last_ping",
+        "last_seen",
+        "max_bytes",
+        "max_held",
+        "max_messages",
+        "on_event",
+        "reads",
+        "seen",
+        "session",
+        "starts",
+        "task",
+        "transport",
+        "wire",
+    )
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        codec: Codec,
+        claims: Claims | None,
+        closer: Closer,
+        *,
+        transport: asyncio.Transport | None = None,
+        reads: bool = True,
+        kind: str = "websocket",
+    ) -> None:
+        self.gateway = gateway
+        self.codec = codec
+        self.wire = codec.wire
+        self.on_event = codec.on_event
+        self.closer = closer
+        self.transport = transport
+        self.reads = reads
+        self.kind = kind
+        self.client = new_client_id()
+        limits = gateway.settings.limits
+        self.max_messages = limits.outbox_messages
+        self.max_bytes = limits.outbox_bytes
+        self.max_held = limits.recover_max + limits.outbox_messages
+        self.backlog = 0
+        now = time.monotonic()
+        self.created = time.time()
+        self.session = Session(
+            gateway.settings, gateway.auth.verify_token, claims, now, codec.authorize
+        )
+        self.closed = False
+        self.last_seen = now  # the client's last message (pongs count only for quiet ones)
+        self.last_ping = now
+        self.held: list[tuple[bytes, Event | None]] | None = None if transport else []
+        # Only while a message awaits (subscribe, publish): the ones behind it, and the task.
+        self.inbox: deque[bytes | str | None] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.seen: dict[str, Event] = {}  # the last stored event pushed, per channel
+        self.starts: dict[str, Position | None] = {}  # where each subscription started
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def channels(self) -> dict[str, NamespaceRules]:
+        """The channels this connection is subscribed to (or subscribing to)."""
+        return self.session.channels
+
+    # -- the hot path ----------------------------------------------------------------------
+
+    def push(self, frame: bytes, event: Event) -> None:
+        """Queue an event the hub encoded for :attr:`wire`. Never blocks or raises."""
+        if self.closed:
+            return
+        if event.offset is not None:
+            self.seen[event.channel] = event
+        if self.on_event is not None:
+            if self.held is not None:
+                self._hold(frame, event)
+                return
+            shown = self.on_event(frame, event)
+            if shown is None:
+                return
+            frame = shown
+        self.write(frame)
+
+    def send(self, frame: bytes) -> None:
+        """Queue bytes that are not an event (a reply, a heartbeat), behind what is queued."""
+        if frame and not self.closed:
+            self.write(frame)
+
+    def write(self, frame: bytes) -> None:
+        """Write through the bounded outbox: the socket's own write buffer.
+
+        While the buffer holds unsent data, each write counts against ``outbox_messages``;
+        past that, or past ``outbox_bytes`` buffered, the connection is cut off as a slow
+        consumer (it reconnects and resumes from its last offset).
+        """
+        transport = self.transport
+        if transport is None:
+            self._hold(frame, None)
+            return
+        size = transport.get_write_buffer_size()
+        if size:
+            self.backlog += 1
+            if self.backlog > self.max_messages or size > self.max_bytes:
+                self._slow_consumer()
+                return
+        else:
+            self.backlog = 0
+        transport.write(frame)
+
+    def _hold(self, frame: bytes, event: Event | None) -> None:
+        held = self.held
+        assert held is not None
+        held.append((frame, event))
+        if len(held) > self.max_held:
+            self._slow_consumer()
+
+    def attach(self, transport: asyncio.Transport, greeting: bytes = b"") -> None:
+        """Start writing to ``transport``: ``greeting``, what was held, then what comes."""
+        held = self.held or []
+        self.held = None
+        self.transport = transport
+        if self.closed:
+            return
+        hook = self.on_event
+        frames = [greeting]
+        for frame, event in held:
+            if hook is not None and event is not None:
+                shown = hook(frame, event)
+                if shown is None:
+                    continue
+                frame = shown
+            frames.append(frame)
+        transport.write(b"".join(frames))
+
+    def _slow_consumer(self) -> None:
+        self.gateway.metrics.slow_consumers += 1
+        self.disconnect("slow_consumer", reconnect=True)
+
+    # -- ending ----------------------------------------------------------------------------
+
+    def disconnect(self, reason: str, reconnect: bool = True, **_: Any) -> None:
+        """Tell the client why (after what is queued), close, and stop pushing to it.
+
+        ``reason`` is neutral (``slow_consumer``, ``token_expired``, ``idle_timeout``,
+        ``shutdown``, ``abuse`` …); the codec says how its protocol shows it.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self.held = None
+        codec = self.codec
+        last = codec.encode(Disconnect(reason, reconnect))
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            self.closer(transport, last, codec.close_code(reason), reason)
+
+    def close(self, code: int, reason: str = "") -> None:
+        """End with a bare protocol close (the client closed, or broke the framing)."""
+        self.closed = True
+        self.held = None
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            self.closer(transport, b"", code, reason)
+
+    def lost(self) -> None:
+        """The socket is gone: leave the hub and presence once any message in hand is done."""
+        self.closed = True
+        self.held = None
+        self._wake()
+        if self.task is not None:
+            self.task.add_done_callback(lambda _: self._spawn_cleanup())
+        else:
+            self._spawn_cleanup()
+
+    async def wait_lost(self) -> None:
+        """Return once the socket is gone (after :meth:`lost`).
+
+        A handler that hosts the connection returns only then: its server closes the socket
+        when it returns, and a close with unread input would reset what is still queued.
+        """
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._waiter)
+
+    def _wake(self) -> None:
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+        if not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _spawn_cleanup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.cleanup())
+        _cleanups.add(task)
+        task.add_done_callback(_cleanups.discard)
+
+    async def cleanup(self) -> None:
+        """Leave the gateway, the hub and presence. Safe to call more than once."""
+        self.closed = True
+        self.held = None
+        gateway = self.gateway
+        gateway.connections.discard(self)
+        member = self.codec.member(self.session.claims)
+        for channel, rules in self.session.release().items():
+            gateway.hub.unsubscribe(self, channel)
+            if member is not None:
+                await gateway.leave(channel, self.client, member, rules)
+
+    # -- time ------------------------------------------------------------------------------
+
+    def tick(self, mono: float, wall: float) -> None:
+        """Apply the rules of time: token expiry, idle timeout, heartbeat."""
+        if self.closed or self.held is not None:
+            return
+        claims = self.session.claims
+        interval = self.codec.ping_interval
+        if claims is not None and claims.exp is not None and claims.exp <= wall:
+            self.disconnect("token_expired", reconnect=True)
+        elif self.reads and mono - self.last_seen >= 2 * interval:
+            self.disconnect("idle_timeout", reconnect=True)
+        elif mono - self.last_ping >= interval:
+            self.last_ping = mono
+            transport = self.transport
+            if transport is not None and transport.is_closing():
+                self.lost()  # closed before anything told us
+            else:
+                self.send(self.codec.heartbeat())
+
+    def pong(self) -> None:
+        """The client answered a protocol ping."""
+        if self.codec.quiet_client:
+            self.last_seen = time.monotonic()
+
+    # -- the session -----------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Greet the client, join the gateway's connections, run the codec's opening."""
+        gateway = self.gateway
+        gateway.connections.add(self)
+        gateway.metrics.connections_total += 1
+        claims = self.session.claims
+        expires_in = None if claims is None or claims.exp is None else int(claims.exp - time.time())
+        self.send(self.codec.encode(Connected(self.client, self.codec.ping_interval, expires_in)))
+        now = time.monotonic()
+        outcomes: list[Outcome] = []
+        for command in self.codec.opening():
+            outcomes.extend(self.session.handle(command, now))
+        if outcomes:
+            self._run(outcomes)
+
+    def receive(self, raw: bytes | str | None) -> None:
+        """Handle one client message (``None``: the client closed), in order.
+
+        Whatever can be done at once is; from the first outcome that awaits, this message's
+        remaining outcomes and every later message go through a task that lives only until
+        they are handled.
+        """
+        if self.closed:
+            return
+        now = time.monotonic()
+        inbox = self.inbox
+        if inbox is not None:
+            if raw is not None:
+                self.last_seen = now  # a client waiting on a slow subscribe is not idle
+            inbox.append(raw)
+            if len(inbox) == _INBOX_PAUSE and self.transport is not None:
+                self.transport.pause_reading()
+            return
+        if raw is None:
+            self.close(1000)
+            return
+        self.last_seen = now
+        self._run(self.session.receive(raw, now, self.codec.decode))
+
+    async def run_opening(self) -> None:
+        """Wait until what :meth:`open` started is done (an event stream's subscriptions)."""
+        while self.task is not None:
+            await asyncio.shield(self.task)
+
+    def _run(self, outcomes: list[Outcome]) -> None:
+        for i, outcome in enumerate(outcomes):
+            if not self._apply_now(outcome):
+                self.inbox = deque()
+                self.task = asyncio.get_running_loop().create_task(self._drain(outcomes[i:]))
+                return
+
+    async def _drain(self, outcomes: list[Outcome]) -> None:
+        inbox = self.inbox
+        assert inbox is not None
+        try:
+            for outcome in outcomes:
+                await self._apply(outcome)
+            while inbox and not self.closed:
+                if len(inbox) == _INBOX_PAUSE and self.transport is not None:
+                    self.transport.resume_reading()
+                raw = inbox.popleft()
+                if raw is None:
+                    self.close(1000)
+                    break
+                now = time.monotonic()
+                self.last_seen = now
+                for outcome in self.session.receive(raw, now, self.codec.decode):
+                    await self._apply(outcome)
+        except Exception:
+            log.exception("connection %s: handling a message failed", self.client)
+            self.disconnect("internal_error", reconnect=True)
+        finally:
+            transport = self.transport
+            if len(inbox) >= _INBOX_PAUSE and transport is not None and not transport.is_closing():
+                transport.resume_reading()
+            self.inbox = None
+            self.task = None
+
+    def _apply_now(self, outcome: Outcome) -> bool:
+        """Carry out an outcome that needs no await; return False for one that does."""
+        if isinstance(outcome, DoSubscribe | DoUnsubscribe):
+            return False
+        if isinstance(outcome, DoPublish):
+            handler = self.gateway.client_handler(outcome.channel, outcome.type)
+            if handler is None:
+                return False
+            # A service summarises these (reactions): they never reach the hub one by one.
+            try:
+                handler(outcome.channel, outcome.payload)
+            except CroupierError as exc:
+                self.send(self.codec.encode(refused(exc, outcome.id)))
+            else:
+                self.send(self.codec.encode(Published(outcome.channel, outcome.id)))
+        elif isinstance(outcome, Close):
+            self.send(self.codec.encode(Refused(outcome.reason, outcome.message)))
+            self.disconnect(outcome.reason, reconnect=outcome.reconnect)
+        else:
+            # A reply; Authenticated also changes the claims the sweep reads for expiry.
+            self.send(self.codec.encode(outcome))
+        return True
+
+    async def _apply(self, outcome: Outcome) -> None:
+        if self.closed or self._apply_now(outcome):
+            return
+        if isinstance(outcome, DoSubscribe):
+            await self._subscribe(outcome)
+        elif isinstance(outcome, DoUnsubscribe):
+            self.gateway.hub.unsubscribe(self, outcome.channel)
+            self.starts.pop(outcome.channel, None)
+            self.seen.pop(outcome.channel, None)
+            member = self.codec.member(self.session.claims)
+            if member is not None:
+                await self.gateway.leave(outcome.channel, self.client, member, outcome.rules)
+            self.send(self.codec.encode(Unsubscribed(outcome.channel, outcome.id)))
+        elif isinstance(outcome, DoPublish):
+            try:
+                await self.gateway.publish(
+                    PublishRequest(outcome.channel, outcome.type, outcome.payload, ephemeral=True)
+                )
+            except CroupierError as exc:
+                self.send(self.codec.encode(refused(exc, outcome.id)))
+            else:
+                self.send(self.codec.encode(Published(outcome.channel, outcome.id)))
+
+    async def _subscribe(self, do: DoSubscribe) -> None:
+        gateway = self.gateway
+        codec = self.codec
+        channel, rules = do.channel, do.rules
+        member = codec.member(self.session.claims)
+        joined = False
+        try:
+            since: Position | None = None
+            if do.since is not None:
+                epoch = do.since.epoch
+                if epoch is None:  # an offset alone is of the channel's current epoch
+                    epoch = (await gateway.log.position(channel)).epoch
+                since = Position(do.since.offset, epoch)
+            count = 0
+            if member is not None:
+                joined = True
+                try:
+                    count = await gateway.join(channel, self.client, member, rules)
+                except Exception:
+                    log.exception("presence join failed for %s", channel)
+            snapshot: bytes | None = None
+            start = codec.start or gateway.starting_point(channel)
+            if since is None and start is not None:
+                try:
+                    since, snapshot = await start(channel)
+                except CroupierError:
+                    raise
+                except Exception:
+                    log.exception("the starting point of %s failed", channel)
+            presence = count if rules.presence else None
+            resumed = do.since is not None or do.resume
+
+            def announce(result: SubscribeResult) -> None:
+                position = result.position
+                if snapshot is not None and result.recovered:
+                    position = since  # the events that follow continue the snapshot
+                start_at = since if result.recovered else result.position
+                self.starts[channel] = start_at if rules.stored else None
+                events = result.events if codec.replay_in_reply else ()
+                self.send(
+                    codec.encode(
+                        Subscribed(
+                            channel,
+                            do.id,
+                            result.recovered,
+                            position,
+                            since if result.recovered else None,
+                            presence,
+                            resumed and snapshot is None,
+                            events,
+                        )
+                    )
+                )
+                if snapshot is not None:
+                    self.send(codec.encode(Snapshot(channel, snapshot)))
+
+            await gateway.hub.subscribe(
+                self,
+                channel,
+                since=since,
+                stored=rules.stored,
+                announce=announce,
+                replay=not codec.replay_in_reply,
+            )
+        except CroupierError as exc:
+            self.session.forget(channel)
+            if joined and member is not None:
+                await gateway.leave(channel, self.client, member, rules)
+            self.send(codec.encode(refused(exc, do.id, channel)))
+
+    # -- what the console shows ------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """This connection as an operator sees it (JSON-ready).
+
+        ``id`` is the client id (random, so unique across nodes); each subscription's
+        ``position`` is the last stored event queued to it (or where it started).
+        """
+        claims = self.session.claims
+        subscriptions = []
+        for channel in self.session.channels:
+            event = self.seen.get(channel)
+            if event is not None:
+                position: dict[str, Any] | None = {"offset": event.offset, "epoch": event.epoch}
+            else:
+                start = self.starts.get(channel)
+                position = None if start is None else start.as_dict()
+            subscriptions.append({"channel": channel, "position": position})
+        transport = self.transport
+        buffered = 0
+        if transport is not None and not transport.is_closing():
+            buffered = transport.get_write_buffer_size()
+        return {
+            "id": self.client,
+            "transport": self.kind,
+            "protocol": self.codec.name,
+            "player": None if claims is None else claims.sub,
+            "brand": None if claims is None else claims.brand,
+            "created": self.created,
+            "last_activity": time.time() - (time.monotonic() - self.last_seen),
+            "subscriptions": subscriptions,
+            "outbox": {
+                "bytes": buffered,
+                "messages": self.backlog,
+                "max_bytes": self.max_bytes,
+                "max_messages": self.max_messages,
+            },
+            "closed": self.closed,
+        }
+
+
+def sweep(gateway: Gateway) -> None:
+    """One pass of the time rules over every connection of ``gateway``."""
+    mono = time.monotonic()
+    wall = time.time()
+    for conn in list(gateway.connections):
+        if isinstance(conn, Connection):
+            conn.tick(mono, wall)
+
+
+async def sweeper(app: web.Application) -> AsyncIterator[None]:
+    """A cleanup context running :func:`sweep` while the application runs."""
+    gateway: Gateway = app[GATEWAY]
+    limits = gateway.settings.limits
+    # Often enough that a deadline is met within a quarter interval (at most a second).
+    period = min(1.0, limits.ping_interval / 4, limits.sse_keepalive / 4)
+
+    async def forever() -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                sweep(gateway)
+            except Exception:  # pragma: no cover - a bug here must not stop the sweeps
+                log.exception("connection sweep failed")
+
+    task = asyncio.get_running_loop().create_task(forever())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

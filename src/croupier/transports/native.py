@@ -1,0 +1,138 @@
+"""The native protocol as a codec: JSON text frames on ``GET /ws`` (see the README).
+
+Its messages are also the base of the seed-compatible WebSocket endpoints (``/ws/room``,
+``/ws/events``): they speak the native replies and add their own messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..core import commands as c
+from ..core.wire import (
+    Auth,
+    Ping,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+    control,
+    decode_client,
+    ws_frame,
+)
+from .connection import BaseCodec
+from .websocket import Endpoint, Upgrade
+
+__all__ = [
+    "ENDPOINT",
+    "NativeCodec",
+    "close_code",
+    "native_command",
+    "native_message",
+    "open_native",
+]
+
+PING_FRAME = b"\x89\x00"
+
+# Neutral reasons and their WebSocket close codes (RFC 6455 §7.4.1); any other: 1001.
+CLOSE_CODES = {
+    "slow_consumer": 1013,  # try again later
+    "token_expired": 1008,  # policy violation
+    "abuse": 1008,
+    "internal_error": 1011,
+    "shutdown": 1001,
+    "idle_timeout": 1001,
+}
+
+
+def close_code(reason: str) -> int:
+    """The WebSocket close code of a neutral reason."""
+    return CLOSE_CODES.get(reason, 1001)
+
+
+def _interval(seconds: float) -> float:
+    return int(seconds) if seconds == int(seconds) else seconds
+
+
+def native_message(reply: c.Reply) -> bytes | None:
+    """The native JSON of ``reply`` (``None``: the native protocol sends nothing)."""
+    if isinstance(reply, c.Subscribed):
+        return control(
+            "subscribed",
+            channel=reply.channel,
+            id=reply.id,
+            recovered=reply.recovered,
+            position=None if reply.position is None else reply.position.as_dict(),
+            presence=None if reply.presence is None else {"count": reply.presence},
+        )
+    if isinstance(reply, c.Snapshot):
+        return reply.payload
+    if isinstance(reply, c.Refused):
+        return control("error", id=reply.id, code=reply.code, message=reply.message)
+    if isinstance(reply, c.Pong):
+        return control("pong", id=reply.id)
+    if isinstance(reply, c.Published):
+        if reply.id is None:
+            return None
+        return control("published", id=reply.id, channel=reply.channel)
+    if isinstance(reply, c.Unsubscribed):
+        return control("unsubscribed", channel=reply.channel, id=reply.id)
+    if isinstance(reply, c.Connected):
+        return control(
+            "connected",
+            client=reply.client,
+            ping_interval=_interval(reply.ping_interval),
+            expires_in=reply.expires_in,
+        )
+    if isinstance(reply, c.Authenticated):
+        return control("authenticated", id=reply.id, user=reply.claims.sub, exp=reply.claims.exp)
+    if isinstance(reply, c.Reset):
+        return control("reset", channel=reply.channel)
+    if isinstance(reply, c.Disconnect):
+        return control("disconnect", code=reply.reason, reconnect=reply.reconnect)
+    return None
+
+
+def native_command(message: Any) -> c.Command:
+    """A decoded native message as a neutral command."""
+    if isinstance(message, Subscribe):
+        since = (
+            None if message.since is None else c.Since(message.since.offset, message.since.epoch)
+        )
+        return c.Subscribe(message.channel, message.id, since)
+    if isinstance(message, Publish):
+        return c.Publish(message.channel, message.event, bytes(message.data), message.id)
+    if isinstance(message, Ping):
+        return c.Ping(message.id)
+    if isinstance(message, Unsubscribe):
+        return c.Unsubscribe(message.channel, message.id)
+    assert isinstance(message, Auth)
+    return c.Auth(message.token, message.id)
+
+
+class NativeCodec(BaseCodec):
+    """The native protocol (``GET /ws``)."""
+
+    name = "native"
+    wire = "ws"
+
+    def decode(self, message: bytes | str) -> Sequence[c.Command]:
+        return (native_command(decode_client(message)),)
+
+    def encode(self, reply: c.Reply) -> bytes:
+        payload = native_message(reply)
+        return b"" if payload is None else ws_frame(payload)
+
+    def heartbeat(self) -> bytes:
+        return PING_FRAME
+
+    def close_code(self, reason: str) -> int:
+        return close_code(reason)
+
+
+def open_native(upgrade: Upgrade) -> NativeCodec:
+    """The codec of a ``GET /ws`` connection."""
+    return NativeCodec(upgrade.gateway.settings)
+
+
+ENDPOINT = Endpoint("/ws", open_native)
