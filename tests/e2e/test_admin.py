@@ -274,3 +274,15 @@ async def test_connections_logs_and_disconnects_span_the_nodes(
             record = await log.until(lambda r: r["kind"] == "disconnect.requested")
             assert record["node"] == node_b
             assert record["player"] == "p-far"
+
+
+async def test_refused_api_keys_show_in_the_live_log_without_the_key(
+    server: ServerProcess,
+) -> None:
+    async with live_log(server, kind="auth.failed") as log, http(server, "wrong-key") as bad:
+        r = await bad.post("/api/v1/publish", json={"channel": "lobby", "type": "t", "data": 1})
+        assert r.status_code == 401
+        record = await log.until(lambda r: True)
+        assert record["path"] == "/api/v1/publish"
+        assert record["code"] == "invalid_key"
+        assert "wrong-key" not in json.dumps(record)

@@ -89,6 +89,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except CroupierError as exc:
+        if exc.status in (401, 403):
+            _log_refusal(request, exc)
         return error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -99,6 +101,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if "Allow" in exc.headers:  # a 405 must say which methods the route takes
             response.headers["Allow"] = exc.headers["Allow"]
         return response
+
+
+def _log_refusal(request: web.Request, exc: CroupierError) -> None:
+    gateway = request.app.get(GATEWAY)
+    if gateway is not None and gateway.debug.watching:
+        gateway.debug.emit(
+            "auth.failed",
+            path=request.path,
+            code=exc.code,
+            status=exc.status,
+            origin=request.headers.get("Origin"),
+            remote=request.remote,
+        )
 
 
 def gateway_of(request: web.Request) -> Gateway:

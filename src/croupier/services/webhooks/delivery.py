@@ -14,6 +14,7 @@ from typing import Any, Self
 
 import aiohttp
 
+from ...debuglog import DebugLog
 from ...errors import BadRequest, Unavailable
 from .outbox import Attempt, Delivery, DeliveryStatus, Outbox, WebhookFormat
 from .signing import (
@@ -111,8 +112,10 @@ class Deliverer:
         *,
         clock: Callable[[], float] = time.time,
         rand: Callable[[float, float], float] = random.uniform,
+        debug: DebugLog | None = None,
     ) -> None:
         self._outbox = outbox
+        self._debug = debug
         self._settings = settings
         self._clock = clock
         self._rand = rand
@@ -246,6 +249,21 @@ class Deliverer:
             outcome, next_at = DeliveryStatus.PENDING, now + delay
             self.failed += 1
         attempt = Attempt(delivery.attempts + 1, now, status, error, duration_ms)
+        if self._debug is not None and self._debug.watching:
+            # The endpoint by id only: its URL may carry credentials, its secret never shows.
+            self._debug.emit(
+                "webhook.delivered" if ok else "webhook.failed",
+                endpoint=delivery.endpoint_id,
+                delivery=delivery.id,
+                type=delivery.event_type,
+                channel=delivery.channel,
+                offset=delivery.offset,
+                status=status,
+                error=error,
+                attempt=attempt.attempt,
+                outcome=str(outcome),
+                ms=duration_ms,
+            )
         try:
             kept = await self._outbox.record(
                 delivery, token, attempt, status=outcome, next_at=next_at

@@ -165,7 +165,7 @@ class WebhookService:
         ]
         if self.settings.concurrency > 0:
             self._deliverer = await Deliverer(
-                self.outbox, self.settings, clock=self._clock
+                self.outbox, self.settings, clock=self._clock, debug=self.gateway.debug
             ).__aenter__()
         return self
 
