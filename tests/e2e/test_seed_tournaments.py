@@ -13,7 +13,7 @@ import pytest
 
 from tests.support import ServerProcess
 
-from .test_tournaments import BRAND, _running, is_, ok, player_seat, score
+from .test_tournaments import BRAND, is_, ok, player_seat, running_tournament, score
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +43,7 @@ async def test_a_late_subscriber_gets_the_top_10_at_once_with_the_push_s_field_n
     server: ServerProcess, api: httpx.AsyncClient, session: aiohttp.ClientSession
 ) -> None:
     players = [f"p{i:02}" for i in range(12)]
-    tid = await _running(api, players)
+    tid = await running_tournament(api, players)
     for i, pid in enumerate(players):
         await score(api, tid, f"{pid}-1", pid, points=float(100 + i))
     # Nothing is scored after this page subscribes: what it shows comes from the subscribe.
@@ -73,7 +73,7 @@ async def test_a_late_subscriber_gets_the_top_10_at_once_with_the_push_s_field_n
 async def test_a_registered_player_who_connects_later_gets_tournament_connected(
     server: ServerProcess, api: httpx.AsyncClient, session: aiohttp.ClientSession
 ) -> None:
-    tid = await _running(api, ["ann", "bob"])
+    tid = await running_tournament(api, ["ann", "bob"])
     await score(api, tid, "bob-1", "bob", points=50.0)
     await score(api, tid, "ann-1", "ann", points=20.0)
     ann = await player_seat(session, server, tid, "ann")  # long after registering
@@ -93,8 +93,8 @@ async def test_tournament_win_carries_every_field_of_the_seed_s_example(
     server: ServerProcess, api: httpx.AsyncClient, session: aiohttp.ClientSession
 ) -> None:
     prizes = [{"fromRank": 1, "toRank": 1, "amount": 100.0}]
-    with_template = await _running(api, ["ann"], prizes=prizes, templateId="1")
-    without = await _running(api, ["bob"], prizes=prizes)
+    with_template = await running_tournament(api, ["ann"], prizes=prizes, templateId="1")
+    without = await running_tournament(api, ["bob"], prizes=prizes)
     assert (await ok(await api.get(f"/api/v1/tournaments/{with_template}")))["templateId"] == "1"
     seats = {
         "ann": await player_seat(session, server, with_template, "ann"),
