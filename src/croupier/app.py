@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from .api.centrifugo import centrifugo_api_routes
-from .api.http import SERVICE_OPERATIONS, routes
+from .api.http import routes
 from .api.pusher import pusher_routes
 from .api.toolkit import MAX_BODY, error_middleware
-from .appkeys import GATEWAY
+from .appkeys import GATEWAY, SERVICE_OPERATIONS
 from .gateway import Gateway
 from .gcpolicy import GcPolicy
 from .services import service_factories
@@ -24,6 +24,7 @@ from .storage import database_from_url
 from .transports import native
 from .transports.compat import add_compat_routes
 from .transports.connection import sweeper
+from .transports.pusher import pusher_endpoint
 from .transports.sse import add_sse_routes
 from .transports.websocket import WEBSOCKETS, add_websocket_routes
 from .transports.wsproto import Sniffer
@@ -70,6 +71,8 @@ def build_app(gateway: Gateway) -> web.Application:
     app[_DRAIN] = _Drain()
     # The WebSocket protocols: one codec module and one line each (path -> codec factory).
     add_websocket_routes(app, [native.ENDPOINT])
+    if gateway.settings.pusher_apps:
+        add_websocket_routes(app, [pusher_endpoint(gateway.settings)])
     add_sse_routes(app)
     add_compat_routes(app)
     app.add_routes(routes())

@@ -321,8 +321,13 @@ _PUSHER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _PUSHER_NAME = re.compile(r"[-A-Za-z0-9_=@.]{1,100}")
 # The namespace a Pusher app's channels get when the file does not configure it: events are
 # kept (the point of running Pusher clients on Croupier), native clients need a grant.
+# join_leave: presence channels' member_added / member_removed are its join and leave.
 PUSHER_NAMESPACE = NamespaceRules(
-    history_size=1000, history_ttl=86400.0, subscribe=SubscribeMode.GRANT, presence=True
+    history_size=1000,
+    history_ttl=86400.0,
+    subscribe=SubscribeMode.GRANT,
+    presence=True,
+    join_leave=True,
 )
 
 

@@ -19,7 +19,6 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from ..appkeys import GATEWAY
 from ..config import PusherApp
 from ..core.channels import namespace_of
 from ..core.pusher import (
@@ -35,6 +34,8 @@ from ..core.pusher import (
 )
 from ..errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
 from ..gateway import Gateway, PublishRequest
+from ..transports.pusher import terminate_user
+from .toolkit import gateway_of, json_response, query
 
 __all__ = ["pusher_routes"]
 
@@ -65,16 +66,6 @@ class BatchBody(msgspec.Struct):
     batch: list[BatchItem]
 
 
-def _json(doc: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=msgspec.json.encode(doc), status=status, content_type="application/json"
-    )
-
-
-def _gateway(request: web.Request) -> Gateway:
-    return request.app[GATEWAY]
-
-
 def _query(request: web.Request) -> dict[str, str]:
     query: dict[str, str] = {}
     for key, value in request.query.items():
@@ -91,7 +82,7 @@ async def _signed(request: web.Request, app: PusherApp | None = None) -> tuple[P
         NotFound: no app with the path's id.
         Unauthorized: the signature, timestamp or body digest is wrong.
     """
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     query = _query(request)
     if app is None:
         app_id = request.match_info.get("app_id")
@@ -185,11 +176,11 @@ async def trigger(request: web.Request) -> web.Response:
     if len(set(channels)) != len(channels):
         raise BadRequest("each channel may appear only once")
     info = _info(body.info)
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     await gateway.publish_many(_requests(app, body.name, body.data, channels, body.socket_id))
     if not info:
-        return _json({})
-    return _json({"channels": {c: await _counts(gateway, app, c, info) for c in channels}})
+        return json_response({})
+    return json_response({"channels": {c: await _counts(gateway, app, c, info) for c in channels}})
 
 
 async def batch(request: web.Request) -> web.Response:
@@ -199,15 +190,15 @@ async def batch(request: web.Request) -> web.Response:
         raise BadRequest("batch holds no events")
     if len(body.batch) > MAX_BATCH:
         raise BadRequest(f"at most {MAX_BATCH} events per batch")
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     requests = []
     for item in body.batch:
         requests += _requests(app, item.name, item.data, [item.channel], item.socket_id)
     infos = [_info(item.info) for item in body.batch]
     await gateway.publish_many(requests)
     if not any(infos):
-        return _json({})
-    return _json(
+        return json_response({})
+    return json_response(
         {
             "batch": [
                 await _counts(gateway, app, item.channel, info)
@@ -219,9 +210,9 @@ async def batch(request: web.Request) -> web.Response:
 
 async def channels(request: web.Request) -> web.Response:
     app, _ = await _signed(request)
-    gateway = _gateway(request)
-    prefix = request.query.get("filter_by_prefix", "")
-    info = _info(request.query.get("info"))
+    gateway = gateway_of(request)
+    prefix = query(request, "filter_by_prefix") or ""
+    info = _info(query(request, "info"))
     if "user_count" in info and not prefix.startswith("presence-"):
         raise BadRequest("info=user_count needs filter_by_prefix=presence-")
     if "subscription_count" in info:
@@ -233,19 +224,19 @@ async def channels(request: web.Request) -> web.Response:
             if name is None or not name.startswith(prefix) or name in found:
                 continue
             found[name] = await _counts(gateway, app, name, info)
-    return _json({"channels": found})
+    return json_response({"channels": found})
 
 
 async def channel(request: web.Request) -> web.Response:
     app, _ = await _signed(request)
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     name = validate_pusher_channel(request.match_info["channel_name"])
-    info = _info(request.query.get("info"))
+    info = _info(query(request, "info"))
     counts = await _counts(gateway, app, name, info | {"subscription_count"})
     occupied = counts["subscription_count"] > 0
     if "subscription_count" not in info:
         del counts["subscription_count"]
-    return _json({"occupied": occupied, **counts})
+    return json_response({"occupied": occupied, **counts})
 
 
 async def users(request: web.Request) -> web.Response:
@@ -253,8 +244,14 @@ async def users(request: web.Request) -> web.Response:
     name = validate_pusher_channel(request.match_info["channel_name"])
     if kind_of(name) is not ChannelKind.PRESENCE:
         raise BadRequest("users are listed only for presence channels")
-    ids = await _user_ids(_gateway(request), to_croupier(app, name))
-    return _json({"users": [{"id": user_id} for user_id in ids]})
+    ids = await _user_ids(gateway_of(request), to_croupier(app, name))
+    return json_response({"users": [{"id": user_id} for user_id in ids]})
+
+
+async def terminate(request: web.Request) -> web.Response:
+    app, _ = await _signed(request)
+    terminate_user(gateway_of(request), app, request.match_info["user_id"])
+    return json_response({})
 
 
 def pusher_routes() -> list[web.RouteDef]:
@@ -266,4 +263,8 @@ def pusher_routes() -> list[web.RouteDef]:
         web.get(base + "/channels", channels),
         web.get(base + "/channels/{channel_name}", channel),
         web.get(base + "/channels/{channel_name}/users", users),
+        web.post(base + "/users/{user_id}/terminate_connections", terminate),
+        # The PyPI SDK signs this one without the /apps/{app_id} prefix: the app is then
+        # the one whose key signed it.
+        web.post("/users/{user_id}/terminate_connections", terminate),
     ]

@@ -192,28 +192,47 @@ def bench() -> None:
 @click.option("--subscribers", default=1000, show_default=True, type=click.IntRange(1))
 @click.option("--rate", default=100.0, show_default=True, help="Events published per second.")
 @click.option("--duration", default=10.0, show_default=True, help="Seconds measured.")
-@transport_option
+@click.option(
+    "--transport",
+    "transports",
+    type=click.Choice(["ws", "sse", "pusher"]),
+    multiple=True,
+    default=("ws",),
+    show_default=True,
+    help="Repeat to compare protocols in one run, on one server: --transport ws "
+    "--transport pusher.",
+)
 @pin_option
 @json_option
 def fanout(
-    subscribers: int, rate: float, duration: float, transport: str, pin: bool, as_json: bool
+    subscribers: int,
+    rate: float,
+    duration: float,
+    transports: tuple[str, ...],
+    pin: bool,
+    as_json: bool,
 ) -> None:
     """N subscribers on one channel, events published over HTTP at RATE.
 
     Reports server CPU µs per delivery, deliveries/s, publish→receive latency and lost or
-    duplicated events (which must be 0).
+    duplicated events (which must be 0). ``pusher`` subscribes over the Pusher protocol
+    (``/app/{key}``) to the same kind of stored channel as ``ws``.
     """
+    from .crowd import PUSHER_CONFIG
     from .fanout import run_fanout
 
     _raise_fd_limit(subscribers + 256)
-    result = _serve_and_run(
-        pin,
-        None,
-        lambda server: run_fanout(
-            server, transport=transport, subscribers=subscribers, rate=rate, duration=duration
-        ),
-    )
-    _emit([result], as_json)
+
+    async def each(server: Any) -> list[dict[str, Any]]:
+        return [
+            await run_fanout(
+                server, transport=transport, subscribers=subscribers, rate=rate, duration=duration
+            )
+            for transport in transports
+        ]
+
+    results = _serve_and_run(pin, PUSHER_CONFIG if "pusher" in transports else None, each)
+    _emit(results, as_json)
 
 
 @bench.command()

@@ -1,4 +1,5 @@
-"""Benchmark subscribers: WebSocket (picows) and SSE (a raw asyncio stream reader).
+"""Benchmark subscribers: WebSocket (picows, native or Pusher protocol) and SSE (a raw
+asyncio stream reader).
 
 Every subscriber of a run reports to one :class:`Tally`, which checks each subscriber's
 offsets for gaps and repeats and records publish→receive latency from the ``t`` timestamp the
@@ -16,7 +17,7 @@ from typing import Any, cast
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
-__all__ = ["TICK", "SseSubscriber", "Subscriber", "Tally", "WsSubscriber"]
+__all__ = ["TICK", "PusherSubscriber", "SseSubscriber", "Subscriber", "Tally", "WsSubscriber"]
 
 TICK = "bench.tick"
 _CACHE_MAX = 512
@@ -64,14 +65,12 @@ class Tally:
 
     def _decode(self, sub: Subscriber, raw: bytes, offset: int | None) -> _Tick | None:
         doc: Any = orjson.loads(raw)
+        if isinstance(doc, dict) and "event" in doc:
+            return self._decode_pusher(sub, raw, doc)
         kind = doc.get("type") if isinstance(doc, dict) else None
         if kind == TICK:
             data = doc["data"]
-            tick: _Tick = (offset or doc["offset"], data["t"], data["m"])
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
-            self._cache[raw] = tick
-            return tick
+            return self._remember(raw, (offset or doc["offset"], data["t"], data["m"]))
         if kind == "subscribed":
             position = doc.get("position") or {}
             if sub.last is None:
@@ -85,6 +84,28 @@ class Tally:
             self.disconnects += 1
         elif kind in ("error", "reset"):
             sub.fail(f"{kind}: {raw[:200]!r}")
+        return None
+
+    def _remember(self, raw: bytes, tick: _Tick) -> _Tick:
+        if len(self._cache) >= _CACHE_MAX:
+            self._cache.clear()
+        self._cache[raw] = tick
+        return tick
+
+    def _decode_pusher(self, sub: Subscriber, raw: bytes, doc: dict[str, Any]) -> _Tick | None:
+        """A Pusher protocol message: its events carry no offset, so the publisher's index
+        (``i``, from 0 on a fresh channel) stands for it."""
+        kind = doc["event"]
+        if kind == TICK:
+            data = orjson.loads(doc["data"])
+            return self._remember(raw, (data["i"] + 1, data["t"], data["m"]))
+        if kind == "pusher_internal:subscription_succeeded":
+            if sub.last is None:
+                sub.last = 0
+            if not sub.ready.done():
+                sub.ready.set_result(None)
+        elif kind == "pusher:error":
+            sub.fail(f"pusher:error {doc.get('data')!r}"[:200])
         return None
 
     def tick(self, sub: Subscriber, tick: _Tick) -> None:
@@ -136,6 +157,21 @@ class WsSubscriber(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.sub.fail("disconnected")
+
+
+class PusherSubscriber(WsSubscriber):
+    """A picows client of ``/app/{key}``: subscribes once the connection is established."""
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport  # the subscribe waits for pusher:connection_established
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is WSMsgType.TEXT and not self.sub.ready.done():
+            payload = frame.get_payload_as_bytes()
+            if b"pusher:connection_established" in payload:
+                transport.send(WSMsgType.TEXT, self.subscribe)
+                return
+        super().on_ws_frame(transport, frame)
 
 
 class SseSubscriber(asyncio.Protocol):

@@ -14,13 +14,25 @@ from urllib.parse import quote
 import orjson
 from picows import ws_connect
 
-from .clients import TICK, SseSubscriber, Subscriber, Tally, WsSubscriber
+from .clients import TICK, PusherSubscriber, SseSubscriber, Subscriber, Tally, WsSubscriber
 from .httpclient import connect, post_request
 from .server import API_KEY, BenchServer
 
-__all__ = ["close_subscribers", "open_subscribers", "publish_ticks"]
+__all__ = ["PUSHER_CONFIG", "close_subscribers", "open_subscribers", "publish_ticks"]
 
 _CONNECT_AT_ONCE = 200
+PUSHER_KEY = "bench-pusher-key"
+# A Pusher app whose public channels ``t-…`` are the ``tournament`` channels the native
+# runs use, so both protocols fan out the same stored events under the same rules.
+PUSHER_CONFIG = f"""
+[[pusher.apps]]
+id = "1"
+key = "{PUSHER_KEY}"
+secret = "bench-pusher-secret"
+[[pusher.apps.channels]]
+prefix = "t-"
+namespace = "tournament"
+"""
 
 
 async def open_subscribers(
@@ -46,14 +58,24 @@ async def open_subscribers(
         "Accept: text/event-stream\r\n\r\n"
     ).encode()
     loop = asyncio.get_running_loop()
+    # Over the Pusher protocol: the public Pusher channel ``t-{rest}`` (see PUSHER_CONFIG).
+    pusher_subscribe = orjson.dumps(
+        {"event": "pusher:subscribe", "data": {"channel": "t-" + channel.partition(":")[2]}}
+    )
+    pusher_url = f"ws://127.0.0.1:{server.port}/app/{PUSHER_KEY}?protocol=7"
+
+    def listener_factory() -> WsSubscriber:
+        if transport == "pusher":
+            return PusherSubscriber(tally, pusher_subscribe)
+        return WsSubscriber(tally, subscribe)
 
     async def one() -> None:
         handle: WsSubscriber | SseSubscriber
         async with gate:
-            if transport == "ws":
+            if transport in ("ws", "pusher"):
                 _, listener = await ws_connect(
-                    lambda: WsSubscriber(tally, subscribe),
-                    ws_url,
+                    listener_factory,
+                    pusher_url if transport == "pusher" else ws_url,
                     read_buffer_init_size=2048,
                     websocket_handshake_timeout=30,
                 )

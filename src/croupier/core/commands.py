@@ -17,7 +17,9 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..config import NamespaceRules
 from ..events import Event, Position
@@ -138,7 +140,9 @@ class Subscribed:
     ``position`` is where the channel stands (or, after a service's starting point, where
     its snapshot stands); ``since`` is where the replay started when ``recovered``.
     ``presence`` is the channel's count when the namespace keeps presence. ``events`` holds
-    the replayed events only for a codec that puts them inside this reply.
+    the replayed events only for a codec that puts them inside this reply. ``members`` is
+    the presence members' info (each with its ``client``), for a codec that lists them
+    (see ``Codec.member_list``).
     """
 
     channel: str
@@ -149,6 +153,7 @@ class Subscribed:
     presence: int | None = None
     resumed: bool = False  # the client asked to resume (so a failed recovery means reset)
     events: tuple[Event, ...] = ()
+    members: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,13 +253,18 @@ class DoUnsubscribe:
 
 @dataclass(frozen=True, slots=True)
 class DoPublish:
-    """A checked player publish; ``payload`` carries the server-set ``from``."""
+    """A checked player publish; ``payload`` carries the server-set ``from``.
+
+    ``exclude``: a client id the event must not reach live (the sender, for a protocol whose
+    clients do not hear their own publishes); see :attr:`Event.exclude`.
+    """
 
     channel: str
     rules: NamespaceRules
     type: str
     payload: bytes
     id: MessageId
+    exclude: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -192,7 +192,6 @@ _TOURNAMENT = {
     ],
     "scoring": {"rule": "multiplier", "minBet": 0.5, "counting": "best"},
     "ties": "split",
-    "templateId": "1",
 }
 _PLAYER = {
     "tournamentId": "12345",
@@ -287,7 +286,6 @@ OPERATIONS: tuple[Operation, ...] = (
             ],
             "scoring": {"rule": "multiplier", "minBet": 0.5, "counting": "best"},
             "ties": "split",
-            "templateId": "1",
         },
         reply=s.TournamentReply,
         reply_example={**_TOURNAMENT, "status": "scheduled"},
