@@ -10,12 +10,20 @@ Rules:
 * A new subscriber is registered *before* its history is read, and buffers what arrives
   meanwhile; it joins the live set once history and buffer have brought it level with the
   channel. So nothing published during a subscribe is lost or sent twice.
+* The log is read once per channel, not once per subscriber: a subscriber that needs no
+  history gets the position the channel's delivery stands at (no read at all once it is
+  known); resumes share the read under way and, for a while after, its events, which the
+  hub extends with what it delivers (see :class:`_Recent`). A storm of reconnects to one
+  channel costs one read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -57,15 +65,69 @@ class _Pending:
     buffer: list[Event] = field(default_factory=list)
 
 
+# How long a channel keeps the events of its last history read for further resumes, and how
+# many of them (the newest) at most.
+RECENT_IDLE = 10.0
+RECENT_MAX = 1000
+
+
+class _Recent:
+    """The events after offset ``after`` up to ``top``, without a gap: a history read kept
+    for the resumes that follow it, extended with each event the hub delivers in order.
+
+    ``first`` is the lowest offset the log held when it was read. Frames are encoded once
+    per wire, however many subscribers replay them.
+    """
+
+    __slots__ = ("after", "events", "first", "frames", "top", "used")
+
+    def __init__(self, history: History, now: float) -> None:
+        self.events: deque[Event] = deque(history.events, maxlen=RECENT_MAX)
+        position = history.position
+        if self.events:
+            # Only what was read: a log that reports a top beyond its last event returned
+            # must not make the events in between look covered.
+            first, last = self.events[0], self.events[-1]
+            self.after = (first.offset or 1) - 1
+            self.top = Position(last.offset or 0, last.epoch or position.epoch)
+        else:
+            self.after = position.offset
+            self.top = position
+        self.first = history.first
+        self.frames: dict[tuple[str, int, str | None], bytes] = {}
+        self.used = now
+
+    def covers(self, after: int, epoch: str) -> bool:
+        """Whether every stored event after ``after`` up to :attr:`top` is here."""
+        return self.after <= after <= self.top.offset and epoch == self.top.epoch
+
+    def since(self, after: int) -> History:
+        events = tuple(itertools.islice(self.events, max(0, after - self.after), None))
+        return History(events, self.top, self.first)
+
+    def extend(self, event: Event) -> bool:
+        """Take the next delivered event; False if it does not continue (drop this then)."""
+        if event.offset != self.top.offset + 1 or event.epoch != self.top.epoch:
+            return False
+        if len(self.events) == RECENT_MAX:
+            self.after += 1
+        self.events.append(event)
+        self.top = Position(event.offset, event.epoch)
+        return True
+
+
 @dataclass(slots=True)
 class _Channel:
     name: str
     live: dict[str, dict[Sink, None]] = field(default_factory=dict)
     pending: dict[Sink, _Pending] = field(default_factory=dict)
     last: int | None = None  # highest stored offset delivered (or vouched for) in order
+    epoch: str | None = None  # the epoch of the offset ``last``, once known
     ready: asyncio.Future[None] | None = None  # done once the broker subscription holds
     held: list[Event] | None = None  # events waiting while a gap is read from the log
     behind: bool = False  # the broker lost messages while a fill was already running
+    recent: _Recent | None = None  # the last history read, for the resumes that follow
+    reading: asyncio.Future[tuple[int, History]] | None = None  # a read under way
 
     def empty(self) -> bool:
         return not self.pending and not any(self.live.values())
@@ -172,12 +234,10 @@ class Hub:
             return result
         pending = ch.pending[sink] = _Pending()
         try:
-            if since is not None:
-                history = await self._log.read(channel, since.offset, self.recover_max)
-                recovered = can_recover(since, history.position, history.first, self.recover_max)
-            else:
-                history = History((), await self._log.position(channel), 0)
-                recovered = False
+            history = await self._history(ch, since)
+            recovered = since is not None and can_recover(
+                since, history.position, history.first, self.recover_max
+            )
         except BaseException:
             self._drop_pending(ch, sink)
             raise
@@ -200,11 +260,12 @@ class Hub:
         )
         announce(result)
         if recovered and replay:
-            encoder = self._encoders[sink.wire]
+            frame = self._replay_frame(ch, sink.wire)
             for event in history.events:
-                sink.push(encoder(event), event)
+                sink.push(frame(event), event)
         if ch.last is None:
             ch.last = top
+            ch.epoch = history.position.epoch
         while top < ch.last:
             # The channel has moved past what this read saw and the events in between
             # reached the hub before this sink was buffering them: read them too.
@@ -220,6 +281,65 @@ class Hub:
                     top = event.offset
         self._settle(ch, sink, pending, top)
         return result
+
+    async def _history(self, ch: _Channel, since: Position | None) -> History:
+        """What a new subscriber needs from the log: the events after ``since`` (up to the
+        recovery bound) and the channel's position, or only the position.
+        """
+        if since is None:
+            if ch.last is not None and ch.epoch is not None:
+                return History((), Position(ch.last, ch.epoch), 0)  # where delivery stands
+            return History((), await self._log.position(ch.name), 0)
+        after = since.offset
+        recent = ch.recent
+        if recent is not None and recent.covers(after, since.epoch):
+            recent.used = time.monotonic()
+            return recent.since(after)
+        reading = ch.reading
+        if reading is not None:
+            start, history = await asyncio.shield(reading)
+            if start <= after and len(history.events) < self.recover_max:
+                return _after(history, after)
+        return await self._read(ch, after)
+
+    async def _read(self, ch: _Channel, after: int) -> History:
+        """Read the log after ``after``; resumes that arrive meanwhile wait for this read."""
+        future: asyncio.Future[tuple[int, History]] | None = None
+        if ch.reading is None:
+            future = ch.reading = asyncio.get_running_loop().create_future()
+        try:
+            history = await self._log.read(ch.name, after, self.recover_max)
+        except BaseException as exc:
+            if future is not None:
+                ch.reading = None
+                future.set_exception(exc)
+                future.exception()  # retrieved: the waiters see it through await
+            raise
+        if future is not None:
+            ch.reading = None
+            future.set_result((after, history))
+            if len(history.events) < self.recover_max and self._channels.get(ch.name) is ch:
+                recent = _Recent(history, time.monotonic())
+                if ch.recent is None or recent.after <= ch.recent.after:
+                    ch.recent = recent
+        return history
+
+    def _replay_frame(self, ch: _Channel, wire: str) -> Callable[[Event], bytes]:
+        """Encode replayed events in ``wire``, each once per channel while it is recent."""
+        encoder = self._encoders[wire]
+        recent = ch.recent
+        if recent is None:
+            return encoder
+        frames = recent.frames
+
+        def frame(event: Event) -> bytes:
+            key = (wire, event.offset or 0, event.epoch)
+            found = frames.get(key)
+            if found is None:
+                found = frames[key] = encoder(event)
+            return found
+
+        return frame
 
     def _settle(self, ch: _Channel, sink: Sink, pending: _Pending, top: int) -> None:
         encoder = self._encoders[sink.wire]
@@ -316,6 +436,13 @@ class Hub:
         self._fanout(ch, event)
 
     def _fanout(self, ch: _Channel, event: Event) -> None:
+        if event.offset is not None:
+            ch.epoch = event.epoch
+            recent = ch.recent
+            if recent is not None and (
+                not recent.extend(event) or time.monotonic() - recent.used > RECENT_IDLE
+            ):
+                ch.recent = None
         for wire, sinks in ch.live.items():
             if sinks:
                 frame = self._encoders[wire](event)
@@ -415,3 +542,9 @@ class Hub:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _after(history: History, after: int) -> History:
+    """``history`` without its events at or before offset ``after``."""
+    events = tuple(e for e in history.events if e.offset is not None and e.offset > after)
+    return History(events, history.position, history.first)

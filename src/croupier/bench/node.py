@@ -57,7 +57,10 @@ def _ensure_installed(directory: Path) -> None:
         raise RuntimeError(f"npm is needed to install the Node reference's packages in {directory}")
     print(f"installing the Node reference's packages in {directory} (npm ci)", file=sys.stderr)
     subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=directory, check=True
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=directory,
+        check=True,
+        stdout=sys.stderr,  # stdout is the figures (--json)
     )
 
 

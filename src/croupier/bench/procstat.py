@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["cpu_seconds", "cpu_split", "rss_bytes"]
+__all__ = ["cpu_seconds", "cpu_split", "listen_overflows", "rss_bytes"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -31,3 +31,15 @@ def rss_bytes(pid: int) -> int:
             if line.startswith(b"VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def listen_overflows() -> int:
+    """Connections the host's kernel dropped because a listening socket's accept queue was
+    full, so far (``TcpExt: ListenOverflows``; every process's listening sockets)."""
+    with open("/proc/net/netstat", "rb") as f:
+        lines = f.read().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=True):
+        if names.startswith(b"TcpExt:"):
+            fields = dict(zip(names.split()[1:], values.split()[1:], strict=True))
+            return int(fields.get(b"ListenOverflows", 0))
+    return 0

@@ -28,7 +28,7 @@ from picows import WSListener, WSMsgType, ws_connect
 from .clients import TICK
 from .httpclient import connect, post_request
 from .node import NodeReference
-from .procstat import cpu_split
+from .procstat import cpu_split, listen_overflows
 from .server import API_KEY, SECRET, BenchServer
 
 __all__ = ["CONNECT_KINDS", "PER_PROCESS", "run_connect", "run_storm"]
@@ -106,7 +106,7 @@ class Workers:
                     into = total.setdefault(key, {})
                     for k, v in value.items():
                         into[k] = into.get(k, 0) + v
-                elif key == "seconds":
+                elif key in ("seconds", "half_back_s"):
                     total[key] = max(total.get(key, 0.0), value)
                 else:
                     total[key] = total.get(key, 0) + value
@@ -149,12 +149,18 @@ async def _publish(port: int, channels: list[str], per_channel: int) -> dict[str
     return last
 
 
+def _mark(pid: int) -> tuple[float, float, int]:
+    """What :func:`_figures` measures from: the server's CPU and the host's accept drops."""
+    return (*cpu_split(pid), listen_overflows())
+
+
 def _figures(
-    name: str, pid: int, before: tuple[float, float], reply: dict[str, Any], per: int
+    name: str, pid: int, before: tuple[float, float, int], reply: dict[str, Any], per: int
 ) -> dict[str, Any]:
     user, system = cpu_split(pid)
     user, system = user - before[0], system - before[1]
     return {
+        "listen_overflows": listen_overflows() - before[2],
         "server": name,
         "server_cpu_s": user + system,
         "server_user_s": user,
@@ -202,7 +208,7 @@ async def run_storm(
         await asyncio.sleep(_settle(clients))
         targets = await _publish(server.port, names, missed)
         await asyncio.sleep(0.5)
-        before = cpu_split(server.pid)
+        before = _mark(server.pid)
         started = time.perf_counter()
         reply = await workers.call(
             [{"cmd": "storm", "targets": targets, "timeout": timeout}] * workers.count
@@ -261,7 +267,7 @@ async def run_storm_node(
         transport.send(WSMsgType.TEXT, orjson.dumps({"op": "greet", "messages": greeting}))
         transport.disconnect()
         await asyncio.sleep(_settle(clients))
-        before = cpu_split(node.pid)
+        before = _mark(node.pid)
         started = time.perf_counter()
         reply = await workers.call(
             [{"cmd": "storm", "expect": missed, "timeout": timeout}] * workers.count
@@ -314,7 +320,7 @@ async def run_connect(
         await workers.call(opening(min(clients, _WARM_UP)))
         await workers.call([{"cmd": "drop"}] * workers.count)
         await asyncio.sleep(_settle(clients))
-        before = cpu_split(target.pid)
+        before = _mark(target.pid)
         started = time.perf_counter()
         reply = await workers.call(opening(clients))
         wall = time.perf_counter() - started

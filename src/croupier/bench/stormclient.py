@@ -65,6 +65,8 @@ class Phase:
         self.refused = 0
         self.retries = 0
         self.last_back = 0.0
+        self.times: list[float] = []  # when each client was back, from the start
+        self.cpu = time.process_time()
         self.started = time.perf_counter()
         self._cache: dict[bytes, tuple[str, int | None]] = {}
 
@@ -87,6 +89,7 @@ class Phase:
             return
         client.back = True
         self.last_back = time.perf_counter() - self.started
+        self.times.append(self.last_back)
         self.pending -= 1
         if self.pending == 0:
             self.done.set()
@@ -369,6 +372,8 @@ class Worker:
             "refused": phase.refused,
             "retries": phase.retries,
             "seconds": phase.last_back,
+            "half_back_s": sorted(phase.times)[len(phase.times) // 2] if phase.times else 0.0,
+            "client_cpu_s": time.process_time() - phase.cpu,
         }
 
     def drop(self) -> dict[str, Any]:
