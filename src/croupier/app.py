@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from .api.centrifugo import centrifugo_api_routes
-from .api.http import routes
+from .api.http import SERVICE_OPERATIONS, routes
 from .api.pusher import pusher_routes
 from .api.toolkit import MAX_BODY, error_middleware
-from .appkeys import GATEWAY, SERVICE_OPERATIONS
+from .appkeys import GATEWAY
 from .gateway import Gateway
 from .gcpolicy import GcPolicy
 from .services import service_factories

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .api.openapi import Operation
 from .gateway import Gateway
 
-__all__ = ["GATEWAY", "SERVICE_OPERATIONS"]
+__all__ = ["GATEWAY"]
 
 GATEWAY = web.AppKey("gateway", Gateway)
 """The node's gateway: publish, history, presence, the hub, settings and auth."""
-
-SERVICE_OPERATIONS = web.AppKey("operations", list[Operation])
-"""The services' OpenAPI operations, added to the core API's in ``/api/v1/openapi.json``."""

@@ -23,9 +23,9 @@ import schemathesis
 from schemathesis import GenerationMode, engine
 from schemathesis.engine import events
 
+from croupier.api.http import SERVICE_OPERATIONS
 from croupier.api.openapi import OPERATIONS, Operation
 from croupier.app import build_app
-from croupier.appkeys import SERVICE_OPERATIONS
 from croupier.config import Settings
 from croupier.gateway import Gateway
 from tests.support import ServerProcess, running_server, timeout

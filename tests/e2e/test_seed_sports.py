@@ -14,7 +14,7 @@ import pytest
 
 from tests.support import ServerProcess
 
-from .test_sports import _live_match, sockets, viewer
+from .test_sports import live_match, sockets, viewer
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +38,7 @@ def _metric(text: str, name: str) -> float:
 async def test_the_seed_cricket_ball_is_taken_with_a_warning_and_reaches_viewers_as_sent(
     server: ServerProcess, api: httpx.AsyncClient
 ) -> None:
-    await _live_match(api, MATCH)
+    await live_match(api, MATCH)
     async with sockets() as session:
         client, joined, _ = await viewer(session, server, "viewer-17", MATCH)
         assert joined["eventId"] == MATCH

@@ -41,7 +41,7 @@ def ball(n: int) -> dict[str, Any]:
     }
 
 
-async def _live_match(api: httpx.AsyncClient, event_id: str = MATCH) -> None:
+async def live_match(api: httpx.AsyncClient, event_id: str = MATCH) -> None:
     created = await api.post(
         "/api/v1/sports/events",
         json={
@@ -131,7 +131,7 @@ async def test_hundreds_of_viewers_get_every_ball_in_order_and_the_snapshot_on_j
     server: ServerProcess,
 ) -> None:
     async with http(server) as api, sockets() as session:
-        await _live_match(api)
+        await live_match(api)
         for n in range(1, 6):
             await _ball(api, n)
 
@@ -173,7 +173,7 @@ async def test_hundreds_of_viewers_get_every_ball_in_order_and_the_snapshot_on_j
 
 async def test_malformed_updates_are_refused_and_change_nothing(server: ServerProcess) -> None:
     async with http(server) as api:
-        await _live_match(api)
+        await live_match(api)
         await _ball(api, 1)
         base = f"/api/v1/sports/events/{MATCH}"
         bad = await api.post(base + "/updates", json={"ball 2": "13-1"})
@@ -211,7 +211,7 @@ async def _summaries_until(client: WsClient, total: int, seconds: float) -> list
 async def test_reactions_are_rate_limited_and_summaries_add_up(server: ServerProcess) -> None:
     emojis = ["🔥", "👏🏽", "😱", "🇮🇳", ":)"]
     async with http(server) as api, sockets() as session:
-        await _live_match(api)
+        await live_match(api)
         watcher, _, _ = await viewer(session, server, "watcher")
         reactors = await asyncio.gather(
             *(viewer(session, server, f"r{i}", player_token=token(f"fan{i}")) for i in range(40))
@@ -279,7 +279,7 @@ async def test_reactions_are_rate_limited_and_summaries_add_up(server: ServerPro
 
 async def test_reactions_on_the_native_socket_need_a_token(server: ServerProcess) -> None:
     async with http(server) as api, sockets() as session:
-        await _live_match(api)
+        await live_match(api)
         ws = await session.ws_connect(server.ws_url)
         client = WsClient(ws)
         await client.expect("connected")
@@ -323,7 +323,7 @@ async def test_reactions_on_the_native_socket_need_a_token(server: ServerProcess
 
 async def test_viewer_count_rises_and_falls_with_quick_reconnects(server: ServerProcess) -> None:
     async with http(server) as api, sockets() as session:
-        await _live_match(api)
+        await live_match(api)
         watcher, _, _ = await viewer(session, server, "watcher")
         viewers = await asyncio.gather(*(viewer(session, server, f"v{i}") for i in range(30)))
         await _until_viewers(api, 31)
@@ -395,7 +395,7 @@ async def test_a_silent_viewer_is_disconnected_and_uncounted(tmp_path: Path) -> 
     config = write_config(tmp_path / "croupier.toml", "[limits]\nping_interval = 0.5\n")
     with running_server(tmp_path, config=config) as server:
         async with http(server) as api, sockets() as session:
-            await _live_match(api)
+            await live_match(api)
             pinging, _, _ = await viewer(session, server, "alive")
             silent, _, _ = await viewer(session, server, "silent")
             await _until_viewers(api, 2)
@@ -454,7 +454,7 @@ async def test_two_nodes_count_viewers_and_add_up_reactions_together(
         }
         with cluster(tmp_path, 2, env) as nodes:
             async with http(nodes[0]) as api_a, http(nodes[1]) as api_b, sockets() as session:
-                await _live_match(api_a)
+                await live_match(api_a)
                 watchers = [
                     (await viewer(session, node, f"watcher{n}"))[0] for n, node in enumerate(nodes)
                 ]
@@ -508,7 +508,7 @@ async def test_a_plain_subscribe_gets_the_snapshot_then_every_later_ball(
     server: ServerProcess,
 ) -> None:
     async with http(server) as api, sockets() as session:
-        await _live_match(api)
+        await live_match(api)
         before = WsClient(await session.ws_connect(server.ws_url))
         await before.expect("connected")
         await before.subscribe(f"match:{MATCH}")

@@ -446,7 +446,7 @@ def _check_player_events(s: Seat, tid: str, pid: str, i: int, result: Doc, winne
         assert len(lb[-1]["data"]["leaderboard"]) == 10
 
 
-async def _running(api: httpx.AsyncClient, players: list[str], **settings: Any) -> str:
+async def running_tournament(api: httpx.AsyncClient, players: list[str], **settings: Any) -> str:
     t = await create(api, minPlayers=1, **settings)
     tid: str = t["id"]
     await ok(await api.post(f"/api/v1/tournaments/{tid}/open"))
@@ -458,7 +458,7 @@ async def _running(api: httpx.AsyncClient, players: list[str], **settings: Any) 
 
 async def test_concurrent_confirmations_add_one_entry(server: ServerProcess) -> None:
     async with http(server) as api:
-        tid = await _running(api, ["ann"], entryFee=5.0, maxEntries=2)
+        tid = await running_tournament(api, ["ann"], entryFee=5.0, maxEntries=2)
         ask = await ok(await api.post(f"/api/v1/tournaments/{tid}/players/ann/rebuys"))
         rid = ask["requestId"]
         again = await ok(await api.post(f"/api/v1/tournaments/{tid}/players/ann/rebuys"))
@@ -495,7 +495,9 @@ async def test_restart_mid_tournament_carries_on(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "croupier.db").start()
     try:
         async with http(server) as api:
-            tid = await _running(api, ["ann", "bob"], rounds=2, entryFee=1.0, prizes=PRIZES[:1])
+            tid = await running_tournament(
+                api, ["ann", "bob"], rounds=2, entryFee=1.0, prizes=PRIZES[:1]
+            )
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
                 ann = await player_seat(session, server, tid, "ann")
                 await score(api, tid, "s1", "ann", points=10.0)
@@ -539,7 +541,7 @@ async def test_restart_mid_tournament_carries_on(tmp_path: Path) -> None:
 
 async def test_a_cancelled_tournament_lists_refunds(server: ServerProcess) -> None:
     async with http(server) as api:
-        tid = await _running(api, ["ann", "bob"], entryFee=12.5, maxEntries=3)
+        tid = await running_tournament(api, ["ann", "bob"], entryFee=12.5, maxEntries=3)
         ask = await ok(await api.post(f"/api/v1/tournaments/{tid}/players/bob/rebuys"))
         await ok(await api.post(f"/api/v1/tournaments/{tid}/rebuys/{ask['requestId']}/confirm"))
         cancelled = await ok(await api.post(f"/api/v1/tournaments/{tid}/cancel"))

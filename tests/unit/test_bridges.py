@@ -17,7 +17,7 @@ from croupier.config import (
 from croupier.errors import BadRequest
 from croupier.gateway import Gateway
 from croupier.logs import MemoryLog
-from croupier.services.bridges import RedisBridge, _json_default, _Rejected, _row_data
+from croupier.services.bridges import RedisBridge, Rejected, json_default, row_data
 
 
 def test_bridges_are_off_by_default() -> None:
@@ -112,19 +112,19 @@ def test_redis_message_without_message_id_has_no_key(redis_bridge: RedisBridge) 
 def test_unusable_redis_messages_are_rejected(
     redis_bridge: RedisBridge, channel: str, data: bytes, why: str
 ) -> None:
-    with pytest.raises(_Rejected, match=why):
+    with pytest.raises(Rejected, match=why):
         redis_bridge.request(channel, data)
 
 
 def test_row_data() -> None:
-    assert _row_data({"payload": {"kind": "hand_start"}}) == {"kind": "hand_start"}
-    assert _row_data({"payload": '{"kind":"hand_end"}'}) == {"kind": "hand_end"}
-    assert _row_data({"kind": "x", "hand": 3}) == {"kind": "x", "hand": 3}
-    assert _row_data({"id": 3}) == {"id": 3}
-    with pytest.raises(_Rejected, match="not JSON"):
-        _row_data({"payload": "plain text"})
+    assert row_data({"payload": {"kind": "hand_start"}}) == {"kind": "hand_start"}
+    assert row_data({"payload": '{"kind":"hand_end"}'}) == {"kind": "hand_end"}
+    assert row_data({"kind": "x", "hand": 3}) == {"kind": "x", "hand": 3}
+    assert row_data({"id": 3}) == {"id": 3}
+    with pytest.raises(Rejected, match="not JSON"):
+        row_data({"payload": "plain text"})
 
 
 def test_numeric_values_keep_their_digits() -> None:
-    dumped = orjson.dumps({"a": Decimal("1000000000"), "b": Decimal("0.10")}, default=_json_default)
+    dumped = orjson.dumps({"a": Decimal("1000000000"), "b": Decimal("0.10")}, default=json_default)
     assert orjson.loads(dumped) == {"a": 1000000000, "b": "0.10"}

@@ -11,9 +11,9 @@ import pytest
 import schemathesis
 from aiohttp import web
 
+from croupier.api.http import SERVICE_OPERATIONS
 from croupier.api.openapi import OPERATIONS, build_openapi
 from croupier.app import build_app
-from croupier.appkeys import SERVICE_OPERATIONS
 from croupier.config import NamespaceRules, Settings
 from croupier.gateway import Gateway
 

@@ -185,3 +185,13 @@ def test_errors_in_a_row_close_an_events_connection_as_on_ws() -> None:
     *_, last = _send(pair, b'{"type":"reaction","emoji":"x"}', 100.0)
     assert isinstance(last, Close)
     assert last.reason == "abuse"
+
+
+def test_the_seed_s_reaction_without_a_type_is_taken_from_its_own_viewer() -> None:
+    pair = _session(Claims(sub="fan7", brand="1001", name=None, channels=(), exp=None))
+    _send(pair, b'{"id":"fan7","eventId":"m1"}')
+    (action,) = _send(pair, b'{"id":"fan7","emoji":"x","comment":"what a shot"}')
+    assert isinstance(action, DoPublish)
+    assert action.type == "reaction"
+    assert orjson.loads(action.payload)["comment"] == "what a shot"
+    assert _error(_send(pair, b'{"id":"someone-else","emoji":"x"}')) == "not_your_viewer"

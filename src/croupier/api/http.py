@@ -7,13 +7,12 @@ from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import SERVICE_OPERATIONS
 from ..auth import mint_token
 from ..config import ApiKey
 from ..core.channels import resolve
 from ..errors import BadRequest, Unavailable
 from ..gateway import PublishRequest, PublishResult
-from .openapi import build_openapi
+from .openapi import Operation, build_openapi
 from .schemas import BatchBody, BroadcastBody, PublishBody, TokenBody
 from .toolkit import (
     error_response,
@@ -25,7 +24,10 @@ from .toolkit import (
     require_key,
 )
 
-__all__ = ["routes"]
+__all__ = ["SERVICE_OPERATIONS", "routes"]
+
+SERVICE_OPERATIONS = web.AppKey("service_operations", list[Operation])
+"""The services' OpenAPI operations, served with the core API's in ``/api/v1/openapi.json``."""
 
 
 def _result(result: PublishResult) -> dict[str, Any]:

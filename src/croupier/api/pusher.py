@@ -34,7 +34,6 @@ from ..core.pusher import (
 )
 from ..errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
 from ..gateway import Gateway, PublishRequest
-from ..transports.pusher import terminate_user
 from .toolkit import gateway_of, json_response, query
 
 __all__ = ["pusher_routes"]
@@ -250,7 +249,13 @@ async def users(request: web.Request) -> web.Response:
 
 async def terminate(request: web.Request) -> web.Response:
     app, _ = await _signed(request)
-    terminate_user(gateway_of(request), app, request.match_info["user_id"])
+    user_id = request.match_info["user_id"]
+    for conn in list(gateway_of(request).connections):
+        # The API does not import the transports: a Pusher connection's codec answers
+        # ``pusher_user_is`` (see croupier.transports.pusher); closed with code 4009.
+        is_user = getattr(getattr(conn, "codec", None), "pusher_user_is", None)
+        if is_user is not None and is_user(app, user_id):
+            conn.disconnect("terminated", reconnect=False)
     return json_response({})
 
 

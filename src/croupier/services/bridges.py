@@ -48,7 +48,15 @@ from ..gateway import Gateway, PublishRequest
 from .notifications import NewNotification, NotificationsService
 from .players import Player
 
-__all__ = ["Bridge", "Bridges", "PostgresBridge", "RedisBridge"]
+__all__ = [
+    "Bridge",
+    "Bridges",
+    "PostgresBridge",
+    "RedisBridge",
+    "Rejected",
+    "json_default",
+    "row_data",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +84,7 @@ return 0
 """
 
 
-class _Rejected(Exception):
+class Rejected(Exception):
     """A message or row that cannot become an event; logged, counted, skipped."""
 
 
@@ -148,7 +156,7 @@ class Bridge(ABC):
         Returns whether the event was stored (or was already there).
 
         Raises:
-            _Rejected: the gateway refused the request itself (bad channel, type, size).
+            Rejected: the gateway refused the request itself (bad channel, type, size).
         """
         delay = self.backoff_min
         tried = 0
@@ -156,7 +164,7 @@ class Bridge(ABC):
             try:
                 result = await self.gateway.publish(request)
             except (BadRequest, PayloadTooLarge) as exc:
-                raise _Rejected(exc.message) from exc
+                raise Rejected(exc.message) from exc
             except Unavailable as exc:
                 tried += 1
                 if attempts is not None and tried >= attempts:
@@ -172,7 +180,7 @@ class Bridge(ABC):
             except Exception as exc:
                 # Whatever else went wrong concerns this message only; the bridge goes on.
                 log.exception("%s bridge could not publish to %s", self.kind, request.channel)
-                raise _Rejected(f"publishing failed: {exc!r}") from exc
+                raise Rejected(f"publishing failed: {exc!r}") from exc
             if result.duplicate:
                 self.duplicates += 1
             else:
@@ -334,7 +342,7 @@ class RedisBridge(Bridge):
             if request.type == "notification" and await self._keep(request):
                 return
             await self._publish(request, REDIS_PUBLISH_ATTEMPTS)
-        except _Rejected as exc:
+        except Rejected as exc:
             self._reject(str(exc), data)
 
     async def _keep(self, request: PublishRequest) -> bool:
@@ -369,25 +377,25 @@ class RedisBridge(Bridge):
         """The publish request for one Redis message.
 
         Raises:
-            _Rejected: the message cannot become an event.
+            Rejected: the message cannot become an event.
         """
         name = channel.decode(errors="replace") if isinstance(channel, bytes) else channel
         parts = name.split("::")
         if len(parts) < 3 or not parts[-2] or not parts[-1]:
-            raise _Rejected(f"channel {name!r} is not PREFIX::brand_id::player_id")
+            raise Rejected(f"channel {name!r} is not PREFIX::brand_id::player_id")
         brand, player = parts[-2], parts[-1]
         try:
             body = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise _Rejected(f"not JSON ({exc})") from exc
+            raise Rejected(f"not JSON ({exc})") from exc
         if not isinstance(body, dict):
-            raise _Rejected("not a JSON object")
+            raise Rejected("not a JSON object")
         for field, expected in (("brand_id", brand), ("player_id", player)):
             if field in body and str(body[field]) != expected:
-                raise _Rejected(f"{field} {body[field]!r} does not match channel {name!r}")
+                raise Rejected(f"{field} {body[field]!r} does not match channel {name!r}")
         event_type = body.get("event_type")
         if not isinstance(event_type, str) or "event_data" not in body:
-            raise _Rejected("event_type (a string) and event_data are required")
+            raise Rejected("event_type (a string) and event_data are required")
         event_data = body["event_data"]
         key = None
         field = self.settings.idempotency_field
@@ -401,7 +409,8 @@ class RedisBridge(Bridge):
 # -- PostgreSQL ----------------------------------------------------------------------------
 
 
-def _json_default(value: object) -> object:
+def json_default(value: object) -> object:
+    """orjson's ``default`` for column values it cannot encode (decimals, bytes, …)."""
     if isinstance(value, Decimal):
         # Keep integral amounts as numbers; anything else as a string, losing no digits.
         return int(value) if value == value.to_integral_value() else str(value)
@@ -524,7 +533,7 @@ class PostgresBridge(Bridge):
         try:
             request = await self.request(conn, note)
             await self._publish(request, None)
-        except _Rejected as exc:
+        except Rejected as exc:
             # The cursor stays: a notification naming a bogus id must not skip real rows.
             self._reject(str(exc), raw)
             return
@@ -544,36 +553,36 @@ class PostgresBridge(Bridge):
         """The publish request for one notification, reading its row through ``conn``.
 
         Raises:
-            _Rejected: the notification or its row cannot become an event.
+            Rejected: the notification or its row cannot become an event.
         """
         settings = self.settings
         if not isinstance(note, dict):
-            raise _Rejected("notification is not a JSON object")
+            raise Rejected("notification is not a JSON object")
         event_id = note.get(settings.id_field)
         if event_id is None or isinstance(event_id, dict | list | bool):
-            raise _Rejected(f"notification has no usable {settings.id_field!r}")
+            raise Rejected(f"notification has no usable {settings.id_field!r}")
         try:
             channel = settings.target.format_map(_Strict(note))
         except (KeyError, ValueError, IndexError) as exc:
-            raise _Rejected(f"cannot fill target {settings.target!r}: {exc}") from exc
+            raise Rejected(f"cannot fill target {settings.target!r}: {exc}") from exc
         try:
             row = await conn.fetchrow(settings.query, event_id, timeout=30)
         except asyncpg.PostgresError as exc:
             if conn.is_closed():
                 raise  # the connection, not the query: reconnect and try this one again
-            raise _Rejected(f"the query failed: {exc}") from exc
+            raise Rejected(f"the query failed: {exc}") from exc
         if row is None:
-            raise _Rejected(f"no row for {settings.id_field} {event_id!r}")
-        data = _row_data(row)
+            raise Rejected(f"no row for {settings.id_field} {event_id!r}")
+        data = row_data(row)
         kind = data.get(settings.kind_field) if isinstance(data, dict) else None
         if not isinstance(kind, str):
             kind = note.get(settings.kind_field)
         if not isinstance(kind, str):
-            raise _Rejected(f"neither the row nor the notification has a {settings.kind_field!r}")
+            raise Rejected(f"neither the row nor the notification has a {settings.kind_field!r}")
         try:
-            payload = orjson.dumps(data, default=_json_default)
+            payload = orjson.dumps(data, default=json_default)
         except TypeError as exc:
-            raise _Rejected(f"row is not JSON serialisable: {exc}") from exc
+            raise Rejected(f"row is not JSON serialisable: {exc}") from exc
         return PublishRequest(channel, kind, payload, idempotency_key=str(event_id))
 
 
@@ -584,7 +593,12 @@ class _Strict(dict[str, Any]):
         raise KeyError(key)
 
 
-def _row_data(row: Mapping[str, Any]) -> Any:
+def row_data(row: Mapping[str, Any]) -> Any:
+    """An event's data from a polled row: its single JSON column, else the whole row.
+
+    Raises:
+        Rejected: the row's single text column is not JSON.
+    """
     values = list(row.values())
     if len(values) != 1:
         return dict(row)
@@ -593,7 +607,7 @@ def _row_data(row: Mapping[str, Any]) -> Any:
         try:
             return orjson.loads(value)
         except orjson.JSONDecodeError as exc:
-            raise _Rejected(f"the query's single column is not JSON ({exc})") from exc
+            raise Rejected(f"the query's single column is not JSON ({exc})") from exc
     if isinstance(value, dict | list):
         return value
     return dict(row)

@@ -70,6 +70,7 @@ __all__ = [
     "check_board",
     "check_player",
     "number",
+    "pushed_entry",
 ]
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,16 @@ def _sync_channel(board: str) -> str:
 
 def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def pushed_entry(s: Standing) -> dict[str, Any]:
+    """One place of a ``leaderboard.updated``, in the casino UI's field names."""
+    return {
+        "position": s.rank,
+        "playerId": s.player,
+        "displayName": s.display_name,
+        "score": number(s.score),
+    }
 
 
 def number(score: float) -> float | int:
@@ -681,21 +692,18 @@ class Leaderboards:
         board.last_push = asyncio.get_running_loop().time()
         if board.latest[1] != self.node:
             return  # the node that made the newest change pushes this one
-        data = {
-            "tournamentId": watch.tournament_id,
-            "leaderboard": [
-                {
-                    "position": s.rank,
-                    "playerId": s.player,
-                    "displayName": s.display_name,
-                    "score": number(s.score),
-                }
-                for s in board.ranking.top(PUSHED_TOP)
-            ],
-            "lastUpdated": _iso(board.latest[0]),
-        }
+        data = _pushed(watch.tournament_id, board)
         self.pushes += 1
         self._spawn(self._push(board.name, watch, data))
+
+    async def pushed(self, board: str, tournament_id: Any) -> dict[str, Any]:
+        """The data of a ``leaderboard.updated`` of ``board`` as it stands now: what a
+        newcomer is shown before the next push (an empty ``leaderboard`` for a board
+        without scores)."""
+        loaded = await self._loaded(board)
+        if loaded is None:
+            return {"tournamentId": tournament_id, "leaderboard": [], "lastUpdated": None}
+        return _pushed(tournament_id, loaded)
 
     async def _push(self, name: str, watch: Watch, data: dict[str, Any]) -> None:
         try:
@@ -731,6 +739,14 @@ class Leaderboards:
         no score."""
         loaded = await self._loaded(board)
         return [] if loaded is None else loaded.ranking.around(player, n)
+
+
+def _pushed(tournament_id: Any, board: _Board) -> dict[str, Any]:
+    return {
+        "tournamentId": tournament_id,
+        "leaderboard": [pushed_entry(s) for s in board.ranking.top(PUSHED_TOP)],
+        "lastUpdated": _iso(board.latest[0]) if board.latest[0] else None,
+    }
 
 
 _SHARED: weakref.WeakKeyDictionary[Gateway, Leaderboards] = weakref.WeakKeyDictionary()

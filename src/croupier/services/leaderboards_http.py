@@ -13,7 +13,7 @@ from ..api.schemas import ChannelName
 from ..api.toolkit import int_query, json_response, read_body, require_key
 from ..core.ranking import Standing
 from ..errors import NotFound
-from .leaderboards import BOARD_PATTERN, MAX_NAME, MAX_SCORE, PLAYER_PATTERN, number
+from .leaderboards import BOARD_PATTERN, MAX_NAME, MAX_SCORE, PLAYER_PATTERN, pushed_entry
 
 if TYPE_CHECKING:
     from .leaderboards import Leaderboards
@@ -80,11 +80,16 @@ class LeaderboardWatchReply(msgspec.Struct):
 
 
 class LeaderboardEntry(msgspec.Struct):
-    """One player's place: rank 1 is first; equal scores are ranked by who got there first."""
+    """One player's place: rank 1 is first; equal scores are ranked by who got there first.
+    ``position``, ``playerId`` and ``displayName`` are the same values under the names the
+    ``leaderboard.updated`` push uses."""
 
+    position: int
+    player_id: str = msgspec.field(name="playerId")
+    display_name_: str | None = msgspec.field(name="displayName")
+    score: float
     rank: int
     player: str
-    score: float
     achieved_at: float
     display_name: str | None
 
@@ -116,9 +121,9 @@ class LeaderboardPlayerReply(msgspec.Struct):
 
 def _entry(s: Standing) -> dict[str, Any]:
     return {
+        **pushed_entry(s),
         "rank": s.rank,
         "player": s.player,
-        "score": number(s.score),
         "achieved_at": s.achieved_at,
         "display_name": s.display_name,
     }
@@ -134,6 +139,9 @@ _BOARD_PARAM = (
     },
 )
 _ENTRY_EXAMPLE = {
+    "position": 1,
+    "playerId": "p1",
+    "displayName": "Ann",
     "rank": 1,
     "player": "p1",
     "score": 1200,

@@ -38,17 +38,16 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 
 from ..appkeys import GATEWAY
-from ..config import NamespaceRules, Settings
-from ..core.channels import Claims, check_subscribe
+from ..config import NamespaceRules
+from ..core.channels import Claims
 from ..core.commands import (
     Close,
-    Command,
     Connected,
     Disconnect,
     DoPublish,
@@ -57,7 +56,6 @@ from ..core.commands import (
     Outcome,
     Published,
     Refused,
-    Reply,
     Snapshot,
     Subscribed,
     Unsubscribed,
@@ -65,8 +63,9 @@ from ..core.commands import (
 from ..core.session import Session, refused
 from ..errors import CroupierError
 from ..events import Event, Position
-from ..gateway import Gateway, PublishRequest, StartingPoint
+from ..gateway import Gateway, PublishRequest
 from ..hub import SubscribeResult
+from .codec import BaseCodec, Codec
 from .common import new_client_id
 
 __all__ = [
@@ -115,112 +114,6 @@ def finish(transport: asyncio.Transport, last: bytes) -> None:
     else:  # pragma: no cover - every stream transport here can
         transport.close()
     asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
-
-
-class Codec(Protocol):
-    """One wire protocol for one connection (a factory makes one per connection).
-
-    Attributes:
-        name: the protocol's name (``native``, ``sse``, ``sports`` …), shown by ``info()``.
-        wire: the hub wire whose encoder renders this connection's events.
-        ping_interval: seconds between heartbeats.
-        quiet_client: the client need not send anything (a backend listener): a protocol
-            pong counts as activity for the idle rule.
-        replay_in_reply: replayed events go inside the subscribe reply
-            (:attr:`Subscribed.events <croupier.core.commands.Subscribed.events>`), not as
-            events after it.
-        on_event: ``None``, or a per-connection look at each event the hub pushes: returns
-            the bytes to send (the frame, or the frame with something of this client's in
-            front) or ``None`` to skip the event.
-        start: ``None``, or a starting point for this endpoint's new subscribers that
-            overrides the gateway's service ones; a ``CroupierError`` refuses the subscribe.
-    """
-
-    name: str
-    wire: str
-    ping_interval: float
-    quiet_client: bool
-    replay_in_reply: bool
-    on_event: Callable[[bytes, Event], bytes | None] | None
-    start: StartingPoint | None
-
-    def decode(self, message: bytes | str) -> Sequence[Command | Reply]:
-        """Commands from one client message (replies the codec answers by itself pass
-        through). Raises ``CroupierError`` for a message it cannot read."""
-        ...
-
-    def encode(self, reply: Reply) -> bytes:
-        """The wire bytes of ``reply``; ``b""`` sends nothing."""
-        ...
-
-    def heartbeat(self) -> bytes:
-        """What is sent every ``ping_interval`` (a ping frame, a keep-alive message)."""
-        ...
-
-    def close_code(self, reason: str) -> int:
-        """The protocol's close code for a neutral reason (``slow_consumer`` …)."""
-        ...
-
-    def authorize(self, rules: NamespaceRules, channel: str, claims: Claims | None) -> None:
-        """The per-subscription check; raises ``CroupierError`` to refuse."""
-        ...
-
-    def member(self, claims: Claims | None) -> dict[str, Any] | None:
-        """Who the client is in presence; ``None`` keeps it out of presence."""
-        ...
-
-    def member_list(self, channel: str) -> int:
-        """How many presence members the subscribe reply of ``channel`` lists
-        (:attr:`Subscribed.members <croupier.core.commands.Subscribed.members>`); 0: none."""
-        ...
-
-    def opening(self) -> Sequence[Command]:
-        """Commands run as if the client had sent them first (an endpoint whose URL names
-        its channel)."""
-        ...
-
-
-class BaseCodec:
-    """Defaults for a codec: override what a protocol does differently."""
-
-    name = "base"
-    wire = "ws"
-    quiet_client = False
-    replay_in_reply = False
-    on_event: Callable[[bytes, Event], bytes | None] | None = None
-    start: StartingPoint | None = None
-
-    def __init__(self, settings: Settings) -> None:
-        self.ping_interval = settings.limits.ping_interval
-
-    def decode(self, message: bytes | str) -> Sequence[Command | Reply]:
-        raise NotImplementedError  # pragma: no cover - every reading codec decodes
-
-    def encode(self, reply: Reply) -> bytes:
-        return b""
-
-    def heartbeat(self) -> bytes:
-        return b""
-
-    def close_code(self, reason: str) -> int:
-        return 1001
-
-    def authorize(self, rules: NamespaceRules, channel: str, claims: Claims | None) -> None:
-        check_subscribe(rules, channel, claims)
-
-    def member(self, claims: Claims | None) -> dict[str, Any] | None:
-        if claims is None:
-            return {"id": None}
-        info: dict[str, Any] = {"id": claims.sub}
-        if claims.name:
-            info["name"] = claims.name
-        return info
-
-    def member_list(self, channel: str) -> int:
-        return 0
-
-    def opening(self) -> Sequence[Command]:
-        return ()
 
 
 class Connection:
@@ -692,8 +585,11 @@ class Connection:
     def info(self) -> dict[str, Any]:
         """This connection as an operator sees it (JSON-ready).
 
-        ``id`` is the client id (random, so unique across nodes); each subscription's
-        ``position`` is the last stored event queued to it (or where it started).
+        ``id`` is the client id (random, so unique across nodes); ``created`` and
+        ``last_activity`` (the client's last message) are milliseconds since the epoch;
+        ``outbox`` is the bytes waiting in the socket's buffer and ``outbox_messages`` the
+        writes queued behind them; each subscription's ``position`` is the last stored event
+        queued to it (or where it started).
         """
         claims = self.session.claims
         subscriptions = []
@@ -709,21 +605,20 @@ class Connection:
         buffered = 0
         if transport is not None and not transport.is_closing():
             buffered = transport.get_write_buffer_size()
+        now = time.time()
         return {
             "id": self.client,
             "transport": self.kind,
             "protocol": self.codec.name,
             "player": None if claims is None else claims.sub,
             "brand": None if claims is None else claims.brand,
-            "created": self.created,
-            "last_activity": time.time() - (time.monotonic() - self.last_seen),
+            "name": None if claims is None else claims.name,
+            "created": int(self.created * 1000),
+            "last_activity": int((now - (time.monotonic() - self.last_seen)) * 1000),
             "subscriptions": subscriptions,
-            "outbox": {
-                "bytes": buffered,
-                "messages": self.backlog,
-                "max_bytes": self.max_bytes,
-                "max_messages": self.max_messages,
-            },
+            "outbox": buffered,
+            "outbox_messages": self.backlog,
+            "outbox_limits": {"bytes": self.max_bytes, "messages": self.max_messages},
             "closed": self.closed,
         }
 

@@ -46,11 +46,10 @@ from ..core.ratelimit import TokenBucket
 from ..core.wire import ws_frame
 from ..errors import BadRequest, CroupierError, Forbidden, RateLimited, Unauthorized
 from ..events import Event, Position
-from ..gateway import Gateway
-from .connection import BaseCodec
+from .codec import BaseCodec
 from .websocket import Endpoint, Upgrade
 
-__all__ = ["WIRE", "PusherCodec", "pusher_endpoint", "terminate_user"]
+__all__ = ["WIRE", "PusherCodec", "pusher_endpoint"]
 
 WIRE = "pusher"
 PING_FRAME = b"\x89\x00"
@@ -179,6 +178,13 @@ class PusherCodec(BaseCodec):
             self.user = {"id": user, "info": info}
         if not rules.presence and pending.kind is ChannelKind.PRESENCE:
             raise Forbidden(f"{channel} is in a namespace without presence")
+
+    def pusher_user_is(self, app: PusherApp, user_id: str) -> bool:
+        """Whether this is a connection of ``app``'s user ``user_id`` (signed in, or a
+        presence member): what ``terminate_connections`` closes."""
+        if self.app is not app:
+            return False
+        return user_id in (self.signed_in, None if self.user is None else self.user["id"])
 
     def member(self, claims: Claims | None) -> dict[str, Any] | None:
         return self.user if self.user is not None else {"id": None}
@@ -337,17 +343,3 @@ def _open(upgrade: Upgrade) -> PusherCodec:
 def pusher_endpoint(settings: Settings) -> Endpoint:
     """``/app/{key}`` for the configured Pusher apps."""
     return Endpoint("/app/{key}", _open, {WIRE: _encoder(settings)}, player_token=False)
-
-
-def terminate_user(gateway: Gateway, app: PusherApp, user_id: str) -> int:
-    """Close this node's connections of ``app`` whose user is ``user_id`` (code 4009)."""
-    closed = 0
-    for conn in list(gateway.connections):
-        codec = getattr(conn, "codec", None)
-        if not isinstance(codec, PusherCodec) or codec.app is not app:
-            continue
-        users = {codec.signed_in, None if codec.user is None else codec.user["id"]}
-        if user_id in users:
-            conn.disconnect("terminated", reconnect=False)
-            closed += 1
-    return closed

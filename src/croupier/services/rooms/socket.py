@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
+import orjson
 from aiohttp import web
 
 from ...api.toolkit import error_response, struct_response
@@ -46,11 +47,30 @@ class RoomCodec(NativeCodec):
 
     name = "room"
 
-    def __init__(self, settings: Settings, room: Room, own: str | None, since: int) -> None:
+    def __init__(
+        self, settings: Settings, room: Room, player: str, own: str | None, since: int
+    ) -> None:
         super().__init__(settings)
         self.room = room
+        self.player = player
         self.own = own
         self.since = since
+
+    def decode(self, message: bytes | str) -> Sequence[c.Command]:
+        """The native protocol, plus the seed's own ``player.action`` at the top level:
+        ``{"type":"player.action","action","playerId","timestamp","data"}`` becomes a
+        publish of ``player.action`` on the room (``playerId`` must be the token's)."""
+        try:
+            doc = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            doc = None
+        if not isinstance(doc, dict) or doc.get("type") != "player.action":
+            return super().decode(message)
+        claimed = doc.get("playerId")
+        if claimed is not None and claimed != self.player:
+            return [c.Refuse("not_your_player", "playerId must be your own player id")]
+        data = {k: doc[k] for k in ("action", "data", "playerId", "timestamp") if k in doc}
+        return [c.Publish(self.room.channel, "player.action", orjson.dumps(data))]
 
     def opening(self) -> Sequence[c.Command]:
         commands: list[c.Command] = [c.Subscribe(self.room.channel, "room", c.Since(self.since))]
@@ -89,7 +109,8 @@ def room_endpoint(service: Rooms) -> Endpoint:
     async def open_room(upgrade: Upgrade) -> RoomCodec:
         since = _since(upgrade.query.get("since"))
         room, own = await _room_of(service, upgrade)
-        return RoomCodec(upgrade.gateway.settings, room, own, since)
+        assert upgrade.claims is not None  # _room_of refuses an upgrade without a player
+        return RoomCodec(upgrade.gateway.settings, room, upgrade.claims.sub, own, since)
 
     async def info(request: web.Request) -> web.StreamResponse:
         gateway = request.app[GATEWAY]

@@ -89,7 +89,11 @@ class EventsCodec(NativeCodec):
             doc = None
         if not isinstance(doc, dict):
             return super().decode(message)  # the native errors: bad_json, bad_message
-        kind = doc.get("type", "join" if "eventId" in doc else None)
+        kind = doc.get("type")
+        if kind is None:
+            # The seed's client sends a join as {id, eventId} and a reaction as
+            # {id, emoji, comment}, neither with a type.
+            kind = "join" if "eventId" in doc else "reaction" if "emoji" in doc else None
         if kind == "join":
             return [self._join(doc)]
         if self.event_id is None and kind != "ping":
@@ -98,6 +102,15 @@ class EventsCodec(NativeCodec):
             data = {k: doc[k] for k in ("emoji", "comment") if k in doc}
             channel = self.channel
             assert channel is not None
+            if "type" not in doc:
+                # The seed's id is the viewer's own id, not a message id: it must be who
+                # joined (the token's player when there is one).
+                sender = doc.get("id")
+                if isinstance(sender, int) and not isinstance(sender, bool):
+                    sender = str(sender)
+                if sender is not None and sender != self.viewer:
+                    return [c.Refuse("not_your_viewer", "id must be your own viewer id")]
+                return [c.Publish(channel, "reaction", orjson.dumps(data))]
             return [c.Publish(channel, "reaction", orjson.dumps(data), _message_id(doc))]
         return [native_command(decode_client(message))]
 

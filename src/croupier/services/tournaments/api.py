@@ -192,6 +192,7 @@ _TOURNAMENT = {
     ],
     "scoring": {"rule": "multiplier", "minBet": 0.5, "counting": "best"},
     "ties": "split",
+    "templateId": "1",
 }
 _PLAYER = {
     "tournamentId": "12345",
@@ -286,6 +287,7 @@ OPERATIONS: tuple[Operation, ...] = (
             ],
             "scoring": {"rule": "multiplier", "minBet": 0.5, "counting": "best"},
             "ties": "split",
+            "templateId": "1",
         },
         reply=s.TournamentReply,
         reply_example={**_TOURNAMENT, "status": "scheduled"},

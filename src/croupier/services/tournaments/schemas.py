@@ -91,6 +91,18 @@ class CreateBody(_Body):
     prizes: Annotated[list[PrizeBody], Meta(max_length=100)] = []
     scoring: ScoringBody = msgspec.field(default_factory=ScoringBody)
     ties: Literal["split", "first"] = "split"
+    template_id: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=64,
+                description="The casino's template this tournament was made from; "
+                "carried as `template_id` in the winners' `tournament_win` notifications.",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class RegisterBody(_Body):
@@ -134,6 +146,7 @@ class TournamentReply(_Reply):
     prizes: list[PrizeBody]
     scoring: ScoringBody
     ties: str
+    template_id: str | None
 
 
 class TournamentsReply(_Reply):

@@ -29,8 +29,9 @@ import orjson
 from aiohttp import web
 
 from ...errors import BadRequest, Conflict, CroupierError, NotFound
-from ...events import Event
+from ...events import Event, Position
 from ...gateway import Gateway, PublishRequest
+from ...logs import now_ts
 from ...storage import Database, Transaction
 from ..leaderboards import Leaderboards
 from ..notifications import migrate_table
@@ -103,7 +104,9 @@ class Tournaments:
         await self.db.migrate("tournaments", store.MIGRATIONS)
         await migrate_table(self.db)  # a win is kept in the notification centre
         self.gateway.on_publish(self._published)
+        self.gateway.on_fresh_subscribe("player", self.player_starting_point)
         if self.leaderboards is not None:
+            self.gateway.on_fresh_subscribe("tournament", self.starting_point)
             # A crash between a start and its watch would leave the board unwatched.
             for t in await store.list_tournaments(self.db, Status.RUNNING.value, 10_000):
                 await self._watch(t)
@@ -243,6 +246,7 @@ class Tournaments:
                 counting=c.rule.counting.value,
             ),
             ties=c.ties.value,
+            template_id=c.template_id,
         )
 
     def _player_view(
@@ -392,6 +396,40 @@ class Tournaments:
                 await self.leaderboards.unwatch(board_of(t.id))
         return t
 
+    async def starting_point(self, channel: str) -> tuple[Position | None, bytes | None]:
+        """Where a new subscriber of ``channel`` starts: a running tournament's current top
+        10, as a ``leaderboard.updated``, and the channel position it was read at, so the
+        events after it follow (see :data:`~croupier.gateway.StartingPoint`)."""
+        t = await store.get_tournament(self.db, channel.removeprefix("tournament:"))
+        if t is None or t.status is not Status.RUNNING or self.leaderboards is None:
+            return None, None
+        # The position first: whatever changes the board after it reaches the subscriber.
+        since = await self.gateway.log.position(channel)
+        data = await self.leaderboards.pushed(board_of(t.id), t.id)
+        greeting = {"type": "leaderboard.updated", "channel": channel, "ts": now_ts(), "data": data}
+        return since, orjson.dumps(greeting)
+
+    async def player_starting_point(self, channel: str) -> tuple[Position | None, bytes | None]:
+        """Where a new subscriber of a player's channel starts: if the player is registered
+        in a tournament that is registering or running (the latest, if several), its
+        ``tournament.connected`` with their position now, so a player who connects after
+        registering still hears it; then the channel's events from where it stands."""
+        parts = channel.split(":")
+        if len(parts) != 3:
+            return None, None
+        p = await store.latest_active(self.db, parts[1], parts[2])
+        if p is None:
+            return None, None
+        since = await self.gateway.log.position(channel)
+        position = await self.positions.position(p)
+        greeting = {
+            "type": "tournament.connected",
+            "channel": channel,
+            "ts": now_ts(),
+            "data": _connected(p, position),
+        }
+        return since, orjson.dumps(greeting)
+
     async def _watch(self, t: Tournament) -> None:
         assert self.leaderboards is not None
         await self.leaderboards.watch(board_of(t.id), t.channel, t.id)
@@ -479,16 +517,7 @@ class Tournaments:
                 t = await batch.write(tx, t)
         await self.flush()
         position = await self.positions.update(p)
-        connected = {
-            "tournamentId": tid,
-            "playerId": p.player_id,
-            "status": "active" if p.eliminated_at is None else "eliminated",
-            "playerInfo": {
-                "displayName": p.display_name,
-                "position": position,
-                "entryCount": p.entries,
-            },
-        }
+        connected = _connected(p, position)
         await self._publish_now(
             f"connected:{tid}:{p.player_id}",
             [
@@ -614,6 +643,20 @@ class Tournaments:
             log.info("rebuy request of %s in %s refused: %s", pid, tid, exc.message)
         except Exception:
             log.exception("rebuy request of %s in %s failed", pid, tid)
+
+
+def _connected(p: Player, position: int) -> dict[str, Any]:
+    """The data of ``tournament.connected`` for ``p`` at ``position``."""
+    return {
+        "tournamentId": p.tournament_id,
+        "playerId": p.player_id,
+        "status": "active" if p.eliminated_at is None else "eliminated",
+        "playerInfo": {
+            "displayName": p.display_name,
+            "position": position,
+            "entryCount": p.entries,
+        },
+    }
 
 
 def _require(t: Tournament, op: Op) -> None:

@@ -131,6 +131,7 @@ def win_notice(t: Tournament, p: Player, r: rules.Placement, now: float) -> dict
             "tournament_start_date": casino_time(starts),
             "tournament_end_date": casino_time(now),
             "tournament_position": r.position,
+            "template_id": t.config.template_id,
             "prize_type": 1,
             "player_id": casino_id(p.player_id),
             "casino_id": casino_id(p.brand),

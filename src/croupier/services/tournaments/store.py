@@ -63,7 +63,9 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE tournament_outbox ("
         " tournament_id TEXT NOT NULL, seq BIGINT NOT NULL, channel TEXT NOT NULL,"
         " type TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (tournament_id, seq))",
-    ]
+    ],
+    # A player's tournaments, for the tournament.connected a late subscriber is greeted with.
+    ["CREATE INDEX tournament_players_player ON tournament_players (player_id, brand)"],
 ]
 
 
@@ -85,6 +87,7 @@ class Config:
     prizes: tuple[PrizeRange, ...]
     rule: PointsRule
     ties: TieMode
+    template_id: str | None = None
 
     def dump(self) -> str:
         doc = {
@@ -102,6 +105,7 @@ class Config:
             "prizes": [[p.first, p.last, p.amount, p.percent] for p in self.prizes],
             "rule": [self.rule.scoring.value, self.rule.min_bet, self.rule.counting.value],
             "ties": self.ties.value,
+            "template_id": self.template_id,
         }
         return orjson.dumps(doc).decode()
 
@@ -124,6 +128,7 @@ class Config:
             prizes=tuple(PrizeRange(*p) for p in doc["prizes"]),
             rule=PointsRule(Scoring(scoring), min_bet, Counting(counting)),
             ties=TieMode(doc["ties"]),
+            template_id=doc.get("template_id"),  # stored before templates: none
         )
 
 
@@ -371,6 +376,20 @@ async def save_player(tx: Transaction, p: Player) -> None:
         " WHERE tournament_id = $1 AND player_id = $2",
         *_player_args(p),
     )
+
+
+async def latest_active(tx: Transaction, brand: str, pid: str) -> Player | None:
+    """The player's entry in the tournament they registered in last, of those registering
+    or running; None if there is none."""
+    columns = ", ".join(f"p.{c.strip()}" for c in _P_COLUMNS.split(","))
+    row = await tx.fetchrow(
+        f"SELECT {columns} FROM tournament_players p JOIN tournaments t "
+        "ON t.id = p.tournament_id WHERE p.player_id = $1 AND p.brand = $2 "
+        "AND t.status IN ('registering', 'running') ORDER BY p.registered_at DESC LIMIT 1",
+        pid,
+        brand,
+    )
+    return None if row is None else _player(row)
 
 
 async def get_player(tx: Transaction, tid: str, pid: str, *, lock: bool = False) -> Player | None:

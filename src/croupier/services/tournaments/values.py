@@ -102,4 +102,5 @@ def config_of(body: s.CreateBody) -> Config:
             rules.Counting(body.scoring.counting),
         ),
         ties=rules.TieMode(body.ties),
+        template_id=body.template_id,
     )

@@ -1,0 +1,122 @@
+"""The casino/game platform seed's tournament side, against a live server: a page that
+subscribes to a running tournament late still gets the top 10 at once (what the seed's
+``LeaderboardSync`` shows: ``tournamentId``, ``leaderboard[{playerId, score, position}]``,
+``lastUpdated``); the HTTP leaderboard has the same names; a registered player who connects
+late still gets ``tournament.connected``; and ``tournament_win`` has every field of the
+player stream seed's example."""
+
+from __future__ import annotations
+
+import aiohttp
+import httpx
+import pytest
+
+from tests.support import ServerProcess
+
+from .test_tournaments import BRAND, is_, ok, player_seat, running_tournament, score
+
+pytestmark = pytest.mark.e2e
+
+# The player stream seed's tournament_win example, field by field.
+SEED_WIN_FIELDS = {
+    "tournament_id",
+    "transaction_id",
+    "tournament_name",
+    "tournament_points",
+    "tournament_start_date",
+    "tournament_end_date",
+    "tournament_position",
+    "template_id",
+    "prize_type",
+    "player_id",
+    "casino_id",
+    "prize_value",
+    "prize_name",
+    "total_rounds",
+    "total_bets",
+    "total_wins",
+    "timestamp",
+}
+
+
+async def test_a_late_subscriber_gets_the_top_10_at_once_with_the_push_s_field_names(
+    server: ServerProcess, api: httpx.AsyncClient, session: aiohttp.ClientSession
+) -> None:
+    players = [f"p{i:02}" for i in range(12)]
+    tid = await running_tournament(api, players)
+    for i, pid in enumerate(players):
+        await score(api, tid, f"{pid}-1", pid, points=float(100 + i))
+    # Nothing is scored after this page subscribes: what it shows comes from the subscribe.
+    late = await player_seat(session, server, tid, "watcher")
+    try:
+        pushed = await late.wait(is_("leaderboard.updated", f"tournament:{tid}"))
+    finally:
+        await late.close()
+    data = pushed["data"]
+    assert data["tournamentId"] == tid
+    assert isinstance(data["lastUpdated"], str)
+    board = data["leaderboard"]
+    assert len(board) == 10
+    assert [(e["position"], e["playerId"], e["score"]) for e in board[:2]] == [
+        (1, "p11", 111),
+        (2, "p10", 110),
+    ]
+    assert board[0]["displayName"] == "Player p11"
+
+    http_board = await ok(await api.get(f"/api/v1/leaderboards/tournament:{tid}?limit=10"))
+    assert [
+        {k: e[k] for k in ("position", "playerId", "displayName", "score")}
+        for e in http_board["entries"]
+    ] == board
+
+
+async def test_a_registered_player_who_connects_later_gets_tournament_connected(
+    server: ServerProcess, api: httpx.AsyncClient, session: aiohttp.ClientSession
+) -> None:
+    tid = await running_tournament(api, ["ann", "bob"])
+    await score(api, tid, "bob-1", "bob", points=50.0)
+    await score(api, tid, "ann-1", "ann", points=20.0)
+    ann = await player_seat(session, server, tid, "ann")  # long after registering
+    try:
+        hello = await ann.wait(is_("tournament.connected", f"player:{BRAND}:ann"))
+    finally:
+        await ann.close()
+    assert hello["data"] == {
+        "tournamentId": tid,
+        "playerId": "ann",
+        "status": "active",
+        "playerInfo": {"displayName": "Player ann", "position": 2, "entryCount": 1},
+    }
+
+
+async def test_tournament_win_carries_every_field_of_the_seed_s_example(
+    server: ServerProcess, api: httpx.AsyncClient, session: aiohttp.ClientSession
+) -> None:
+    prizes = [{"fromRank": 1, "toRank": 1, "amount": 100.0}]
+    with_template = await running_tournament(api, ["ann"], prizes=prizes, templateId="1")
+    without = await running_tournament(api, ["bob"], prizes=prizes)
+    assert (await ok(await api.get(f"/api/v1/tournaments/{with_template}")))["templateId"] == "1"
+    seats = {
+        "ann": await player_seat(session, server, with_template, "ann"),
+        "bob": await player_seat(session, server, without, "bob"),
+    }
+    try:
+        for tid, pid in ((with_template, "ann"), (without, "bob")):
+            await score(api, tid, f"{pid}-1", pid, points=10.0)
+            await ok(await api.post(f"/api/v1/tournaments/{tid}/complete"))
+        notes = {
+            pid: (await s.wait(is_("notification", f"player:{BRAND}:{pid}")))["data"]
+            for pid, s in seats.items()
+        }
+    finally:
+        for s in seats.values():
+            await s.close()
+    for pid, template in (("ann", "1"), ("bob", None)):
+        note = notes[pid]
+        assert note["event"] == "tournament_win"
+        details = note["event_details"]
+        assert set(details) == SEED_WIN_FIELDS
+        assert details["template_id"] == template
+        assert details["tournament_position"] == 1
+        assert details["prize_value"] == "100.00"
+        assert details["casino_id"] == 1001
