@@ -40,6 +40,7 @@ Record = dict[str, Any]
 KINDS = (
     "connection.opened",
     "connection.closed",
+    "connection.refused",
     "subscribed",
     "subscribe.refused",
     "unsubscribed",

@@ -188,7 +188,9 @@ async def test_a_players_connections_are_found_and_disconnected(
         ws_connect(server, token("p9", brand="1001")) as two,
         ws_connect(server, token("p10", brand="1001")) as other,
     ):
-        await one.subscribe("tournament:c-1")
+        await publish(api, "tournament:c-1", "t.x", {"n": 1})
+        await one.subscribe("tournament:c-1", since={"offset": 0})
+        await one.events(1)
         found = (await api.get("/api/v1/admin/connections", params={"player": "p9"})).json()
         assert sorted(c["id"] for c in found["connections"]) == sorted(
             [one.connected["client"], two.connected["client"]]
@@ -196,8 +198,13 @@ async def test_a_players_connections_are_found_and_disconnected(
         first = next(c for c in found["connections"] if c["id"] == one.connected["client"])
         assert first["player"] == "p9"
         assert first["brand"] == "1001"
-        assert first["transport"]
-        assert [s["channel"] for s in first["subscriptions"]] == ["tournament:c-1"]
+        assert first["transport"] == "websocket"
+        assert first["protocol"] == "native"
+        (subscription,) = first["subscriptions"]
+        assert subscription["channel"] == "tournament:c-1"
+        assert subscription["position"]["offset"] == 1
+        assert first["outbox"]["max_messages"] > 0
+        assert first["created"] <= first["last_activity"]
         assert "token" not in json.dumps(found).lower()
 
         r = await api.post(
@@ -286,3 +293,32 @@ async def test_refused_api_keys_show_in_the_live_log_without_the_key(
         assert record["path"] == "/api/v1/publish"
         assert record["code"] == "invalid_key"
         assert "wrong-key" not in json.dumps(record)
+
+
+async def test_the_live_log_follows_a_connection_from_open_to_close(
+    server: ServerProcess, api: httpx.AsyncClient
+) -> None:
+    await publish(api, "tournament:life", "t.x", {"n": 1})
+    async with live_log(server, player="p-life") as log, ws_connect(server, token("p-life")) as ws:
+        client = ws.connected["client"]
+        opened = await log.until(lambda r: r["kind"] == "connection.opened")
+        assert opened["client"] == client
+        assert opened["transport"] == "websocket"
+        assert opened["brand"] == "1001"
+        await ws.subscribe("tournament:life", since={"offset": 0})
+        resumed = await log.until(lambda r: r["kind"] == "resumed")
+        assert resumed["channel"] == "tournament:life"
+        assert resumed["recovered"] is True
+        assert resumed["replayed"] == 1
+        await ws.send({"type": "subscribe", "channel": "player:1001:someone-else", "id": 2})
+        refused = await log.until(lambda r: r["kind"] == "subscribe.refused")
+        assert refused["channel"] == "player:1001:someone-else"
+        assert refused["code"] == "forbidden"
+        r = await api.post(
+            f"/api/v1/admin/connections/{client}/disconnect",
+            json={"reason": "operator", "reconnect": True},
+        )
+        assert r.json()["disconnected"] == 1
+        closed = await log.until(lambda r: r["kind"] == "connection.closed")
+        assert closed["client"] == client
+        assert closed["reason"] == "operator"

@@ -67,42 +67,15 @@ def _path_id(request: web.Request, name: str) -> str:
 # -- connections ---------------------------------------------------------------------------
 
 
-def _ms(mono: float | None) -> int | None:
-    """A ``time.monotonic()`` reading as ms since the epoch."""
-    if mono is None:
-        return None
-    return int((time.time() - (time.monotonic() - mono)) * 1000)
-
-
 def describe_connection(conn: Any, node: str) -> dict[str, Any]:
-    """What the connection inspector shows of one connection (never its token).
-
-    Uses the connection's own ``info()`` when it has one.
-    """
-    info = getattr(conn, "info", None)
-    if callable(info):
-        doc = dict(info())
-        doc.setdefault("node", node)
-        return doc
-    session = getattr(conn, "session", None)
-    claims = getattr(session, "claims", None) or getattr(conn, "claims", None)
-    transport = getattr(conn, "transport", None)
-    buffered = 0
-    if transport is not None and not transport.is_closing():
-        buffered = transport.get_write_buffer_size()
-    return {
-        "id": conn.client,
-        "node": node,
-        "transport": getattr(conn, "wire", "?"),
-        "player": getattr(claims, "sub", None),
-        "brand": getattr(claims, "brand", None),
-        "name": getattr(claims, "name", None),
-        "created": None,
-        "last_activity": _ms(getattr(conn, "last_seen", None)),
-        "outbox": buffered,
-        "outbox_messages": getattr(conn, "backlog", None),
-        "subscriptions": [{"channel": c} for c in getattr(conn, "channels", {})],
-    }
+    """What the connection inspector shows of one connection (never its token): its own
+    ``info()``, with the node and times in ms since the epoch."""
+    doc = dict(conn.info())
+    doc["node"] = node
+    doc["created"] = int(doc["created"] * 1000)
+    doc["last_activity"] = int(doc["last_activity"] * 1000)
+    doc.setdefault("origin", getattr(conn, "origin", None))
+    return doc
 
 
 def _matches(doc: dict[str, Any], body: dict[str, Any]) -> bool:
@@ -441,15 +414,16 @@ _PLAYER_ID = (
 _CONNECTION = {
     "id": "c-9f3a1b2c4d5e",
     "node": "n-3fa9c21b",
-    "transport": "ws",
+    "transport": "websocket",
+    "protocol": "native",
     "player": "p1",
     "brand": "1001",
-    "name": "Ann",
     "created": 1735732800000,
     "last_activity": 1735732859000,
-    "outbox": 0,
-    "outbox_messages": 0,
-    "subscriptions": [{"channel": "tournament:42", "offset": 17, "epoch": "k3v9"}],
+    "subscriptions": [{"channel": "tournament:42", "position": {"offset": 17, "epoch": "k3v9"}}],
+    "outbox": {"bytes": 0, "messages": 0, "max_bytes": 1048576, "max_messages": 256},
+    "origin": "https://casino.example.com",
+    "closed": False,
 }
 
 

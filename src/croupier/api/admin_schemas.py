@@ -20,6 +20,7 @@ __all__ = [
     "DisconnectReply",
     "LogRecord",
     "NodeSubscribers",
+    "OutboxInfo",
     "PresenceSummary",
     "SubscriptionInfo",
 ]
@@ -85,23 +86,31 @@ class AdminPublishBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class SubscriptionInfo(msgspec.Struct):
     channel: str
-    offset: int | None = None  # the last offset sent to this connection (stored channels)
-    epoch: str | None = None
+    # The last stored event queued to the connection (or where it started); null for an
+    # ephemeral channel, or while it is still subscribing.
+    position: PositionReply | None = None
+
+
+class OutboxInfo(msgspec.Struct):
+    bytes: int  # waiting in the socket's buffer
+    messages: int  # pushed while the buffer was not empty
+    max_bytes: int  # past either limit it is cut off as a slow consumer
+    max_messages: int
 
 
 class ConnectionInfo(msgspec.Struct):
     id: str
     node: str
-    transport: str
+    transport: str  # websocket or sse
+    protocol: str  # the codec: native, centrifugo, pusher, an SSE dialect …
     player: str | None
     brand: str | None
-    created: int | None  # ms since the epoch
-    last_activity: int | None  # ms since the epoch: the client's last message
-    outbox: int  # bytes waiting in the connection's outbox
+    created: int  # ms since the epoch
+    last_activity: int  # ms since the epoch: the client's last message
     subscriptions: list[SubscriptionInfo]
-    name: str | None = None
+    outbox: OutboxInfo
     origin: str | None = None
-    outbox_messages: int | None = None  # messages queued behind a full socket buffer
+    closed: bool = False
 
 
 class ConnectionsReply(msgspec.Struct):

@@ -150,7 +150,9 @@ class Session:
         try:
             outcomes = self._dispatch(command, now)
         except CroupierError as exc:
-            return self._failed(refused(exc, message_id))
+            # A refused subscription names its channel (the codecs that show it, and the log).
+            channel = str(command.channel)[:255] if isinstance(command, Subscribe) else None
+            return self._failed(refused(exc, message_id, channel))
         if outcomes and isinstance(outcomes[0], Refused):
             return self._failed(outcomes[0])
         self.errors_in_a_row = 0

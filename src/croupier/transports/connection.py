@@ -141,6 +141,7 @@ class Connection:
         "closer",
         "codec",
         "created",
+        "ended",
         "gateway",
         "held",
         "inbox",
@@ -151,6 +152,7 @@ class Connection:
         "max_held",
         "max_messages",
         "on_event",
+        "origin",
         "reads",
         "seen",
         "session",
@@ -170,6 +172,7 @@ class Connection:
         transport: asyncio.Transport | None = None,
         reads: bool = True,
         kind: str = "websocket",
+        origin: str | None = None,
     ) -> None:
         self.gateway = gateway
         self.codec = codec
@@ -179,6 +182,8 @@ class Connection:
         self.transport = transport
         self.reads = reads
         self.kind = kind
+        self.origin = origin
+        self.ended: tuple[str, int | None] | None = None  # why it ended, for the live log
         self.client = new_client_id()
         limits = gateway.settings.limits
         self.max_messages = limits.outbox_messages
@@ -276,7 +281,15 @@ class Connection:
         transport.write(b"".join(frames))
 
     def _slow_consumer(self) -> None:
-        self.gateway.metrics.slow_consumers += 1
+        gateway = self.gateway
+        gateway.metrics.slow_consumers += 1
+        if gateway.debug.watching:
+            transport = self.transport
+            self._log(
+                "slow_consumer",
+                outbox=transport.get_write_buffer_size() if transport is not None else None,
+                messages=self.backlog,
+            )
         self.disconnect("slow_consumer", reconnect=True)
 
     # -- ending ----------------------------------------------------------------------------
@@ -292,6 +305,7 @@ class Connection:
         self.closed = True
         self.held = None
         codec = self.codec
+        self.ended = (reason, codec.close_code(reason))
         last = codec.encode(Disconnect(reason, reconnect))
         transport = self.transport
         if transport is not None and not transport.is_closing():
@@ -301,6 +315,8 @@ class Connection:
         """End with a bare protocol close (the client closed, or broke the framing)."""
         self.closed = True
         self.held = None
+        if self.ended is None:
+            self.ended = (reason or ("client_closed" if code == 1000 else "closed"), code)
         transport = self.transport
         if transport is not None and not transport.is_closing():
             self.closer(transport, b"", code, reason)
@@ -341,6 +357,15 @@ class Connection:
         self.closed = True
         self.held = None
         gateway = self.gateway
+        if self in gateway.connections and gateway.debug.watching:
+            reason, code = self.ended or ("connection_lost", None)
+            self._log(
+                "connection.closed",
+                reason=reason,
+                code=code,
+                seconds=round(time.time() - self.created, 3),
+                subscriptions=len(self.session.channels),
+            )
         gateway.connections.discard(self)
         member = self.codec.member(self.session.claims)
         for channel, rules in self.session.release().items():
@@ -359,6 +384,8 @@ class Connection:
         if claims is not None and claims.exp is not None and claims.exp <= wall:
             self.disconnect("token_expired", reconnect=True)
         elif self.reads and mono - self.last_seen >= 2 * interval:
+            if self.gateway.debug.watching:
+                self._log("idle_timeout", silent=round(mono - self.last_seen, 1))
             self.disconnect("idle_timeout", reconnect=True)
         elif mono - self.last_ping >= interval:
             self.last_ping = mono
@@ -380,6 +407,8 @@ class Connection:
         gateway = self.gateway
         gateway.connections.add(self)
         gateway.metrics.connections_total += 1
+        if gateway.debug.watching:
+            self._log("connection.opened", origin=self.origin)
         claims = self.session.claims
         expires_in = None if claims is None or claims.exp is None else int(claims.exp - time.time())
         self.send(self.codec.encode(Connected(self.client, self.codec.ping_interval, expires_in)))
@@ -473,6 +502,8 @@ class Connection:
             self.disconnect(outcome.reason, reconnect=outcome.reconnect)
         else:
             # A reply; Authenticated also changes the claims the sweep reads for expiry.
+            if isinstance(outcome, Refused) and self.gateway.debug.watching:
+                self._refused(outcome)
             self.send(self.codec.encode(outcome))
         return True
 
@@ -498,6 +529,7 @@ class Connection:
                         outcome.payload,
                         ephemeral=True,
                         exclude=outcome.exclude,
+                        source=self._source(),
                     )
                 )
             except CroupierError as exc:
@@ -542,6 +574,15 @@ class Connection:
                 members = tuple(await gateway.presence.members(channel, listed))
 
             def announce(result: SubscribeResult) -> None:
+                if gateway.debug.watching:
+                    self._log(
+                        "resumed" if resumed else "subscribed",
+                        channel=channel,
+                        recovered=result.recovered if resumed else None,
+                        replayed=result.replayed,
+                        offset=None if result.position is None else result.position.offset,
+                        since=None if since is None else since.offset,
+                    )
                 position = result.position
                 if snapshot is not None and result.recovered:
                     position = since  # the events that follow continue the snapshot
@@ -578,9 +619,38 @@ class Connection:
             self.session.forget(channel)
             if joined and member is not None:
                 await gateway.leave(channel, self.client, member, rules)
-            self.send(codec.encode(refused(exc, do.id, channel)))
+            answer = refused(exc, do.id, channel)
+            if gateway.debug.watching:
+                self._refused(answer)
+            self.send(codec.encode(answer))
 
     # -- what the console shows ------------------------------------------------------------
+
+    def _log(self, kind: str, **fields: Any) -> None:
+        """Record ``kind`` about this connection in the live log (only while watched)."""
+        claims = self.session.claims
+        self.gateway.debug.emit(
+            kind,
+            client=self.client,
+            player=None if claims is None else claims.sub,
+            brand=None if claims is None else claims.brand,
+            transport=self.kind,
+            protocol=self.codec.name,
+            **fields,
+        )
+
+    def _source(self) -> str:
+        """Who this connection publishes as, for the live log."""
+        claims = self.session.claims
+        if claims is None:
+            return f"client:{self.client}"
+        return f"player:{claims.brand}/{claims.sub}" if claims.brand else f"player:{claims.sub}"
+
+    def _refused(self, answer: Refused) -> None:
+        if answer.code == "rate_limited":
+            self._log("rate_limited", channel=answer.channel, message=answer.message)
+        elif answer.channel is not None:
+            self._log("subscribe.refused", channel=answer.channel, code=answer.code)
 
     def info(self) -> dict[str, Any]:
         """This connection as an operator sees it (JSON-ready).

@@ -231,7 +231,8 @@ async def open_stream(
     if len(wants) > 1 and multi_dialect is not None:
         dialect = multi_dialect
     codec = SseCodec(gateway.settings, dialect, () if refused is not None else wants)
-    conn = Connection(gateway, codec, claims, close_sse, reads=False, kind="sse")
+    origin = request.headers.get("Origin")
+    conn = Connection(gateway, codec, claims, close_sse, reads=False, kind="sse", origin=origin)
     protocol = request.protocol
     if protocol is not None:
         # From here the connection carries only this stream; the watch hears it close.

@@ -258,10 +258,14 @@ class WebSocketReader(asyncio.Protocol):
 
 
 def open_lean(
-    gateway: Gateway, codec: Codec, claims: Claims | None, transport: asyncio.Transport
+    gateway: Gateway,
+    codec: Codec,
+    claims: Claims | None,
+    transport: asyncio.Transport,
+    origin: str | None = None,
 ) -> WebSocketReader:
     """A connection on an upgraded socket (the ``101`` already written), greeted."""
-    conn = Connection(gateway, codec, claims, close_websocket, transport=transport)
+    conn = Connection(gateway, codec, claims, close_websocket, transport=transport, origin=origin)
     reader = WebSocketReader(conn, FrameParser(max_message_bytes(gateway.settings.limits)))
     conn.open()
     return reader
@@ -319,6 +323,15 @@ def endpoint_handler(endpoint: Endpoint) -> InfoHandler:
             )
             codec = await open_codec(endpoint, upgrade)
         except CroupierError as exc:
+            if gateway.debug.watching:
+                gateway.debug.emit(
+                    "auth.failed" if exc.status in (401, 403) else "connection.refused",
+                    path=request.path,
+                    code=exc.code,
+                    status=exc.status,
+                    origin=request.headers.get("Origin"),
+                    remote=request.remote,
+                )
             return error_response(exc)
         transport = request.transport
         protocol = request.protocol
@@ -334,7 +347,7 @@ def endpoint_handler(endpoint: Endpoint) -> InfoHandler:
         )
         response.force_close()
         await response.prepare(request)
-        reader = open_lean(gateway, codec, claims, transport)
+        reader = open_lean(gateway, codec, claims, transport, request.headers.get("Origin"))
         protocol.keep_alive(False)
         protocol.set_parser(reader)  # type: ignore[arg-type]  # it reads bytes as aiohttp's do
         await reader.conn.wait_lost()

@@ -131,7 +131,7 @@ class Sniffer(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         transport.write(switching_head(key))
-        reader = open_lean(gateway, codec, claims, transport)
+        reader = open_lean(gateway, codec, claims, transport, head.headers.get("Origin"))
         transport.set_protocol(reader)
         self._transport = None
         self._buffer = b""
