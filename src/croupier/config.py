@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from .core.jsonsafe import DEFAULT_MAX_DEPTH, HIGHEST_MAX_DEPTH
 from .errors import BadRequest
 
 __all__ = [
@@ -146,6 +147,7 @@ class Limits:
     sse_keepalive: float = 15.0
     sse_retry_ms: int = 1000
     token_cache: int = 65_536  # verified player tokens remembered until they expire (0: off)
+    max_json_depth: int = DEFAULT_MAX_DEPTH  # nested arrays/objects in any JSON received
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +434,10 @@ def _load(config_file: str | os.PathLike[str] | None, env: Mapping[str, str]) ->
     for name, raw in doc.get("namespaces", {}).items():
         namespaces[name] = _namespace(raw, namespaces.get(name))
     limits = Limits(**doc.get("limits", {}))
+    if env.get("CROUPIER_MAX_JSON_DEPTH"):
+        limits = replace(limits, max_json_depth=int(env["CROUPIER_MAX_JSON_DEPTH"]))
+    if not 1 <= limits.max_json_depth <= HIGHEST_MAX_DEPTH:
+        raise ValueError(f"limits.max_json_depth must be between 1 and {HIGHEST_MAX_DEPTH}")
 
     api_keys = _api_keys_from_file(doc.get("api_keys", []))
     for i, key in enumerate(k for k in env.get("CROUPIER_API_KEYS", "").split(",") if k.strip()):

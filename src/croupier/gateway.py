@@ -248,10 +248,8 @@ class Gateway:
         for request in requests:
             excluding = excluding or request.exclude is not None
             rules = check(request)
+            # Stored and sent as given: SSE framing takes care of line breaks (core.sse).
             payload = request.payload
-            if b"\n" in payload or b"\r" in payload:
-                # Line breaks would split an SSE data line; JSON never needs them.
-                payload = orjson.dumps(orjson.loads(payload))
             if request.ephemeral or not rules.stored:
                 event = Event(request.channel, request.type, payload, ts, exclude=request.exclude)
                 results.append(PublishResult(event))

@@ -128,3 +128,35 @@ def test_row_data() -> None:
 def test_numeric_values_keep_their_digits() -> None:
     dumped = orjson.dumps({"a": Decimal("1000000000"), "b": Decimal("0.10")}, default=json_default)
     assert orjson.loads(dumped) == {"a": 1000000000, "b": "0.10"}
+
+
+def test_redis_event_data_is_published_as_sent(redis_bridge: RedisBridge) -> None:
+    data = b'{"message_id": "m-2",\n "amount": 18446744073709551615, "x": [1.50]}'
+    body = b'{"event_type":"notification","event_data":' + data + b"}"
+    request = redis_bridge.request("SSE::7::8", body)
+    assert request.payload == data
+    assert request.idempotency_key == "notification:m-2"
+
+
+@pytest.mark.parametrize(
+    ("event_data", "why"),
+    [
+        (b"[" * 100 + b"]" * 100, "nested more than 64 levels"),
+        (b"[" * 5000 + b"]" * 5000, "nested more than 64 levels"),
+        (b'{"amount":1e999}', "out of range"),
+        (b'{"amount":' + b"9" * 400 + b"}", "does not fit in 64 bits"),
+    ],
+)
+def test_redis_messages_past_the_json_limits_are_rejected(
+    redis_bridge: RedisBridge, event_data: bytes, why: str
+) -> None:
+    body = b'{"event_type":"notification","event_data":' + event_data + b"}"
+    with pytest.raises(Rejected, match=why):
+        redis_bridge.request("SSE::7::8", body)
+
+
+def test_row_data_past_the_json_limits_is_rejected() -> None:
+    with pytest.raises(Rejected, match="nested more than 64 levels"):
+        row_data({"payload": "[" * 300 + "]" * 300})
+    with pytest.raises(Rejected, match="out of range"):
+        row_data({"payload": '{"kind":"x","n":1e999}'})

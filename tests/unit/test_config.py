@@ -206,3 +206,15 @@ def test_bad_config_is_a_bad_request(tmp_path: Path, text: str) -> None:
 def test_bad_port_is_a_bad_request() -> None:
     with pytest.raises(BadRequest):
         load_settings(env={"CROUPIER_PORT": "eighty"})
+
+
+def test_max_json_depth_from_file_and_environment(tmp_path: Path) -> None:
+    assert load_settings(env={}).limits.max_json_depth == 64
+    path = tmp_path / "croupier.toml"
+    path.write_text("[limits]\nmax_json_depth = 32\n")
+    assert load_settings(path, env={}).limits.max_json_depth == 32
+    s = load_settings(path, env={"CROUPIER_MAX_JSON_DEPTH": "16"})
+    assert s.limits.max_json_depth == 16
+    for bad in ("0", "201", "deep"):
+        with pytest.raises(BadRequest, match="invalid configuration"):
+            load_settings(env={"CROUPIER_MAX_JSON_DEPTH": bad})

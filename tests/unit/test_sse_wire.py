@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -74,3 +75,11 @@ def test_cursor_is_compact() -> None:
     channels = ["tournament:12345", "match:ipl-final", "player:1001:12345"]
     value = encode_cursor(channels, [Position(123456, "a1b2c3")] * 3)
     assert len(value) < 50
+
+
+def test_line_breaks_in_json_stay_on_one_data_line() -> None:
+    # A line break in valid JSON is whitespace; a space has the same meaning.
+    payload = b'{"a":[1,\r\n2],\n"b":"x\\ny"}'
+    frame = data_frame(payload, 3)
+    assert frame == b'id: 3\ndata: {"a":[1,  2], "b":"x\\ny"}\n\n'
+    assert orjson.loads(frame[len(b"id: 3\ndata: ") : -2]) == orjson.loads(payload)

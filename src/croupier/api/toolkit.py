@@ -36,6 +36,7 @@ from aiohttp import web
 
 from ..appkeys import GATEWAY
 from ..config import ApiKey
+from ..core import jsonsafe
 from ..errors import BadRequest, CroupierError, PayloadTooLarge
 from ..gateway import Gateway
 
@@ -139,13 +140,16 @@ async def read_body(request: web.Request, kind: type[T], *, max_bytes: int = MAX
 
     Raises:
         PayloadTooLarge: the body is over ``max_bytes``.
-        BadRequest: the body is not JSON (``bad_json``) or does not fit ``kind``.
+        BadRequest: the body is not JSON (``bad_json``), is nested too deep (``too_deep``),
+            holds a number out of range (``bad_number``) or does not fit ``kind``.
     """
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"request body over {max_bytes} bytes")
     raw = await request.read()
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"request body over {max_bytes} bytes")
+    # Depth and numbers first: the decoder recurses, and stored data is kept as sent.
+    jsonsafe.check(raw, gateway_of(request).settings.limits.max_json_depth)
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import asyncpg
+import msgspec
 import orjson
 
 from ..errors import Unavailable
@@ -35,6 +36,19 @@ log = logging.getLogger(__name__)
 PG_CHANNEL = "croupier_events"
 _MAX_NOTIFY = 7900  # bytes: PostgreSQL refuses payloads of 8,000 or more
 _READ_BATCH = 1000
+
+
+class _Note(msgspec.Struct, frozen=True):
+    """A notification: a stored channel's newest offset ``o``, or an ephemeral event."""
+
+    c: str
+    o: int | None = None
+    t: str = ""
+    ts: str = ""
+    d: msgspec.Raw = msgspec.Raw(b"null")  # the event's data, passed on as it came
+
+
+_decode_note = msgspec.json.Decoder(_Note).decode
 
 
 def _nothing(event: Event) -> None:
@@ -142,17 +156,17 @@ class PostgresBroker:
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         try:
-            doc = orjson.loads(payload)
-            name = doc["c"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            note = _decode_note(payload)
+        except (msgspec.DecodeError, UnicodeEncodeError, RecursionError):
             log.warning("ignoring a malformed notification: %.200s", payload)
             return
+        name = note.c
         if name not in self._channels:
             return
-        if "o" not in doc:
-            self._handler(Event(name, doc["t"], orjson.dumps(doc["d"]), doc["ts"]))
+        if note.o is None:
+            self._handler(Event(name, note.t, bytes(note.d), note.ts))
             return
-        offset = int(doc["o"])
+        offset = note.o
         if offset <= max(self._wanted.get(name, 0), self._channels[name]):
             return
         self._wanted[name] = offset

@@ -2,8 +2,10 @@
 
 Framing follows the WHATWG ``text/event-stream`` format: a message is ``field: value`` lines
 ended by a blank line; a line starting with ``:`` is a comment. Every payload Croupier sends
-is one line of JSON (published data is compacted before it is stored), so one ``data:`` line
-carries it.
+is JSON, and one ``data:`` line carries it: published data is stored as it was sent, and a
+line break in valid JSON can only be whitespace between tokens (inside a string it must be
+escaped), so :func:`data_frame` turns each one into a space. The value is the same, and every
+client, including those that read one ``data:`` line per event, parses it.
 
 A stream of one stored channel uses the channel's plain offset as the SSE ``id``. A stream of
 several channels needs one id that says where *every* channel stands; that is the cursor: an
@@ -36,10 +38,16 @@ __all__ = [
 
 _EPOCH = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MAX_ID = 4096  # longer Last-Event-ID values are refused unread
+_ONE_LINE = bytes.maketrans(b"\r\n", b"  ")
 
 
 def data_frame(payload: bytes, offset: int | None = None) -> bytes:
-    """One message: ``id: <offset>`` (stored events only) and ``data: <payload>``."""
+    """One message: ``id: <offset>`` (stored events only) and ``data: <payload>``.
+
+    ``payload`` is JSON; its line breaks (whitespace) become spaces, so it stays one line.
+    """
+    if b"\n" in payload or b"\r" in payload:
+        payload = payload.translate(_ONE_LINE)
     if offset is None:
         return b"data: " + payload + b"\n\n"
     return b"id: %d\ndata: %b\n\n" % (offset, payload)

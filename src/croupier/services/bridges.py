@@ -43,6 +43,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import PostgresBridgeSettings, RedisBridgeSettings
+from ..core import jsonsafe
 from ..errors import BadRequest, Conflict, PayloadTooLarge, Unavailable
 from ..gateway import Gateway, PublishRequest
 from .notifications import NewNotification, NotificationsService
@@ -384,26 +385,43 @@ class RedisBridge(Bridge):
         if len(parts) < 3 or not parts[-2] or not parts[-1]:
             raise Rejected(f"channel {name!r} is not PREFIX::brand_id::player_id")
         brand, player = parts[-2], parts[-1]
-        try:
-            body = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise Rejected(f"not JSON ({exc})") from exc
-        if not isinstance(body, dict):
-            raise Rejected("not a JSON object")
+        # The members stay raw, so event_data is published as the bytes that were sent.
+        members = _members(data, self.gateway.settings.limits.max_json_depth)
+        body = {k: orjson.loads(bytes(v)) for k, v in members.items() if k != "event_data"}
         for field, expected in (("brand_id", brand), ("player_id", player)):
             if field in body and str(body[field]) != expected:
                 raise Rejected(f"{field} {body[field]!r} does not match channel {name!r}")
         event_type = body.get("event_type")
-        if not isinstance(event_type, str) or "event_data" not in body:
+        if not isinstance(event_type, str) or "event_data" not in members:
             raise Rejected("event_type (a string) and event_data are required")
-        event_data = body["event_data"]
+        event_data = bytes(members["event_data"])
         key = None
         field = self.settings.idempotency_field
-        if field and isinstance(event_data, dict) and isinstance(event_data.get(field), str):
-            key = f"{event_type}:{event_data[field]}"[:200]
-        return PublishRequest(
-            f"player:{brand}:{player}", event_type, orjson.dumps(event_data), idempotency_key=key
-        )
+        if field and event_data[:1] == b"{":
+            message_id = orjson.loads(event_data).get(field)
+            if isinstance(message_id, str):
+                key = f"{event_type}:{message_id}"[:200]
+        return PublishRequest(f"player:{brand}:{player}", event_type, event_data, key)
+
+
+_OBJECT = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def _members(data: bytes | str, max_depth: int) -> dict[str, msgspec.Raw]:
+    """The members of a JSON object, each value still encoded.
+
+    Raises:
+        Rejected: ``data`` is not JSON, not an object, too deep or holds an unsafe number.
+    """
+    try:
+        jsonsafe.check(data, max_depth)
+        return _OBJECT.decode(data)
+    except BadRequest as exc:
+        raise Rejected(exc.message) from None
+    except msgspec.ValidationError:
+        raise Rejected("not a JSON object") from None
+    except (msgspec.DecodeError, UnicodeEncodeError) as exc:
+        raise Rejected(f"not JSON ({exc})") from None
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------
@@ -503,9 +521,10 @@ class PostgresBridge(Bridge):
         payload = self._notes[0]
         self.received += 1
         try:
-            note = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            self._reject("notification payload is not JSON", payload)
+            depth = self.gateway.settings.limits.max_json_depth
+            note = jsonsafe.loads(payload, depth, "the notification payload")
+        except BadRequest as exc:
+            self._reject(exc.message, payload)
         else:
             await self._handle(conn, note, payload)
         self._notes.popleft()
@@ -573,14 +592,18 @@ class PostgresBridge(Bridge):
             raise Rejected(f"the query failed: {exc}") from exc
         if row is None:
             raise Rejected(f"no row for {settings.id_field} {event_id!r}")
-        data = row_data(row)
+        data = row_data(row, self.gateway.settings.limits.max_json_depth)
         kind = data.get(settings.kind_field) if isinstance(data, dict) else None
         if not isinstance(kind, str):
             kind = note.get(settings.kind_field)
         if not isinstance(kind, str):
             raise Rejected(f"neither the row nor the notification has a {settings.kind_field!r}")
+        text = _json_text(row)
         try:
-            payload = orjson.dumps(data, default=json_default)
+            # A JSON column is published as stored; other rows are encoded here.
+            payload = (
+                text.encode() if text is not None else orjson.dumps(data, default=json_default)
+            )
         except TypeError as exc:
             raise Rejected(f"row is not JSON serialisable: {exc}") from exc
         return PublishRequest(channel, kind, payload, idempotency_key=str(event_id))
@@ -593,23 +616,27 @@ class _Strict(dict[str, Any]):
         raise KeyError(key)
 
 
-def row_data(row: Mapping[str, Any]) -> Any:
+def _json_text(row: Mapping[str, Any]) -> str | None:
+    """The row's only column when it is JSON text (``json``/``jsonb``, or text)."""
+    values = list(row.values())
+    return values[0] if len(values) == 1 and isinstance(values[0], str) else None
+
+
+def row_data(row: Mapping[str, Any], max_depth: int = jsonsafe.DEFAULT_MAX_DEPTH) -> Any:
     """An event's data from a polled row: its single JSON column, else the whole row.
 
     Raises:
-        Rejected: the row's single text column is not JSON.
+        Rejected: the row's single text column is not JSON, or past the JSON limits.
     """
-    values = list(row.values())
-    if len(values) != 1:
-        return dict(row)
-    value = values[0]
-    if isinstance(value, str):
+    text = _json_text(row)
+    if text is not None:
         try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            raise Rejected(f"the query's single column is not JSON ({exc})") from exc
-    if isinstance(value, dict | list):
-        return value
+            return jsonsafe.loads(text, max_depth, "the query's single column")
+        except BadRequest as exc:
+            raise Rejected(exc.message) from exc
+    values = list(row.values())
+    if len(values) == 1 and isinstance(values[0], dict | list):
+        return values[0]
     return dict(row)
 
 

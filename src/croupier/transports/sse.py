@@ -305,7 +305,7 @@ def encode_sse(event: Event) -> bytes:
 
 def encode_sse_data(event: Event) -> bytes:
     """The ``sse.data`` wire: the event as JSON alone; each client adds its own cursor."""
-    return b"data: " + encode_event(event) + b"\n\n"
+    return data_frame(encode_event(event))
 
 
 def _snapshot(payload: bytes) -> bytes:
