@@ -56,6 +56,7 @@ def test_a_round_ends_when_the_last_stone_is_taken_and_the_next_begins() -> None
         "game.round.ended",
         "leaderboard.updated",
         "game.round.started",
+        "room.state",  # the new round's board, for clients that apply only room.state
         "player.action.required",
     ]
     ended = step.events[1][1]

@@ -557,11 +557,18 @@ class Connection:
                     count = await gateway.join(channel, self.client, member, rules)
                 except Exception:
                     log.exception("presence join failed for %s", channel)
+            # A service's starting point: where a new subscriber starts, and its snapshot. A
+            # resuming one keeps its own position; the snapshot is its fallback when history
+            # cannot cover its gap (it reloads from it instead of from nothing).
             snapshot: bytes | None = None
+            fallback: bytes | None = None
             start = codec.start or gateway.starting_point(channel)
-            if since is None and start is not None:
+            if start is not None:
                 try:
-                    since, snapshot = await start(channel)
+                    if since is None:
+                        since, snapshot = await start(channel)
+                    else:
+                        _, fallback = await start(channel)
                 except CroupierError:
                     raise
                 except Exception:
@@ -606,6 +613,8 @@ class Connection:
                 )
                 if snapshot is not None:
                     self.send(codec.encode(Snapshot(channel, snapshot)))
+                elif fallback is not None and not result.recovered:
+                    self.send(codec.encode(Snapshot(channel, fallback)))
 
             await gateway.hub.subscribe(
                 self,

@@ -284,6 +284,9 @@ def act(
         )
         return Step(room, tuple(events))
     room, more = _new_round(room, handler, now)
+    # The new round's board as room.state too, right after game.round.started: a client
+    # that applies only room.state (the seed's GameRoomWebSocket) shows the right board.
+    more.insert(1, ("room.state", _state_event(room, room.values, None)))
     events.extend(more)
     return Step(room, tuple(events))
 

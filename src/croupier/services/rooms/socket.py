@@ -21,6 +21,7 @@ from ...appkeys import GATEWAY
 from ...config import Settings
 from ...core import commands as c
 from ...errors import BadRequest, CroupierError, Forbidden, NotFound, Unauthorized
+from ...events import Event
 from ...transports.native import NativeCodec
 from ...transports.websocket import Endpoint, Upgrade, admit
 
@@ -53,8 +54,26 @@ class RoomCodec(NativeCodec):
         super().__init__(settings)
         self.room = room
         self.player = player
+        self.on_event = self._only_own
         self.own = own
         self.since = since
+
+    def _only_own(self, frame: bytes, event: Event) -> bytes | None:
+        """Another player's raw ``player.action`` (a move is shown by ``room.state``, and a
+        refused one must not look like one) and another player's ``error`` are not shown."""
+        kind = event.type
+        if (kind == "player.action" or kind == "error") and event.channel == self.room.channel:
+            doc = orjson.loads(event.payload)
+            if not isinstance(doc, dict):
+                return None
+            if kind == "error":
+                who = doc.get("playerId")
+            else:
+                sender = doc.get("from")
+                who = sender.get("id") if isinstance(sender, dict) else None
+            if who != self.player:
+                return None
+        return frame
 
     def decode(self, message: bytes | str) -> Sequence[c.Command]:
         """The native protocol, plus the seed's own ``player.action`` at the top level:

@@ -2,9 +2,13 @@
 
 Client → server (JSON text frames):
 
-* first, ``{"id": <viewer id>, "eventId": <event id>}`` (``"type": "join"`` optional);
-* ``{"type":"reaction","emoji":"🔥","comment":"…","id"?:n}`` (needs a player token, as every
-  player publish does; the token's ``sub`` is then the viewer id);
+* first, ``{"id": <viewer id>, "eventId": <event id>}`` (``"type": "join"`` optional); a
+  viewer coming back adds ``"since": {"offset", "epoch"}`` (the last update it saw; without
+  ``epoch``, the channel's current one) and gets the updates it missed, in order, instead
+  of a snapshot (a snapshot after all when history no longer covers the gap);
+* ``{"type":"reaction","emoji":"🔥","comment":"…","id"?:n}`` or, as the seed's client sends
+  it, ``{"id": <viewer id>, "emoji", "comment"}`` (needs a player token, as every player
+  publish does; the token's ``sub`` is then the viewer id, and the seed's ``id`` must be it);
 * ``{"type":"ping"}``, ``{"type":"auth","token":…}`` and the rest of the native protocol.
 
 Server → client: ``{"type":"joined","eventId","viewer","channel","recovered","viewers"}``,
@@ -136,9 +140,26 @@ class EventsCodec(NativeCodec):
                 "id must be the viewer's id (1-64 of A-Z a-z 0-9 _ . @ = -)",
                 message_id,
             )
+        since = doc.get("since")
+        resume: c.Since | None = None
+        if since is not None:
+            offset = since.get("offset") if isinstance(since, dict) else None
+            epoch = since.get("epoch") if isinstance(since, dict) else None
+            if (
+                not isinstance(offset, int)
+                or isinstance(offset, bool)
+                or offset < 0
+                or not (epoch is None or isinstance(epoch, str))
+            ):
+                return c.Refuse(
+                    "bad_message",
+                    "since must be {offset, epoch?}: the offset and epoch of the last update seen",
+                    message_id,
+                )
+            resume = c.Since(offset, epoch)
         self.event_id = event_id
         self.viewer = viewer
-        return c.Subscribe(f"match:{event_id}")
+        return c.Subscribe(f"match:{event_id}", None, resume)
 
     def encode(self, reply: c.Reply) -> bytes:
         if isinstance(reply, c.Subscribed) and reply.channel == self.channel:
