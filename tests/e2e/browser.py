@@ -172,13 +172,15 @@ class Pages:
 
 class NoUpgradeProxy(threading.Thread):
     """A loopback HTTP proxy to ``target_port`` that refuses every WebSocket upgrade with
-    ``403`` (as some corporate proxies do) and passes everything else through."""
+    ``403`` (as some corporate proxies do) and passes everything else through. Set
+    :attr:`refusing` to False to let upgrades through too."""
 
     def __init__(self, target_port: int) -> None:
         super().__init__(daemon=True)
         self.target_port = target_port
         self.port = free_port()
         self.refused = 0
+        self.refusing = True
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self._server: asyncio.Server | None = None
@@ -206,7 +208,7 @@ class NoUpgradeProxy(threading.Thread):
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             writer.close()
             return
-        if b"upgrade: websocket" in head.lower():
+        if self.refusing and b"upgrade: websocket" in head.lower():
             self.refused += 1
             body = b'{"error":{"code":"forbidden","message":"no WebSocket through this proxy"}}'
             writer.write(

@@ -148,3 +148,45 @@ def _fill(template: str, values: dict[str, str]) -> str:
     for key, value in values.items():
         template = template.replace(key, value)
     return template
+
+
+# The game page's side of the seed's LeaderboardSync: a score for each of 15 players in a
+# burst, each followed by the whole board, as a game that keeps its own table would send it.
+BOARD_BURST = """
+async () => {
+  const { GameBridge } = await import("/sdk/croupier.js");
+  window.posted = [];
+  const target = {
+    postMessage: (message, origin) => window.posted.push([message, origin, performance.now()]),
+  };
+  const bridge = new GameBridge({ casinoOrigin: "https://casino.example.com", target });
+  const board = [];
+  for (let i = 0; i < 15; i++) {
+    board.push({ playerId: `p${i}`, score: 100 + i, position: 0 });
+    bridge.leaderboardUpdated({ tournamentId: "12345", leaderboard: board });
+  }
+}
+"""
+
+
+def test_the_bridge_sends_the_top_10_at_most_once_a_second(tmp_path: Path) -> None:
+    with running_server(tmp_path) as server, chromium() as browser:
+        page = browser.new_page()
+        page.goto(server.url + "/healthz")
+        page.evaluate(BOARD_BURST)
+        wait_for(page, "window.posted.length === 2", 10)
+        page.wait_for_timeout(2200)  # a third message would be due by now
+        posted = page.evaluate("window.posted")
+    assert len(posted) == 2
+    (first, origin, at_first), (second, _, at_second) = posted
+    assert origin == "https://casino.example.com"
+    assert at_second - at_first >= 999  # at most once a second
+    # The first call went out at once; the other 14 were coalesced into the latest board.
+    assert [e["playerId"] for e in first["leaderboard"]] == ["p0"]
+    assert [e["score"] for e in second["leaderboard"]] == list(range(114, 104, -1))
+    for message in (first, second):
+        assert message["type"] == "leaderboard.updated"
+        assert message["source"] == "game-platform"
+        assert message["tournamentId"] == "12345"
+        assert len(message["leaderboard"]) <= 10
+        assert message["lastUpdated"].endswith("Z")

@@ -6,7 +6,9 @@ the SDK the server serves, ``/sdk/croupier.js``.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +121,10 @@ def test_sdk_surfaces_lost_history_as_reset(tmp_path: Path) -> None:
     assert got[-1] == [4, 1]  # the new history's first event, delivered after the reset
 
 
-def test_sdk_falls_back_to_sse_when_websocket_is_refused(tmp_path: Path) -> None:
-    """Behind a proxy that refuses upgrades the SDK streams over SSE, two channels at once,
-    and resumes both across restarts with the server's multi-channel cursor."""
-    channels = ["tournament:sse-a", "tournament:sse-b"]
+@contextlib.contextmanager
+def behind_proxy(tmp_path: Path) -> Iterator[tuple[ServerProcess, NoUpgradeProxy, Any]]:
+    """A server, a proxy in front of it that refuses WebSocket upgrades, and a page opened
+    on the proxy."""
     with (
         running_server(tmp_path) as server,
         NoUpgradeProxy(server.port) as proxy,
@@ -130,6 +132,14 @@ def test_sdk_falls_back_to_sse_when_websocket_is_refused(tmp_path: Path) -> None
     ):
         page = browser.new_page()
         page.goto(proxy.url + "/healthz")
+        yield server, proxy, page
+
+
+def test_sdk_falls_back_to_sse_when_websocket_is_refused(tmp_path: Path) -> None:
+    """Behind a proxy that refuses upgrades the SDK streams over SSE, two channels at once,
+    and resumes both across restarts with the server's multi-channel cursor."""
+    channels = ["tournament:sse-a", "tournament:sse-b"]
+    with behind_proxy(tmp_path) as (server, proxy, page):
         page.evaluate(FOLLOW, [channels, token("fan"), {}])
         wait_for(page, "window.client.transport === 'sse'", 20)
         refused = proxy.refused
@@ -137,14 +147,79 @@ def test_sdk_falls_back_to_sse_when_websocket_is_refused(tmp_path: Path) -> None
         time.sleep(timeout(0.3))
         got = page.evaluate("window.got")
         states = page.evaluate("window.states")
-        publish_error = page.evaluate(
-            "window.client.publish('match:x', 'reaction', {emoji: 'x'}).catch((e) => e.code)"
+        # On SSE a publish waits in the queue for a WebSocket (see the next test).
+        queued = page.evaluate(
+            "window.client.publish('match:x', 'reaction', {emoji: 'x'}); window.client.queue.length"
         )
         publisher.stop.set()
     assert refused >= 2  # the WebSocket really was tried and refused
     _exactly_once(got)
     assert any(s == "connected" and t == "sse" for s, t in states)
-    assert publish_error == "not_supported"
+    assert queued == 1
+
+
+# A client with the SDK's defaults (transport "auto") that records what becomes of every
+# message it publishes, and every drop.
+SENDER = """
+async ([token]) => {
+  const { Client } = await import("/sdk/croupier.js");
+  window.results = {};
+  window.dropped = [];
+  window.fallbacks = 0;
+  window.states = [];
+  const client = new Client({
+    token, backoff: { initial: 200, max: 1000 },
+    onDrop: (message, reason) => window.dropped.push([message.data.n, reason]),
+  });
+  window.client = client;
+  client.on("fallback", () => { window.fallbacks += 1; });
+  client.on("state", (s) => window.states.push([s.state, s.transport || client.transport]));
+  window.send = (n) => client.publish("room:q", "chat.message", { text: `m${n}`, n }).then(
+    () => { window.results[n] = "ok"; }, (e) => { window.results[n] = e.code; });
+  client.connect();
+}
+"""
+
+
+def test_queued_messages_survive_a_fallback_to_sse_and_back(tmp_path: Path) -> None:
+    with behind_proxy(tmp_path) as (_, proxy, page):
+        page.evaluate(SENDER, [token("sender")])
+        page.evaluate("window.client.subscribe('room:q')")
+        wait_for(page, "window.client.transport === 'sse'", 20)
+        page.evaluate("[1, 2, 3].forEach((n) => window.send(n))")
+        assert page.evaluate("window.client.queue.length") == 3
+        proxy.refusing = False  # the WebSocket works again
+        wait_for(page, "Object.keys(window.results).length === 3", 30)
+        results = page.evaluate("window.results")
+        dropped = page.evaluate("window.dropped")
+        transport = page.evaluate("window.client.transport")
+    assert results == {"1": "ok", "2": "ok", "3": "ok"}
+    assert dropped == []
+    assert transport == "websocket"
+
+
+def test_queued_messages_survive_a_full_server_restart_with_the_default_transport(
+    tmp_path: Path,
+) -> None:
+    with running_server(tmp_path) as server, chromium() as browser:
+        page = browser.new_page()
+        page.goto(server.url + "/healthz")
+        page.evaluate(SENDER, [token("sender")])
+        wait_for(page, "window.client.transport === 'websocket'", 10)
+        server.stop()
+        wait_for(page, "window.states.some((s) => s[0] === 'reconnecting')", 10)
+        page.evaluate("[1, 2, 3, 4, 5].forEach((n) => window.send(n))")
+        # With the server down the WebSocket is refused, and "auto" falls back to SSE: the
+        # queue must outlive that.
+        wait_for(page, "window.fallbacks >= 1", 30)
+        server.start()
+        wait_for(page, "Object.keys(window.results).length === 5", 60)
+        results = page.evaluate("window.results")
+        dropped = page.evaluate("window.dropped")
+        transport = page.evaluate("window.client.transport")
+    assert results == {str(n): "ok" for n in range(1, 6)}
+    assert dropped == []
+    assert transport == "websocket"
 
 
 QUEUE = """

@@ -203,13 +203,17 @@ const STATES = ["idle", "connecting", "connected", "reconnecting", "closed"];
  *   token          a player token (string), or none for public channels
  *   refreshToken   async () => a fresh token; called before the token runs out and when
  *                  the server says it has
- *   transport      "auto" (WebSocket, falling back to SSE), "websocket" or "sse"
+ *   transport      "auto" (WebSocket, falling back to SSE and trying the WebSocket again
+ *                  now and then), "websocket" or "sse"
  *   fallbackAfter  WebSocket attempts refused in a row before "auto" uses SSE (2)
  *   backoff        {initial: 1000, max: 30000, factor: 2, jitter: 0.5} (milliseconds)
  *   pingInterval   milliseconds between pings (default: what the server asks for)
- *   queueSize      messages kept while offline (100; the oldest is dropped first)
- *   retries        times a message is sent again after a failed try (3)
- *   onDrop         (message, reason) => …, for a queued message given up
+ *   queueSize      messages kept while offline, or on SSE in "auto" mode, until a WebSocket
+ *                  takes them (100; the oldest is dropped first: reason "overflow")
+ *   retries        times a message is sent again after a failed try (3; then reason
+ *                  "retries")
+ *   onDrop         (message, reason) => …, for a queued message given up: "overflow",
+ *                  "retries", or "closed" when the app calls close()
  *   sseIdleTimeout milliseconds of a silent event stream before reconnecting (45000)
  */
 export class Client extends Emitter {
@@ -241,6 +245,7 @@ export class Client extends Emitter {
     this._useSse = this.mode === "sse";
     this._refused = 0;
     this._attempt = 0;
+    this._probes = 0; // WebSocket probes while on SSE in "auto" mode
     this._nextId = 1;
     this._pending = new Map(); // request id -> {kind, ...}
     this._ws = null;
@@ -300,13 +305,14 @@ export class Client extends Emitter {
 
   /**
    * Publish a player event (over the WebSocket). Resolves when the server has taken it.
-   * While offline it waits in the queue; it is sent again after a connection drops before
-   * the server answered, at most `retries` more times.
+   * While offline, or on SSE in "auto" mode, it waits in the queue for a WebSocket; it is
+   * sent again after a connection drops before the server answered, at most `retries` more
+   * times.
    */
   publish(channel, event, data = {}) {
     return new Promise((resolve, reject) => {
       const item = { message: { type: "publish", channel, event, data }, tries: 0, resolve, reject };
-      if (this._useSse) {
+      if (this.mode === "sse") {
         reject(Object.assign(new Error("publishing needs the WebSocket; this client uses SSE"),
           { code: "not_supported" }));
       } else if (this.transport === "websocket") {
@@ -386,9 +392,9 @@ export class Client extends Emitter {
     if (refused && !this._useSse && this.mode === "auto") {
       this._refused += 1;
       if (this._refused >= this.fallbackAfter) {
+        // The queue stays: its messages go out once a WebSocket works again (see _probeWs).
         this._useSse = true;
         this._refused = 0;
-        for (const item of this.queue.splice(0)) this._drop(item, "not_supported");
         this._emit("fallback", { transport: "sse" });
         this._setState("reconnecting", { attempt: this._attempt, delay: 0 });
         this._open();
@@ -410,6 +416,45 @@ export class Client extends Emitter {
     this._refused = 0;
     this._lastSeen = Date.now();
     this._setState("connected", { transport });
+    if (transport === "websocket") this._probes = 0;
+    else this._scheduleProbe();
+  }
+
+  /** On SSE in "auto" mode, try the WebSocket again after a backoff delay. */
+  _scheduleProbe() {
+    if (this.mode !== "auto") return;
+    const delay = backoffDelay(this._probes, this.backoff);
+    this._probes += 1;
+    this._later(() => this._probeWs(), delay);
+  }
+
+  /** Open a WebSocket beside the event stream; once it greets, it replaces the stream. */
+  _probeWs() {
+    if (this.state === "closed" || this.transport !== "sse" || this._ws) return;
+    let ws;
+    try {
+      ws = new this._WebSocket(this.url.replace(/^http/, "ws") + "/ws");
+    } catch {
+      this._scheduleProbe();
+      return;
+    }
+    let taken = false;
+    ws.onmessage = (e) => {
+      const message = parseMessage(e.data);
+      if (taken || message?.type !== "connected") return;
+      taken = true;
+      if (this.state === "closed" || this.transport !== "sse") {
+        ws.close(1000);
+        return;
+      }
+      this._useSse = false;
+      this._teardown(); // the event stream; subscriptions resume from their positions
+      this._watchWs(ws, true);
+      this._greetedWs(message);
+    };
+    ws.onclose = () => {
+      if (!taken && this.transport === "sse") this._scheduleProbe();
+    };
   }
 
   // -- WebSocket ---------------------------------------------------------------------------
@@ -423,8 +468,12 @@ export class Client extends Emitter {
       this._later(() => this._lost(true), 0);
       return;
     }
+    this._watchWs(ws, false);
+  }
+
+  _watchWs(ws, greetedAlready) {
     this._ws = ws;
-    let greeted = false;
+    let greeted = greetedAlready;
     ws.onmessage = (e) => {
       if (this._ws !== ws) return;
       this._lastSeen = Date.now();
@@ -532,7 +581,6 @@ export class Client extends Emitter {
     this._pending.clear();
     for (const item of unanswered.reverse()) {
       if (item.tries > this.retries) this._drop(item, "retries");
-      else if (this._useSse) this._drop(item, "not_supported");
       else {
         this.queue.unshift(item);
         while (this.queue.length > this.queueSize) this._drop(this.queue.shift(), "overflow");
@@ -734,6 +782,8 @@ export const GAME_EVENTS = Object.freeze([
 export const CASINO_EVENTS = Object.freeze(["rebuy.success", "rebuy.failed"]);
 
 const MAX_ID = 128;
+const BOARD_TOP = 10; // a leaderboard.updated carries at most this many places
+const BOARD_EVERY_MS = 1000; // and goes out at most once a second
 
 function isId(value) {
   return (typeof value === "string" && value.length > 0 && value.length <= MAX_ID)
@@ -772,6 +822,9 @@ export class GameBridge extends Emitter {
     this.onRejected = options.onRejected ?? null;
     this.rejected = [];
     this._waiting = new Map(); // requestId -> {resolve, timer}
+    this._board = null; // the leaderboard waiting for its second (see leaderboardUpdated)
+    this._boardTimer = null;
+    this._boardSentAt = -Infinity;
     this._listener = (event) => this._receive(event);
     this.window.addEventListener("message", this._listener);
   }
@@ -794,7 +847,33 @@ export class GameBridge extends Emitter {
     return this.send("player.eliminated", { eliminatedAt: new Date().toISOString(), ...fields });
   }
   scoreUpdated(fields) { return this.send("player.score.updated", fields); }
+  /**
+   * Tell the casino the leaderboard: only its top 10 (highest `score` first when every
+   * entry has a numeric score; else as given), and at most once a second. Calls within the
+   * second are coalesced: the latest is sent when the second is up. Returns the message if
+   * it was sent now, null if it waits.
+   */
   leaderboardUpdated(fields) {
+    let board = Array.isArray(fields.leaderboard) ? [...fields.leaderboard] : [];
+    if (board.every((e) => plain(e) && typeof e.score === "number")) {
+      board.sort((a, b) => b.score - a.score);
+    }
+    board = board.slice(0, BOARD_TOP);
+    this._board = { ...fields, leaderboard: board };
+    if (this._boardTimer) return null;
+    const wait = this._boardSentAt + BOARD_EVERY_MS - Date.now();
+    if (wait <= 0) return this._sendBoard();
+    this._boardTimer = setTimeout(() => {
+      this._boardTimer = null;
+      this._sendBoard();
+    }, wait);
+    return null;
+  }
+
+  _sendBoard() {
+    const fields = this._board;
+    this._board = null;
+    this._boardSentAt = Date.now();
     return this.send("leaderboard.updated", { lastUpdated: new Date().toISOString(), ...fields });
   }
 
@@ -816,6 +895,8 @@ export class GameBridge extends Emitter {
 
   close() {
     this.window.removeEventListener("message", this._listener);
+    clearTimeout(this._boardTimer);
+    this._boardTimer = null;
     for (const { timer } of this._waiting.values()) clearTimeout(timer);
     this._waiting.clear();
   }
