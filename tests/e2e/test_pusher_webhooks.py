@@ -15,6 +15,7 @@ import pytest
 
 from tests.support import ServerProcess, running_server, token
 
+from .pusherjs import Backend, pusher_js
 from .test_webhooks import FAST, Receiver, eventually
 from .wsclient import write_config, ws_connect
 
@@ -46,6 +47,12 @@ webhooks = ["{receiver.url}"]
     )
     with running_server(tmp_path, config=config, env=FAST) as srv:
         yield srv
+
+
+@pytest.fixture
+def backend() -> Iterator[Backend]:
+    with Backend() as b:
+        yield b
 
 
 def events(receiver: Receiver) -> list[dict[str, Any]]:
@@ -111,3 +118,25 @@ async def test_a_tampered_delivery_fails_the_sdk_check(
     assert (
         other.validate_webhook(headers["X-Pusher-Key"], headers["X-Pusher-Signature"], body) is None
     )
+
+
+async def test_client_events_are_reported(
+    server: ServerProcess, receiver: Receiver, backend: Backend
+) -> None:
+    async with pusher_js(server, backend, "ann") as ann, pusher_js(server, backend, "bob") as bob:
+        await ann.subscribe("private-chat")
+        await bob.subscribe("private-chat")
+        await ann.send(op="trigger", channel="private-chat", event="client-hello", data={"a": 1})
+        await bob.event("private-chat", "client-hello")
+        await wait_for(
+            receiver,
+            [
+                {
+                    "name": "client_event",
+                    "channel": "private-chat",
+                    "event": "client-hello",
+                    "data": '{"a":1}',
+                    "socket_id": ann.socket_id,
+                }
+            ],
+        )

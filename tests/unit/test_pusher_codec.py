@@ -174,3 +174,17 @@ def test_an_unknown_key_ends_the_connection_with_4001() -> None:
     assert codec.close_code("app_not_found") == 4001
     (error,) = frames(codec.encode(c.Disconnect("app_not_found", False)))
     assert error == {"event": "pusher:error", "data": {"code": 4001, "message": "app not found"}}
+
+
+def test_signin_names_the_connections_user() -> None:
+    codec = PusherCodec(SETTINGS, APP)
+    signed = SDK.authenticate_user(codec.socket_id, {"id": "u7", "name": "Gus"})
+    message = {"event": "pusher:signin", "data": signed}
+    (reply,) = codec.decode(json.dumps(message))
+    (success,) = frames(codec.encode(reply))
+    assert success == {"event": "pusher:signin_success", "data": {"user_data": signed["user_data"]}}
+    assert codec.pusher_user_is(APP, "u7")
+    assert not codec.pusher_user_is(APP, "u8")
+    forged = {"event": "pusher:signin", "data": {**signed, "user_data": '{"id":"admin"}'}}
+    with pytest.raises(Unauthorized):
+        codec.decode(json.dumps(forged))
