@@ -188,3 +188,12 @@ def test_signin_names_the_connections_user() -> None:
     forged = {"event": "pusher:signin", "data": {**signed, "user_data": '{"id":"admin"}'}}
     with pytest.raises(Unauthorized):
         codec.decode(json.dumps(forged))
+
+
+def test_subscribing_twice_leaves_the_first_subscription_alone() -> None:
+    codec = PusherCodec(SETTINGS, APP)
+    subscribe(codec, "orders")
+    codec.encode(c.Subscribed("pusher:orders", "orders", False, None))
+    with pytest.raises(BadRequest, match="already subscribed"):
+        codec.decode(json.dumps({"event": "pusher:subscribe", "data": {"channel": "orders"}}))
+    assert codec.names == {"pusher:orders": "orders"}

@@ -127,6 +127,8 @@ class PusherCodec(BaseCodec):
             data = pw.decode_data(msg, pw.SubscribeData)
             kind = kind_of(data.channel)
             channel = to_croupier(app, data.channel)
+            if channel in self.names:
+                raise BadRequest(f"already subscribed to {data.channel}", code="already_subscribed")
             self.pending[channel] = _Pending(data.channel, kind, data.auth, data.channel_data)
             self.names[channel] = data.channel
             return (c.Subscribe(channel, data.channel),)
@@ -234,7 +236,7 @@ class PusherCodec(BaseCodec):
             return b""
         error = ws_frame(pw.error(_ERROR_CODES.get(reply.code), reply.message))
         name = reply.id if isinstance(reply.id, str) else None
-        channel = reply.channel or (None if name is None else to_croupier_or_none(self, name))
+        channel = reply.channel or (None if name is None else _croupier_name(self, name))
         if name is not None and channel is not None and channel in self.pending:
             # A subscription that could not be made: pusher-js reports it on the channel.
             self.pending.pop(channel, None)
@@ -263,7 +265,8 @@ class PusherCodec(BaseCodec):
         return frame
 
 
-def to_croupier_or_none(codec: PusherCodec, name: str) -> str | None:
+def _croupier_name(codec: PusherCodec, name: str) -> str | None:
+    """The Croupier channel of a Pusher name, or None when it has none."""
     if codec.app is None:
         return None
     try:
