@@ -1,4 +1,10 @@
-"""The aiohttp application and the server's lifecycle (start, graceful stop)."""
+"""The composition root: the application, its parts, and the server's lifecycle.
+
+:func:`build_app` is the one place the parts are wired: it builds the services' database
+and every service (:func:`build_services`), handing each the gateway and the others it
+uses, mounts the API, the transports and the services' routes, and orders their starts and
+stops. Reading it tells what depends on what.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, fields
 
 from aiohttp import web
 
@@ -17,10 +24,18 @@ from .api.toolkit import MAX_BODY, error_middleware
 from .appkeys import GATEWAY
 from .gateway import Gateway
 from .gcpolicy import GcPolicy
-from .services import service_factories
+from .services import Service
+from .services.balances import BalancesService
 from .services.bridges import Bridges
+from .services.leaderboards import Leaderboards
+from .services.matchmaking import Matchmaking
 from .services.notifications import NotificationsService
-from .storage import database_from_url
+from .services.rooms import Rooms
+from .services.sports import Sports
+from .services.stats import NodeStats
+from .services.tournaments import Tournaments
+from .services.webhooks import WebhookService
+from .storage import Database, database_from_url
 from .transports import native
 from .transports.compat import add_compat_routes
 from .transports.connection import sweeper
@@ -28,8 +43,9 @@ from .transports.pusher import pusher_endpoint
 from .transports.sse import add_sse_routes
 from .transports.websocket import WEBSOCKETS, add_websocket_routes
 from .transports.wsproto import Sniffer
+from .web import WebAssets
 
-__all__ = ["build_app", "serve"]
+__all__ = ["SERVICES", "Services", "build_app", "build_services", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +78,64 @@ async def _drain_middleware(request: web.Request, handler: Handler) -> web.Strea
     return response
 
 
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Every game service of a node, in the order they start (and stop in reverse)."""
+
+    leaderboards: Leaderboards
+    webhooks: WebhookService
+    notifications: NotificationsService
+    balances: BalancesService
+    tournaments: Tournaments
+    rooms: Rooms
+    matchmaking: Matchmaking
+    sports: Sports
+    stats: NodeStats
+    web: WebAssets
+
+    def in_order(self) -> list[Service]:
+        return [getattr(self, field.name) for field in fields(self)]
+
+
+SERVICES = web.AppKey("services", Services)
+"""The services of an application :func:`build_app` made."""
+
+
+def build_services(gateway: Gateway, database: Database) -> Services:
+    """Every service, each given what it uses; those used by others start first."""
+    leaderboards = Leaderboards(gateway, database)
+    rooms = Rooms(gateway, database, leaderboards=leaderboards)
+    return Services(
+        leaderboards=leaderboards,
+        webhooks=WebhookService(gateway, database),
+        notifications=NotificationsService(gateway, database),
+        balances=BalancesService(gateway, database),
+        tournaments=Tournaments(gateway, database, leaderboards=leaderboards),
+        rooms=rooms,
+        matchmaking=Matchmaking(gateway, database, rooms=rooms),
+        sports=Sports(gateway, database),
+        stats=NodeStats(gateway, database),
+        web=WebAssets(gateway, database),
+    )
+
+
 def build_app(gateway: Gateway) -> web.Application:
-    """An application serving ``gateway``; starts and stops it with the app."""
+    """An application serving ``gateway``.
+
+    The app starts, in order, the gateway, the services' database and the services, the
+    bridges and the connection sweeper, and stops them in reverse.
+    """
+    # The services keep their state beside the log: a SQLite file next to the log's, or the
+    # same PostgreSQL database, in tables of their own.
+    database = database_from_url(gateway.settings.database_url)
+    services = build_services(gateway, database)
+    started = services.in_order()
+
     app = web.Application(
         middlewares=[_drain_middleware, error_middleware], client_max_size=MAX_BODY
     )
     app[GATEWAY] = gateway
+    app[SERVICES] = services
     app[_DRAIN] = _Drain()
     # The WebSocket protocols: one codec module and one line each (path -> codec factory).
     add_websocket_routes(app, [native.ENDPOINT])
@@ -79,34 +147,24 @@ def build_app(gateway: Gateway) -> web.Application:
     if gateway.settings.pusher_apps:
         app.add_routes(pusher_routes())
     app.add_routes(centrifugo_api_routes())
-    # The services keep their state beside the log: a SQLite file next to the log's, or the
-    # same PostgreSQL database, in tables of their own.
-    database = database_from_url(gateway.settings.database_url)
-    services = [make(gateway, database) for make in service_factories()]
-    app[SERVICE_OPERATIONS] = [op for service in services for op in service.operations]
-    for service in services:
+    for service in started:
         app.add_routes(service.routes())
+    app[SERVICE_OPERATIONS] = [op for service in started for op in service.operations]
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         async with gateway:
             yield
 
     async def run_services(app: web.Application) -> AsyncIterator[None]:
-        if not services:
-            yield
-            return
         async with database, contextlib.AsyncExitStack() as stack:
-            for service in services:
+            for service in started:
                 await stack.enter_async_context(service)
             yield
-
-    # A bridged notification goes through the player's notification centre.
-    centre = next((s for s in services if isinstance(s, NotificationsService)), None)
 
     async def bridges(app: web.Application) -> AsyncIterator[None]:
         # After the gateway and the services are up, and before they stop: a bridge
         # publishes through the gateway and hands notifications to the centre.
-        async with Bridges(gateway, centre):
+        async with Bridges(gateway, services.notifications):
             yield
 
     async def on_shutdown(app: web.Application) -> None:

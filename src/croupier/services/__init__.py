@@ -1,26 +1,23 @@
 """Game services: game rules as plain code, publishing through the gateway.
 
-A service is mounted on the application by :func:`service_factories`: it contributes HTTP
-routes, their OpenAPI operations, and a lifecycle (``async with``) run after the gateway and
-the services' database are up.
+Each service is built by the application factory (:func:`croupier.app.build_services`),
+which hands it the gateway, the services' database and the other services it uses. It
+contributes HTTP routes, their OpenAPI operations, and a lifecycle (``async with``) run after
+the gateway and the database are up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
 
 from aiohttp import web
 
-from . import leaderboards
-
 if TYPE_CHECKING:
     from ..api.openapi import Operation
-    from ..gateway import Gateway
-    from ..storage import Database
 
-__all__ = ["Service", "ServiceFactory", "service_factories"]
+__all__ = ["Service"]
 
 
 class Service(Protocol):
@@ -43,36 +40,3 @@ class Service(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
-
-
-ServiceFactory = Callable[["Gateway", "Database"], Service]
-
-
-def service_factories() -> list[ServiceFactory]:
-    """Every service the server runs, in start order."""
-    from ..api.admin import AdminApi
-    from ..web import WebAssets
-    from .balances import BalancesService
-    from .matchmaking import Matchmaking
-    from .notifications import NotificationsService
-    from .rooms import Rooms
-    from .sports import Sports
-    from .stats import NodeStats
-    from .tournaments import Tournaments
-    from .webhooks import WebhookService  # here, not on top: webhooks import the HTTP API
-    from .webhooks.pusher import PusherWebhooks
-
-    return [
-        leaderboards.Leaderboards.shared,
-        WebhookService,
-        PusherWebhooks,
-        NotificationsService,
-        BalancesService,
-        Tournaments.mounted,
-        Rooms.shared,
-        Matchmaking.mounted,
-        Sports,
-        NodeStats,
-        AdminApi,
-        WebAssets,
-    ]

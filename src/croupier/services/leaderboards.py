@@ -41,7 +41,6 @@ import math
 import re
 import secrets
 import time
-import weakref
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -259,19 +258,6 @@ class Leaderboards:
         self._sql: dict[int, str] = {}
         self._keys_purged = 0.0
         self._subscribed: list[str] = []
-
-    @classmethod
-    def shared(cls, gateway: Gateway, database: Database) -> Leaderboards:
-        """The one service of ``gateway``: the application mounts it (this is its factory),
-        and other services (tournaments) call it through the same instance.
-
-        Other services that use it start after it: they come later in
-        :func:`croupier.services.service_factories`.
-        """
-        found = _SHARED.get(gateway)
-        if found is None or found.database is not database:
-            found = _SHARED[gateway] = cls(gateway, database)
-        return found
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -747,9 +733,6 @@ def _pushed(tournament_id: Any, board: _Board) -> dict[str, Any]:
         "leaderboard": [pushed_entry(s) for s in board.ranking.top(PUSHED_TOP)],
         "lastUpdated": _iso(board.latest[0]) if board.latest[0] else None,
     }
-
-
-_SHARED: weakref.WeakKeyDictionary[Gateway, Leaderboards] = weakref.WeakKeyDictionary()
 
 
 def _entry(row: dict[str, Any]) -> Entry:

@@ -105,11 +105,6 @@ class Matchmaking:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.Task[None] | None = None
 
-    @classmethod
-    def mounted(cls, gateway: Gateway, database: Database) -> Matchmaking:
-        """The application's factory: matches open rooms through the rooms service."""
-        return cls(gateway, database, rooms=Rooms.shared(gateway, database))
-
     # -- the Service face ------------------------------------------------------------------
 
     @property

@@ -25,7 +25,6 @@ import contextlib
 import logging
 import secrets
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
@@ -54,8 +53,6 @@ SNAPSHOT_EVERY = 5.0  # seconds: the most a snapshot lags behind the log
 LEASE_SECONDS = 10.0
 RENEW_EVERY = 3.0
 ENDED_GRACE = 60.0  # seconds a finished room still answers late actions with an error
-# One service per gateway, forgotten with it.
-_SHARED: weakref.WeakKeyDictionary[Gateway, Rooms] = weakref.WeakKeyDictionary()
 
 
 class Rooms:
@@ -80,21 +77,6 @@ class Rooms:
         self._sink = RoomSink(self._received)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._keeper: asyncio.Task[None] | None = None
-
-    @classmethod
-    def shared(cls, gateway: Gateway, database: Database) -> Rooms:
-        """The one rooms service of ``gateway`` (matchmaking opens rooms through it)."""
-        found = _SHARED.get(gateway)
-        if found is None or found.db is not database:
-            found = _SHARED[gateway] = cls(
-                gateway, database, leaderboards=Leaderboards.shared(gateway, database)
-            )
-        return found
-
-    @classmethod
-    def of(cls, gateway: Gateway) -> Rooms | None:
-        """The rooms service running on ``gateway``, if the application mounted one."""
-        return _SHARED.get(gateway)
 
     # -- the Service face ------------------------------------------------------------------
 

@@ -81,12 +81,6 @@ class Tournaments:
         self._clock: asyncio.Task[None] | None = None
         self.rebuys = Rebuys(database, self._tournament, self.flush)
 
-    @classmethod
-    def mounted(cls, gateway: Gateway, database: Database) -> Tournaments:
-        """The factory the application uses: positions and ``leaderboard.updated`` come from
-        the leaderboards service (which starts first)."""
-        return cls(gateway, database, leaderboards=Leaderboards.shared(gateway, database))
-
     # -- the Service face ------------------------------------------------------------------
 
     @property
