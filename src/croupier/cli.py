@@ -169,7 +169,11 @@ def token(
 @click.argument("data", default="{}")
 @click.option("--url", envvar="CROUPIER_URL", default="http://127.0.0.1:8000", show_default=True)
 @click.option("--key", envvar="CROUPIER_API_KEY", required=True, help="An API key with publish.")
-@click.option("--idempotency-key", default=None)
+@click.option(
+    "--idempotency-key",
+    default=None,
+    help="Default: a random key, so the command's retries never store the event twice.",
+)
 @click.option("--ephemeral", is_flag=True)
 def publish(
     channel: str,
@@ -180,7 +184,11 @@ def publish(
     idempotency_key: str | None,
     ephemeral: bool,
 ) -> None:
-    """Publish one event (DATA is JSON) and print its offset."""
+    """Publish one event (DATA is JSON) and print its offset.
+
+    A publish whose answer is lost (connection dropped, 503) is sent again with the same
+    idempotency key, so it is stored once.
+    """
     from .client import Client, ClientError
 
     try:

@@ -9,12 +9,18 @@
 reconnects with exponential backoff and jitter and subscribes again with ``since``, so no
 stored event is lost or repeated. When history cannot cover the gap it yields a
 ``{"type": "reset", "channel": …}`` message so the caller reloads state.
+
+Every publish carries an idempotency key (a random one unless the caller gives its own). A
+publish whose answer is lost (the connection drops, or the server answers 503: the event may
+still have been stored) is sent again with the same key, so it is stored once; the answer
+to a retry of a stored event says ``"duplicate": true``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Self
@@ -24,7 +30,7 @@ import orjson
 
 from .errors import CroupierError
 
-__all__ = ["Client", "ClientError"]
+__all__ = ["Client", "ClientError", "new_idempotency_key"]
 
 _CONTROL = frozenset(
     {"connected", "subscribed", "unsubscribed", "pong", "published", "authenticated"}
@@ -32,6 +38,11 @@ _CONTROL = frozenset(
 # Refusals that reconnecting would not fix: raised to the caller instead of retried.
 _REFUSED = {"unauthorized": 401, "forbidden": 403, "bad_channel": 400, "unknown_namespace": 400}
 _REFUSED_AT_CONNECT = {401: "unauthorized", 403: "forbidden"}
+
+
+def new_idempotency_key() -> str:
+    """A fresh random idempotency key (32 hex digits)."""
+    return uuid.uuid4().hex
 
 
 class ClientError(CroupierError):
@@ -47,6 +58,8 @@ class Client:
     url: the server's base URL (``http://host:port``).
     api_key: a backend key, for publishing and reading history.
     token: a player token, for subscribing to channels that need one.
+    max_backoff: the longest wait, in seconds, between reconnects and between retries.
+    retries: how many times a publish whose answer was lost is sent again.
     """
 
     def __init__(
@@ -56,11 +69,13 @@ class Client:
         api_key: str | None = None,
         token: str | None = None,
         max_backoff: float = 10.0,
+        retries: int = 4,
     ) -> None:
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.token = token
         self.max_backoff = max_backoff
+        self.retries = retries
         self.positions: dict[str, dict[str, Any]] = {}
         self._http: aiohttp.ClientSession | None = None
 
@@ -95,7 +110,14 @@ class Client:
             params={k: v for k, v in params.items() if v is not None} or None,
             headers=self._headers(),
         ) as response:
-            doc = orjson.loads(await response.read())
+            raw = await response.read()
+            try:
+                doc = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                # Not the server's own answer (a proxy's error page, say).
+                raise ClientError(
+                    response.status, "error", raw[:200].decode(errors="replace")
+                ) from None
             if response.status >= 400:
                 err = doc.get("error", {}) if isinstance(doc, dict) else {}
                 raise ClientError(
@@ -112,20 +134,52 @@ class Client:
         idempotency_key: str | None = None,
         ephemeral: bool = False,
     ) -> dict[str, Any]:
-        """Publish one event; returns ``{channel, offset, epoch, ts, duplicate}``."""
-        body: dict[str, Any] = {"channel": channel, "type": type, "data": data}
-        if idempotency_key is not None:
-            body["idempotency_key"] = idempotency_key
+        """Publish one event; returns ``{channel, offset, epoch, ts, duplicate}``.
+
+        Without ``idempotency_key`` a random one is used, and a publish whose answer is lost
+        is retried with it (see the module's notes).
+
+        Raises:
+            ClientError: the server refused the event, or retries did not get an answer.
+        """
+        body: dict[str, Any] = {
+            "channel": channel,
+            "type": type,
+            "data": data,
+            "idempotency_key": idempotency_key or new_idempotency_key(),
+        }
         if ephemeral:
             body["ephemeral"] = True
-        result: dict[str, Any] = await self._call("POST", "/api/v1/publish", body)
+        result: dict[str, Any] = await self._publish("/api/v1/publish", body)
         return result
 
     async def publish_batch(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Publish many events in one request; each dict as for :meth:`publish`."""
-        doc = await self._call("POST", "/api/v1/batch", {"events": events})
+        """Publish many events in one request (all stored or none); each dict as for
+        :meth:`publish`. Events without an ``idempotency_key`` get a random one."""
+        keyed = [
+            {**e, "idempotency_key": e.get("idempotency_key") or new_idempotency_key()}
+            for e in events
+        ]
+        doc = await self._publish("/api/v1/batch", {"events": keyed})
         results: list[dict[str, Any]] = doc["results"]
         return results
+
+    async def _publish(self, path: str, body: dict[str, Any]) -> Any:
+        """POST ``body``, sending it again (same keys) while the answer is lost."""
+        attempt = 0
+        while True:
+            try:
+                return await self._call("POST", path, body)
+            except ClientError as exc:
+                if exc.status != 503 or attempt >= self.retries:
+                    raise
+            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                if attempt >= self.retries:
+                    raise ClientError(
+                        503, "unavailable", f"no answer from {self.url}: {exc}"
+                    ) from exc
+            await asyncio.sleep(min(self.max_backoff, 0.1 * 2**attempt) * random.uniform(0.5, 1))
+            attempt += 1
 
     async def history(self, channel: str, since: int = 0, limit: int = 100) -> dict[str, Any]:
         result: dict[str, Any] = await self._call(
