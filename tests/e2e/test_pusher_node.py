@@ -260,3 +260,19 @@ async def test_unknown_key_is_refused_with_4001(server: ServerProcess) -> None:
         assert frames[-1] == {"close": 4001}
     async with raw_pusher(server, f"/app/{KEY}?protocol=4") as frames:
         assert frames[-1] == {"close": 4007}
+
+
+async def test_a_quiet_pusher_js_client_is_kept_by_its_pongs(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """pusher-js sends nothing while it hears from the server: the server's pings (answered
+    with pongs) must keep it, however many idle periods pass."""
+    config = write_config(tmp_path / "croupier.toml", CONFIG + "[limits]\nping_interval = 0.3\n")
+    with running_server(tmp_path, config=config) as quick:
+        async with pusher_js(quick, backend) as ann:
+            await ann.subscribe("orders")
+            await asyncio.sleep(timeout(2))  # more than six idle periods of 0.3 s
+            await trigger(quick, ["orders"], "still", {})
+            await ann.event("orders", "still")
+            states = [d["current"] for d in ann.reports if d["kind"] == "state"]
+            assert states == ["connected"]  # the first connect only: never dropped since
