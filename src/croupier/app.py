@@ -38,9 +38,9 @@ from .services.webhooks import WebhookService
 from .storage import Database, database_from_url
 from .transports import native
 from .transports.compat import add_compat_routes
-from .transports.connection import sweeper
 from .transports.pusher import pusher_endpoint
 from .transports.sse import add_sse_routes
+from .transports.sweeper import sweeper
 from .transports.websocket import WEBSOCKETS, add_websocket_routes
 from .transports.wsproto import Sniffer
 from .web import WebAssets

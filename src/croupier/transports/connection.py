@@ -34,16 +34,12 @@ the console and :meth:`Connection.disconnect` ends one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import web
-
-from ..appkeys import GATEWAY
 from ..config import NamespaceRules
 from ..core.channels import Claims
 from ..core.commands import (
@@ -65,17 +61,14 @@ from ..errors import CroupierError
 from ..events import Event, Position
 from ..gateway import Gateway, PublishRequest
 from ..hub import SubscribeResult
+from .closing import Closer
 from .codec import BaseCodec, Codec
 from .common import new_client_id
 
 __all__ = [
     "BaseCodec",
-    "Closer",
     "Codec",
     "Connection",
-    "finish",
-    "sweep",
-    "sweeper",
 ]
 
 log = logging.getLogger(__name__)
@@ -86,34 +79,6 @@ _INBOX_PAUSE = 64
 
 # Tasks that clean up after closed connections: referenced until they finish.
 _cleanups: set[asyncio.Task[None]] = set()
-
-#: How a transport ends a connection: write ``last`` (the codec's disconnect message, may be
-#: empty) and its close (a WebSocket close frame with ``code`` and ``reason``), then close
-#: the socket once the peer has had the chance to read it.
-Closer = Callable[[asyncio.Transport, bytes, int, str], None]
-
-# How long a closing socket may take to flush its queue and hear the client close before it
-# is cut: long enough for a healthy client, short enough that a hostile one costs little.
-CLOSE_GRACE = 2.0
-
-
-def finish(transport: asyncio.Transport, last: bytes) -> None:
-    """Write ``last`` after what is queued, shut the write side, and let the client go.
-
-    The write side is shut once the queue is flushed; what the client still sends is read
-    and dropped until it closes its side (or the grace runs out). Closing a socket with
-    unread input would make the kernel reset the connection and throw away the replies
-    still queued, so the client would never learn why it was closed.
-    """
-    if last:
-        transport.write(last)
-    with contextlib.suppress(RuntimeError):  # reading may be paused behind a slow subscribe
-        transport.resume_reading()
-    if transport.can_write_eof():
-        transport.write_eof()
-    else:  # pragma: no cover - every stream transport here can
-        transport.close()
-    asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
 
 
 class Connection:
@@ -700,35 +665,3 @@ class Connection:
             "outbox_limits": {"bytes": self.max_bytes, "messages": self.max_messages},
             "closed": self.closed,
         }
-
-
-def sweep(gateway: Gateway) -> None:
-    """One pass of the time rules over every connection of ``gateway``."""
-    mono = time.monotonic()
-    wall = time.time()
-    for conn in list(gateway.connections):
-        if isinstance(conn, Connection):
-            conn.tick(mono, wall)
-
-
-async def sweeper(app: web.Application) -> AsyncIterator[None]:
-    """A cleanup context running :func:`sweep` while the application runs."""
-    gateway: Gateway = app[GATEWAY]
-    limits = gateway.settings.limits
-    # Often enough that a deadline is met within a quarter interval (at most a second).
-    period = min(1.0, limits.ping_interval / 4, limits.sse_keepalive / 4)
-
-    async def forever() -> None:
-        while True:
-            await asyncio.sleep(period)
-            try:
-                sweep(gateway)
-            except Exception:  # pragma: no cover - a bug here must not stop the sweeps
-                log.exception("connection sweep failed")
-
-    task = asyncio.get_running_loop().create_task(forever())
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)

@@ -33,8 +33,9 @@ from ..errors import BadRequest, CroupierError
 from ..events import Event
 from ..gateway import Gateway
 from ..logs import now_ts
+from .closing import finish
 from .common import check_origin, token_from_request
-from .connection import BaseCodec, Connection, finish
+from .connection import BaseCodec, Connection
 
 __all__ = [
     "Dialect",

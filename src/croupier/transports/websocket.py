@@ -41,8 +41,9 @@ from ..core.frames import BINARY, CLOSE, PING, PONG, TEXT, FrameParser, close_fr
 from ..errors import CroupierError
 from ..gateway import Gateway
 from ..hub import Encoder
+from .closing import finish
 from .common import RequestHead, check_origin, token_from_request
-from .connection import Codec, Connection, finish
+from .connection import Codec, Connection
 
 __all__ = [
     "WEBSOCKETS",
@@ -197,7 +198,7 @@ WEBSOCKETS = web.AppKey("websockets", WebSockets)
 
 def close_websocket(transport: asyncio.Transport, last: bytes, code: int, reason: str) -> None:
     """Write ``last`` and a close frame after what is queued, then drain and close (see
-    :func:`~croupier.transports.connection.finish`)."""
+    :func:`~croupier.transports.closing.finish`)."""
     finish(transport, last + close_frame(code, reason))
 
 

@@ -1,0 +1,433 @@
+"""One contract suite over every codec of the connection core.
+
+The same scenarios run through each wire protocol on the real connection core, gateway, hub
+and memory log, with a recording transport instead of a socket: a live event arrives once
+after the subscription; a resume replays what was missed, in order; a resume history cannot
+cover tells the client to reload; a refused request is answered and the connection stays; a
+subscriber is in presence (where the protocol's clients are players) and leaves it when the
+socket goes; a server close says why, after what was queued, with the protocol's own code.
+
+Adding a protocol: write a :class:`Driver` for it (how it connects and subscribes, and how
+its output reads as neutral records) and add it to ``DRIVERS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+import pytest
+
+from croupier.config import Limits, Settings
+from croupier.core.channels import Claims
+from croupier.core.commands import Since, Subscribe
+from croupier.events import Position
+from croupier.gateway import Gateway
+from croupier.services.rooms.engine import Room
+from croupier.services.rooms.socket import RoomCodec
+from croupier.services.sports.events_ws import EventsCodec
+from croupier.services.tournaments.listener import ALL_GROUPS, ListenerCodec
+from croupier.transports.codec import BaseCodec
+from croupier.transports.compat import CASINO, POKER, encode_casino, encode_poker
+from croupier.transports.connection import Connection
+from croupier.transports.native import NativeCodec
+from croupier.transports.sse import NATIVE, SseCodec, Want, close_sse, encode_sse
+from croupier.transports.websocket import close_websocket
+from tests.e2e.wsclient import server_frames
+from tests.unit.fake_transport import FakeTransport
+
+PLAYER = Claims("p1", brand="1001", name="Ann")
+TYPE = "player.score.updated"  # a type every protocol shows (and the listener's groups hold)
+
+Record = tuple[Any, ...]
+
+
+def _ws_docs(transport: FakeTransport) -> tuple[list[dict[str, Any]], int | None]:
+    frames = server_frames(bytes(transport.data))
+    docs = [orjson.loads(p) for op, p in frames if op == 1]
+    closes = [p for op, p in frames if op == 8]
+    return docs, int.from_bytes(closes[0][:2], "big") if closes else None
+
+
+def _sse_messages(transport: FakeTransport) -> list[tuple[str | None, str | None, str | None]]:
+    """(id, data, comment) of each message in an event stream."""
+    out = []
+    for block in bytes(transport.data).decode().split("\n\n"):
+        ident = data = note = None
+        for line in block.split("\n"):
+            if line.startswith("id: "):
+                ident = line[4:]
+            elif line.startswith("data: "):
+                data = line[6:]
+            elif line.startswith(": "):
+                note = line[2:]
+        if ident or data or note:
+            out.append((ident, data, note))
+    return out
+
+
+class Driver:
+    """How one protocol connects, subscribes and reads, for the contract scenarios."""
+
+    name: ClassVar[str]
+    namespace: ClassVar[str] = "tournament"
+    resumes: ClassVar[bool] = True
+    in_presence: ClassVar[bool] = True
+    close_codes: ClassVar[bool] = True  # a WebSocket: the close frame carries a code
+
+    def channel(self, tag: str) -> str:
+        return f"{self.namespace}:{tag}"
+
+    def codec(self, gateway: Gateway, channel: str, since: Position | None) -> BaseCodec:
+        raise NotImplementedError
+
+    async def connect(
+        self, gateway: Gateway, channel: str, since: Position | None = None
+    ) -> tuple[Connection, FakeTransport]:
+        """A player's connection, subscribed to ``channel`` (from ``since``)."""
+        transport = FakeTransport()
+        codec = self.codec(gateway, channel, since)
+        conn = Connection(gateway, codec, PLAYER, close_websocket, transport=transport)  # type: ignore[arg-type]
+        conn.open()
+        await self.subscribe(conn, channel, since)
+        await settle()
+        return conn, transport
+
+    async def subscribe(self, conn: Connection, channel: str, since: Position | None) -> None:
+        message: dict[str, Any] = {"type": "subscribe", "channel": channel, "id": 1}
+        if since is not None:
+            message["since"] = since.as_dict()
+        conn.receive(orjson.dumps(message))
+
+    def refuse(self, conn: Connection) -> None:
+        """Ask for something this player may not have."""
+        conn.receive(orjson.dumps({"type": "subscribe", "channel": "player:1001:someone-else"}))
+
+    def records(self, transport: FakeTransport) -> list[Record]:
+        docs, code = _ws_docs(transport)
+        out: list[Record] = []
+        for doc in docs:
+            kind = doc.get("type")
+            if kind in ("subscribed", "joined"):
+                out.append(("subscribed", doc.get("recovered")))
+            elif kind == "error":
+                out.append(("error", doc["code"]))
+            elif kind == "disconnect":
+                out.append(("disconnect", doc["code"]))
+            elif kind == "reset":
+                out.append(("reset",))
+            elif "offset" in doc:
+                out.append(("event", kind, doc["offset"]))
+        if code is not None:
+            out.append(("close", code))
+        return out
+
+
+class NativeDriver(Driver):
+    name = "native"
+
+    def codec(self, gateway: Gateway, channel: str, since: Position | None) -> BaseCodec:
+        return NativeCodec(gateway.settings)
+
+
+class RoomDriver(Driver):
+    name = "room"
+    namespace = "room"
+
+    def codec(self, gateway: Gateway, channel: str, since: Position | None) -> BaseCodec:
+        room = Room(id=channel[5:], game="nim", players=("p1", "p2"))
+        return RoomCodec(gateway.settings, room, "p1", None, 0 if since is None else since.offset)
+
+    async def subscribe(self, conn: Connection, channel: str, since: Position | None) -> None:
+        """The URL names the room: the codec's opening subscribed it."""
+
+
+class SportsDriver(Driver):
+    name = "sports"
+    namespace = "match"
+
+    class _Book:
+        def count(self, event_id: str) -> int:
+            return 1
+
+    class _Service:
+        """What the codec asks of the sports service when a join is answered."""
+
+        def __init__(self) -> None:
+            self.book = SportsDriver._Book()
+
+    def codec(self, gateway: Gateway, channel: str, since: Position | None) -> BaseCodec:
+        codec = EventsCodec(gateway.settings, self._Service(), PLAYER)  # type: ignore[arg-type]
+        codec.start = None  # no sporting event behind these channels: no snapshot
+        return codec
+
+    async def subscribe(self, conn: Connection, channel: str, since: Position | None) -> None:
+        join: dict[str, Any] = {"id": "p1", "eventId": channel[6:]}
+        if since is not None:
+            join["since"] = since.as_dict()
+        conn.receive(orjson.dumps(join))
+
+
+class ListenerDriver(Driver):
+    name = "tournament-listener"
+    in_presence = False  # a backend, not a player
+
+    def codec(self, gateway: Gateway, channel: str, since: Position | None) -> BaseCodec:
+        return ListenerCodec(gateway.settings, channel)
+
+    async def subscribe(self, conn: Connection, channel: str, since: Position | None) -> None:
+        message: dict[str, Any] = {"type": "subscribe", "events": sorted(ALL_GROUPS), "id": 1}
+        if since is not None:
+            message["since"] = since.as_dict()
+        conn.receive(orjson.dumps(message))
+
+    def refuse(self, conn: Connection) -> None:
+        conn.receive(orjson.dumps({"type": "subscribe", "events": ["no.such.group"]}))
+
+
+class SseDriver(Driver):
+    """An event stream: subscribed as it opens, before its headers; no client messages."""
+
+    name = "sse"
+    dialect = NATIVE
+    close_codes = False
+
+    def codec(self, gateway: Gateway, channel: str, since: Position | None) -> BaseCodec:
+        rules = gateway.settings.rules_for(channel.split(":", 1)[0])
+        assert rules is not None
+        resume = None if since is None else Since(since.offset, since.epoch)
+        return SseCodec(gateway.settings, self.dialect, [Want(channel, rules, resume)])
+
+    async def connect(
+        self, gateway: Gateway, channel: str, since: Position | None = None
+    ) -> tuple[Connection, FakeTransport]:
+        codec = self.codec(gateway, channel, since)
+        conn = Connection(gateway, codec, PLAYER, close_sse, reads=False, kind="sse")
+        conn.open()
+        await conn.run_opening()
+        transport = FakeTransport()
+        conn.attach(transport, b"")  # type: ignore[arg-type]
+        await settle()
+        return conn, transport
+
+    def refuse(self, conn: Connection) -> None:
+        """A stream's channels are its URL's: a refusal is a stream of a forbidden one."""
+        codec = conn.codec
+        assert isinstance(codec, SseCodec)
+        for outcome in conn.session.handle(Subscribe("player:1001:someone-else"), 0.0):
+            conn.send(codec.encode(outcome))  # type: ignore[arg-type]
+
+    def records(self, transport: FakeTransport) -> list[Record]:
+        out: list[Record] = []
+        for ident, data, _ in _sse_messages(transport):
+            if data is None:
+                continue
+            doc = orjson.loads(data)
+            kind = doc.get("type")
+            if kind == "error":
+                out.append(("error", doc["code"]))
+            elif kind == "disconnect":
+                out.append(("disconnect", doc["code"]))
+            elif kind == "reset":
+                out.append(("reset",))
+            elif ident is not None:
+                out.append(("event", kind, int(ident)))
+        return out
+
+
+class PokerDriver(SseDriver):
+    name = "sse.poker"
+    namespace = "table"
+    dialect = POKER
+
+    def records(self, transport: FakeTransport) -> list[Record]:
+        out: list[Record] = []
+        for ident, data, note in _sse_messages(transport):
+            if note is not None and note.startswith("disconnect "):
+                out.append(("disconnect", note.split(" ", 1)[1]))
+            if data is None:
+                continue
+            doc = orjson.loads(data)
+            if doc.get("kind") == "error":
+                out.append(("error", doc["code"]))
+            elif doc.get("kind") == "reset":
+                out.append(("reset",))
+            elif ident is not None:
+                out.append(("event", doc["kind"], int(ident)))
+        return out
+
+
+class CasinoDriver(SseDriver):
+    name = "sse.casino"
+    namespace = "player"
+    in_presence = False  # the namespace keeps no presence
+    dialect = CASINO
+
+    def channel(self, tag: str) -> str:
+        return "player:1001:p1"  # the token's own stream
+
+    def records(self, transport: FakeTransport) -> list[Record]:
+        out: list[Record] = []
+        for ident, data, _ in _sse_messages(transport):
+            if data is None:
+                continue
+            doc = orjson.loads(data)
+            if doc.get("type") == "error":
+                message = doc["message"]
+                if message.startswith("disconnected: "):
+                    out.append(("disconnect", message[14:].split(";")[0]))
+                else:
+                    out.append(("error", message))
+            elif doc.get("type") == "reset":
+                out.append(("reset",))
+            elif ident is not None:
+                out.append(("event", doc["event_type"], int(ident)))
+        return out
+
+
+DRIVERS = [
+    NativeDriver(),
+    RoomDriver(),
+    SportsDriver(),
+    ListenerDriver(),
+    SseDriver(),
+    PokerDriver(),
+    CasinoDriver(),
+]
+
+
+async def settle() -> None:
+    for _ in range(30):
+        await asyncio.sleep(0)
+
+
+@dataclass
+class World:
+    gateway: Gateway
+    driver: Driver
+    tags: int = 0
+
+    def fresh(self) -> str:
+        self.tags += 1
+        return self.driver.channel(f"c{self.tags}")
+
+    async def publish(self, channel: str, n: int) -> Position:
+        result = await self.gateway.publish_json(channel, TYPE, {"kind": TYPE, "n": n})
+        position = result.event.position
+        assert position is not None
+        return position
+
+
+@pytest.fixture(params=DRIVERS, ids=[d.name for d in DRIVERS])
+async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
+    settings = Settings(database_url="memory://", limits=Limits(outbox_messages=4))
+    async with Gateway(settings) as gateway:
+        hub = gateway.hub
+        hub.add_wire("sse", encode_sse)
+        hub.add_wire(POKER.wire, encode_poker)
+        hub.add_wire(CASINO.wire, encode_casino)
+        yield World(gateway, request.param)
+
+
+def events(records: list[Record]) -> list[int]:
+    return [r[2] for r in records if r[0] == "event" and r[1] == TYPE]
+
+
+async def test_a_live_event_arrives_once_after_the_subscription(world: World) -> None:
+    channel = world.fresh()
+    conn, transport = await world.driver.connect(world.gateway, channel)
+    await world.publish(channel, 1)
+    await settle()
+    records = world.driver.records(transport)
+    assert events(records) == [1]
+    subscribed = [i for i, r in enumerate(records) if r[0] == "subscribed"]
+    assert all(i < records.index(("event", TYPE, 1)) for i in subscribed)
+    assert not [r for r in records if r[0] in ("error", "reset", "disconnect")]
+    assert not conn.closed
+
+
+async def test_a_resume_replays_what_was_missed_in_order(world: World) -> None:
+    channel = world.fresh()
+    first = await world.publish(channel, 1)
+    await world.publish(channel, 2)
+    await world.publish(channel, 3)
+    _, transport = await world.driver.connect(world.gateway, channel, since=first)
+    await world.publish(channel, 4)
+    await settle()
+    records = world.driver.records(transport)
+    assert events(records) == [2, 3, 4]
+    assert ("subscribed", False) not in records
+    assert ("reset",) not in records
+
+
+async def test_a_resume_history_cannot_cover_says_reload(world: World) -> None:
+    channel = world.fresh()
+    await world.publish(channel, 1)
+    # Another epoch, and ahead of the channel (for a protocol that sends no epoch).
+    stale = Position(50, "another-epoch")
+    _, transport = await world.driver.connect(world.gateway, channel, since=stale)
+    records = world.driver.records(transport)
+    assert events(records) == []
+    assert ("subscribed", False) in records or ("reset",) in records
+
+
+async def test_a_refusal_is_answered_and_the_connection_stays(world: World) -> None:
+    channel = world.fresh()
+    conn, transport = await world.driver.connect(world.gateway, channel)
+    world.driver.refuse(conn)
+    await settle()
+    records = world.driver.records(transport)
+    assert [r for r in records if r[0] == "error"], records
+    assert not conn.closed
+    await world.publish(channel, 1)
+    await settle()
+    assert events(world.driver.records(transport)) == [1]
+
+
+async def test_presence_holds_a_player_while_connected(world: World) -> None:
+    channel = world.fresh()
+    conn, _ = await world.driver.connect(world.gateway, channel)
+    presence = world.gateway.presence
+    expected = 1 if world.driver.in_presence else 0
+    assert await presence.count(channel) == expected
+    conn.lost()
+    await settle()
+    assert await presence.count(channel) == 0
+    assert world.gateway.hub.subscribers(channel) == 0
+    assert conn not in world.gateway.connections
+
+
+async def test_a_server_close_says_why_after_what_was_queued(world: World) -> None:
+    channel = world.fresh()
+    conn, transport = await world.driver.connect(world.gateway, channel)
+    await world.publish(channel, 1)
+    await settle()
+    conn.disconnect("shutdown", reconnect=True)
+    await world.publish(channel, 2)  # after the close: never written
+    await settle()
+    records = world.driver.records(transport)
+    assert events(records) == [1]
+    tail = [r for r in records if r[0] in ("disconnect", "close")]
+    assert tail[0] == ("disconnect", "shutdown")
+    if world.driver.close_codes:
+        assert tail[-1] == ("close", 1001)
+    assert transport.eof
+
+
+async def test_a_slow_consumer_is_cut_by_the_same_bound(world: World) -> None:
+    channel = world.fresh()
+    conn, transport = await world.driver.connect(world.gateway, channel)
+    transport.buffered = 1  # the client stopped reading
+    for n in range(10):
+        await world.publish(channel, n)
+    await settle()
+    assert conn.closed
+    assert world.gateway.metrics.slow_consumers == 1
+    records = world.driver.records(transport)
+    assert ("disconnect", "slow_consumer") in records
+    assert len(events(records)) <= world.gateway.settings.limits.outbox_messages
+    if world.driver.close_codes:
+        assert records[-1] == ("close", conn.codec.close_code("slow_consumer"))
