@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from .config import ApiKey, Settings
 from .core.channels import Claims
-from .errors import Forbidden, Unauthorized
+from .errors import Forbidden, Unauthorized, shown
 
 __all__ = ["Authenticator", "mint_token"]
 
@@ -143,7 +143,7 @@ def _int_claim(payload: dict[str, Any], name: str) -> int | None:
     try:
         return int(payload[name])
     except (ValueError, TypeError, OverflowError):
-        raise _invalid(f"the {name!r} claim must be an integer") from None
+        raise _invalid(f"the {shown(name)} claim must be an integer") from None
 
 
 def _claims(payload: dict[str, Any], now: float) -> Claims:
@@ -267,7 +267,7 @@ class Authenticator:
                 raise _invalid("the header names no algorithm")
             alg = header["alg"]
             if alg not in self._keys.algorithms:
-                raise _invalid(f"the algorithm {alg[:20]!r} is not allowed")
+                raise _invalid(f"the algorithm {shown(alg, 20)} is not allowed")
             if not set(header) <= _HEADER_KEYS or not self._keys.direct(alg):
                 alg = _FALLBACK
             if len(self._headers) < 256:  # a server sees a handful of distinct headers
@@ -315,7 +315,7 @@ class Authenticator:
         if found is None:
             raise Unauthorized("unknown API key", code="invalid_key")
         if scope not in found.scopes:
-            raise Forbidden(f"the API key {found.name!r} lacks the {scope!r} scope")
+            raise Forbidden(f"the API key {shown(found.name)} lacks the {shown(scope)} scope")
         return found
 
 

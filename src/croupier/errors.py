@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 __all__ = [
     "BadRequest",
     "Conflict",
@@ -12,6 +14,7 @@ __all__ = [
     "RateLimited",
     "Unauthorized",
     "Unavailable",
+    "shown",
 ]
 
 
@@ -73,3 +76,15 @@ class Unavailable(CroupierError):
 
     code = "unavailable"
     status = 503
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``value`` as an error message shows what a client sent: JSON (``"abc"``, ``12``,
+    ``null``), a string cut to ``limit`` characters; never a Python repr."""
+    if isinstance(value, str):
+        value = value[:limit]
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = json.dumps(str(value)[:limit], ensure_ascii=False)
+    return text if len(text) <= limit + 2 else text[: limit + 1] + "…"

@@ -136,6 +136,7 @@ def test_a_repeated_message_id_is_not_shown_twice(server: ServerProcess) -> None
     body = {"message_id": message_id, "event": "kyc_approved"}
     r = _call(server, "POST", BASE + "/notifications", body)
     assert r.json()["duplicate"] is True
+    assert (r.json()["brand_id"], r.json()["player_id"]) == (1001, 12345)
     r = _call(server, "GET", BASE + "/notifications", headers=mine)
     assert [n["message_id"] for n in r.json()["notifications"]] == [message_id]
     r = _call(server, "POST", "/api/v1/players/1001/777/notifications", body)
@@ -171,9 +172,9 @@ async def test_concurrent_redeems_only_the_ones_that_fit(any_server: ServerProce
     refused = next(r for r in replies if r.status_code == 409)
     assert refused.json()["error"]["code"] == "insufficient_balance"
     balance = _call(server, "GET", BASE + "/coins").json()
-    assert balance == {
-        "brand_id": "1001",
-        "player_id": "12345",
+    assert balance == {  # ids that are digits are numbers, as on the player stream
+        "brand_id": 1001,
+        "player_id": 12345,
         "balance": 10,
         "total_received": 100,
         "total_redeemed": 90,
@@ -202,7 +203,7 @@ def test_wallet_updates_are_relayed_as_given(server: ServerProcess) -> None:
     stream = _stream(server, {"x-auth-token": token("12345", brand="1001")})
     body = {"balance": "250.00", "currency": "USD", "change": -20, "transaction_id": "t-1"}
     r = _call(server, "POST", BASE + "/wallet", body)
-    assert r.json() == {"brand_id": "1001", "player_id": "12345", "duplicate": False}
+    assert r.json() == {"brand_id": 1001, "player_id": 12345, "duplicate": False}
     assert _call(server, "POST", BASE + "/wallet", body).json()["duplicate"] is True
     doc = data_of(stream.next_message())
     assert doc["event_type"] == "wallet_balance_update"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from croupier.config import NamespaceRules, Settings, SubscribeMode
@@ -162,3 +164,24 @@ def test_grant_follows_the_channels_claim(channel: str, allowed: bool) -> None:
             check_subscribe(rules(SubscribeMode.GRANT), channel, ALICE)
     with pytest.raises(Forbidden):
         check_subscribe(rules(SubscribeMode.GRANT), channel, Claims("p1", brand="1001"))
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "shown_as"),
+    [
+        (validate_channel, None, "a channel name is needed"),
+        (validate_channel, "bad name", '"bad name"'),
+        (validate_channel, 12, "12"),
+        (validate_type, None, "null"),
+        (validate_type, "it's", '"it\'s"'),
+    ],
+)
+def test_errors_name_the_value_as_json_and_what_is_accepted(
+    check: Any, value: object, shown_as: str
+) -> None:
+    with pytest.raises(BadRequest) as caught:
+        check(value)
+    message = caught.value.message
+    assert shown_as in message
+    assert "None" not in message
+    assert "A-Z a-z 0-9" in message  # what is accepted

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from ..core.channels import resolve
 from ..debuglog import BACKLOG, BURST, KINDS, RATE, Record
-from ..errors import BadRequest
+from ..errors import BadRequest, shown
 from ..gateway import Gateway, PublishRequest
 from . import admin_schemas as a
 from . import schemas as s
@@ -159,7 +159,7 @@ class AdminApi:
         kinds = set(request.query.getall("kind", []))
         unknown = kinds - set(KINDS)
         if unknown:
-            raise BadRequest(f"unknown kind {sorted(unknown)[0]!r}; one of {', '.join(KINDS)}")
+            raise BadRequest(f"unknown kind {shown(sorted(unknown)[0])}; one of {', '.join(KINDS)}")
         channel = _text(request, "channel_prefix")
         player = _text(request, "player", 128)
         node = _text(request, "node", 64)

@@ -34,7 +34,7 @@ from aiohttp import web
 from .. import __version__
 from ..core.centrifugo import error_for, history_result
 from ..core.channels import resolve
-from ..errors import BadRequest, CroupierError, Forbidden, NotFound
+from ..errors import BadRequest, CroupierError, Forbidden, NotFound, shown
 from ..events import Event
 from ..gateway import Gateway, PublishRequest, PublishResult
 from .toolkit import gateway_of, json_response, read_body
@@ -341,7 +341,7 @@ def centrifugo_api_routes() -> list[web.RouteDef]:
         method = methods.get(name)
         if method is None:
             raise NotFound(
-                f"unknown Centrifugo API method {name[:64]!r}; this server answers "
+                f"unknown Centrifugo API method {shown(name, 64)}; this server answers "
                 + ", ".join(sorted(methods))
             )
         scope, kind, run = method

@@ -32,7 +32,7 @@ from ..core.pusher import (
     type_from_pusher,
     validate_pusher_channel,
 )
-from ..errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
+from ..errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized, shown
 from ..gateway import Gateway, PublishRequest
 from .toolkit import gateway_of, json_response, query
 
@@ -69,7 +69,7 @@ def _query(request: web.Request) -> dict[str, str]:
     query: dict[str, str] = {}
     for key, value in request.query.items():
         if key in query:
-            raise BadRequest(f"query parameter {key[:64]!r} is given twice")
+            raise BadRequest(f"query parameter {shown(key, 64)} is given twice")
         query[key] = value
     return query
 
@@ -88,7 +88,7 @@ async def _signed(request: web.Request, app: PusherApp | None = None) -> tuple[P
         if app_id is not None:
             app = gateway.settings.pusher_app(id=app_id)
             if app is None:
-                raise NotFound(f"no Pusher app {app_id[:64]!r}")
+                raise NotFound(f"no Pusher app {shown(app_id, 64)}")
         else:
             app = gateway.settings.pusher_app(key=query.get("auth_key", ""))
             if app is None:
@@ -150,7 +150,7 @@ def _requests(
     app: PusherApp, name: str, data: str, channels: Iterable[str], socket_id: str | None
 ) -> list[PublishRequest]:
     if socket_id is not None and not is_socket_id(socket_id):
-        raise BadRequest(f"socket_id {socket_id[:40]!r} is not of the form 123.456")
+        raise BadRequest(f"socket_id {shown(socket_id, 40)} is not of the form 123.456")
     event_type = type_from_pusher(name)
     payload = payload_from_pusher(data)
     out = []

@@ -37,7 +37,7 @@ from aiohttp import web
 from ..appkeys import GATEWAY
 from ..config import ApiKey
 from ..core import jsonsafe
-from ..errors import BadRequest, CroupierError, PayloadTooLarge
+from ..errors import BadRequest, CroupierError, PayloadTooLarge, shown
 from ..gateway import Gateway
 
 __all__ = [
@@ -182,7 +182,7 @@ def int_query(request: web.Request, name: str, default: int, low: int, high: int
     # int() alone would also take " 7", "+7", "1_000" and non-ASCII digits, and raise on
     # thousands of digits; nothing in range needs more than 20 characters.
     if not _INTEGER.fullmatch(raw) or len(raw) > 20:
-        raise BadRequest(f"{name} must be an integer, not {raw[:32]!r}")
+        raise BadRequest(f"{name} must be an integer, not {shown(raw, 32)}")
     value = int(raw)
     if not low <= value <= high:
         raise BadRequest(f"{name} must be between {low} and {high}")

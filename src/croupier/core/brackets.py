@@ -20,6 +20,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from ..errors import shown
+
 __all__ = [
     "Bracket",
     "BracketError",
@@ -70,7 +72,7 @@ class Bracket:
             for m in round_:
                 if m.id == match_id:
                     return m
-        raise BracketError(f"no match {match_id!r} in this bracket")
+        raise BracketError(f"no match {shown(match_id)} in this bracket")
 
 
 def bracket_order(size: int) -> list[int]:
@@ -167,7 +169,7 @@ def report_result(bracket: Bracket, match_id: str, winner: str) -> Bracket:
     if m.players[0] is None or m.players[1] is None:
         raise BracketError(f"{match_id} does not have both players yet")
     if winner not in m.players:
-        raise BracketError(f"{winner!r} does not play in {match_id}")
+        raise BracketError(f"{shown(winner)} does not play in {match_id}")
     if m.winner == winner:
         return bracket
     if m.winner is not None:

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from ..config import NamespaceRules, Settings, SubscribeMode
-from ..errors import BadRequest, Forbidden, Unauthorized
+from ..errors import BadRequest, Forbidden, Unauthorized, shown
 
 __all__ = ["Claims", "check_subscribe", "namespace_of", "resolve", "validate_channel"]
 
@@ -34,15 +34,22 @@ def validate_channel(channel: object) -> str:
     Raises:
         BadRequest: not a string, too long, or holds characters outside ``[A-Za-z0-9_.:@=-]``.
     """
-    if not isinstance(channel, str) or not _NAME.fullmatch(channel):
-        shown = repr(channel)[:80]
+    if channel is None:
         raise BadRequest(
-            f"invalid channel name {shown}: use 1-{MAX_CHANNEL_BYTES} characters from "
+            f"a channel name is needed: 1-{MAX_CHANNEL_BYTES} characters from "
+            "A-Z a-z 0-9 _ . : @ = -",
+            code="bad_channel",
+        )
+    if not isinstance(channel, str) or not _NAME.fullmatch(channel):
+        raise BadRequest(
+            f"invalid channel name {shown(channel)}: use 1-{MAX_CHANNEL_BYTES} characters from "
             "A-Z a-z 0-9 _ . : @ = -",
             code="bad_channel",
         )
     if channel.startswith(":") or channel.endswith(":") or "::" in channel:
-        raise BadRequest(f"invalid channel name {channel!r}: empty segment", code="bad_channel")
+        raise BadRequest(
+            f"invalid channel name {shown(channel)}: empty segment", code="bad_channel"
+        )
     return channel
 
 
@@ -50,7 +57,7 @@ def validate_type(event_type: object) -> str:
     """Return ``event_type`` if it is a dotted name such as ``player.score.updated``."""
     if not isinstance(event_type, str) or not _TYPE.fullmatch(event_type):
         raise BadRequest(
-            f"invalid event type {str(event_type)[:80]!r}: use up to 128 characters from "
+            f"invalid event type {shown(event_type)}: use up to 128 characters from "
             "A-Z a-z 0-9 _ . : - \\",
             code="bad_type",
         )
@@ -72,7 +79,7 @@ def resolve(settings: Settings, channel: object) -> tuple[str, NamespaceRules]:
     rules = settings.rules_for(namespace_of(name))
     if rules is None:
         raise BadRequest(
-            f"namespace {namespace_of(name)!r} is not configured (add it, or a '*' default, "
+            f"namespace {shown(namespace_of(name))} is not configured (add it, or a '*' default, "
             "to the [namespaces] section of the config file)",
             code="unknown_namespace",
         )

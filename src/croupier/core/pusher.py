@@ -34,7 +34,7 @@ from enum import StrEnum
 import orjson
 
 from ..config import PusherApp
-from ..errors import BadRequest, Unauthorized
+from ..errors import BadRequest, Unauthorized, shown
 from .channels import validate_channel, validate_type
 
 __all__ = [
@@ -116,8 +116,8 @@ def to_croupier(app: PusherApp, name: str) -> str:
         return validate_channel(channel)
     except BadRequest:
         raise BadRequest(
-            f"Pusher channel {name!r} has no Croupier name ({channel!r}): ',' and ';' and "
-            "empty segments cannot be mapped",
+            f"Pusher channel {shown(name)} has no Croupier name ({shown(channel)}): "
+            "',' and ';' and empty segments cannot be mapped",
             code="bad_channel",
         ) from None
 
@@ -142,7 +142,7 @@ def type_from_pusher(name: object) -> str:
         BadRequest: not a name a Croupier event may have, or a reserved ``pusher:`` name.
     """
     if isinstance(name, str) and name.startswith(("pusher:", "pusher_internal:")):
-        raise BadRequest(f"event name {name[:80]!r} is reserved", code="bad_type")
+        raise BadRequest(f"event name {shown(name, 80)} is reserved", code="bad_type")
     return validate_type(name)
 
 
@@ -185,10 +185,10 @@ def _check_auth(app: PusherApp, auth: object, message: str, what: str) -> None:
         raise Unauthorized(f"{what} needs an auth of the form '<key>:<signature>'")
     key, _, signature = auth.partition(":")
     if key != app.key:
-        raise Unauthorized(f"{what}: the auth is for key {key[:64]!r}, not this app's")
+        raise Unauthorized(f"{what}: the auth is for key {shown(key, 64)}, not this app's")
     if not hmac.compare_digest(sign(app.secret, message), signature):
         raise Unauthorized(
-            f"{what}: invalid signature (expected HMAC-SHA256 hex of {message[:300]!r} "
+            f"{what}: invalid signature (expected HMAC-SHA256 hex of {shown(message, 300)} "
             "with the app secret)"
         )
 
@@ -241,9 +241,9 @@ def check_request(
     if missing:
         raise Unauthorized(f"missing {', '.join(missing)}: sign the request as Pusher's API")
     if params["auth_key"] != app.key:
-        raise Unauthorized(f"auth_key {params['auth_key'][:64]!r} is not this app's key")
+        raise Unauthorized(f"auth_key {shown(params['auth_key'], 64)} is not this app's key")
     if params["auth_version"] != "1.0":
-        raise Unauthorized(f"auth_version {params['auth_version'][:16]!r} is not 1.0")
+        raise Unauthorized(f"auth_version {shown(params['auth_version'], 16)} is not 1.0")
     stamp = params["auth_timestamp"]
     if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
         raise Unauthorized("auth_timestamp must be Unix seconds")

@@ -46,7 +46,7 @@ from aiohttp import web
 
 from ..api.openapi import Operation
 from ..api.toolkit import int_query, json_response, query, read_body
-from ..errors import BadRequest, Conflict, CroupierError
+from ..errors import BadRequest, Conflict, CroupierError, shown
 from ..gateway import Gateway, PublishRequest
 from ..storage import Database, Row, Transaction
 from .players import (
@@ -206,8 +206,8 @@ class CoinAdjustment(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class CoinBalance(msgspec.Struct):
-    brand_id: str
-    player_id: str
+    brand_id: int | str
+    player_id: int | str
     balance: int
     total_received: int
     total_redeemed: int
@@ -226,8 +226,8 @@ class LedgerEntry(msgspec.Struct):
 
 
 class CoinChanged(msgspec.Struct):
-    brand_id: str
-    player_id: str
+    brand_id: int | str
+    player_id: int | str
     entry: LedgerEntry
     duplicate: Annotated[
         bool, msgspec.Meta(description="True when the idempotency key was used before.")
@@ -274,8 +274,8 @@ class WalletUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
 
 
 class WalletRelayed(msgspec.Struct):
-    brand_id: str
-    player_id: str
+    brand_id: int | str
+    player_id: int | str
     duplicate: bool
 
 
@@ -409,7 +409,7 @@ class BalancesService:
         if first is not None:
             if (first["kind"], first["requested"]) != (kind.value, amount):
                 raise Conflict(
-                    f"idempotency key {key[:80]!r} was used for {first['kind']} "
+                    f"idempotency key {shown(key, 80)} was used for {first['kind']} "
                     f"{first['requested']}",
                     code="idempotency_conflict",
                 )
@@ -481,7 +481,7 @@ class BalancesService:
         who = player_from_path(request)
         authorize(request, who, "read")
         totals = await self.balance(who)
-        return json_response({"brand_id": who.brand, "player_id": who.player, **totals.as_dict()})
+        return json_response({**who.ids(), **totals.as_dict()})
 
     async def _change_handler(self, request: web.Request) -> web.Response:
         who = player_from_path(request)
@@ -493,9 +493,7 @@ class BalancesService:
         entry, duplicate = await self.change(
             who, kind, int(body.amount), body.idempotency_key, body.reason
         )
-        return json_response(
-            {"brand_id": who.brand, "player_id": who.player, "entry": entry, "duplicate": duplicate}
-        )
+        return json_response({**who.ids(), "entry": entry, "duplicate": duplicate})
 
     async def _ledger(self, request: web.Request) -> web.Response:
         who = player_from_path(request)
@@ -508,9 +506,7 @@ class BalancesService:
         authorize(request, who, "publish", players=False)
         update = await read_body(request, WalletUpdate)
         duplicate = await self.relay_wallet(who, update)
-        return json_response(
-            {"brand_id": who.brand, "player_id": who.player, "duplicate": duplicate}
-        )
+        return json_response({**who.ids(), "duplicate": duplicate})
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -529,7 +525,7 @@ class BalancesService:
 
 _COINS = "/api/v1/players/{brand}/{player}/coins"
 _WALLET = "/api/v1/players/{brand}/{player}/wallet"
-_WHO = {"brand_id": "1001", "player_id": "12345"}
+_WHO = {"brand_id": 1001, "player_id": 12345}
 _TOTALS = {"balance": 1500, "total_received": 5000, "total_redeemed": 3500}
 _ENTRY_EXAMPLE = {
     "seq": 7,

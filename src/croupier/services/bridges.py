@@ -44,7 +44,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import PostgresBridgeSettings, RedisBridgeSettings
 from ..core import jsonsafe
-from ..errors import BadRequest, Conflict, PayloadTooLarge, Unavailable
+from ..errors import BadRequest, Conflict, PayloadTooLarge, Unavailable, shown
 from ..gateway import Gateway, PublishRequest
 from .notifications import NewNotification, NotificationsService
 from .players import Player
@@ -181,7 +181,7 @@ class Bridge(ABC):
             except Exception as exc:
                 # Whatever else went wrong concerns this message only; the bridge goes on.
                 log.exception("%s bridge could not publish to %s", self.kind, request.channel)
-                raise Rejected(f"publishing failed: {exc!r}") from exc
+                raise Rejected(f"publishing failed: {shown(exc)}") from exc
             if result.duplicate:
                 self.duplicates += 1
             else:
@@ -383,14 +383,14 @@ class RedisBridge(Bridge):
         name = channel.decode(errors="replace") if isinstance(channel, bytes) else channel
         parts = name.split("::")
         if len(parts) < 3 or not parts[-2] or not parts[-1]:
-            raise Rejected(f"channel {name!r} is not PREFIX::brand_id::player_id")
+            raise Rejected(f"channel {shown(name)} is not PREFIX::brand_id::player_id")
         brand, player = parts[-2], parts[-1]
         # The members stay raw, so event_data is published as the bytes that were sent.
         members = _members(data, self.gateway.settings.limits.max_json_depth)
         body = {k: orjson.loads(bytes(v)) for k, v in members.items() if k != "event_data"}
         for field, expected in (("brand_id", brand), ("player_id", player)):
             if field in body and str(body[field]) != expected:
-                raise Rejected(f"{field} {body[field]!r} does not match channel {name!r}")
+                raise Rejected(f"{field} {shown(body[field])} does not match channel {shown(name)}")
         event_type = body.get("event_type")
         if not isinstance(event_type, str) or "event_data" not in members:
             raise Rejected("event_type (a string) and event_data are required")
@@ -579,11 +579,11 @@ class PostgresBridge(Bridge):
             raise Rejected("notification is not a JSON object")
         event_id = note.get(settings.id_field)
         if event_id is None or isinstance(event_id, dict | list | bool):
-            raise Rejected(f"notification has no usable {settings.id_field!r}")
+            raise Rejected(f"notification has no usable {shown(settings.id_field)}")
         try:
             channel = settings.target.format_map(_Strict(note))
         except (KeyError, ValueError, IndexError) as exc:
-            raise Rejected(f"cannot fill target {settings.target!r}: {exc}") from exc
+            raise Rejected(f"cannot fill target {shown(settings.target)}: {exc}") from exc
         try:
             row = await conn.fetchrow(settings.query, event_id, timeout=30)
         except asyncpg.PostgresError as exc:
@@ -591,13 +591,15 @@ class PostgresBridge(Bridge):
                 raise  # the connection, not the query: reconnect and try this one again
             raise Rejected(f"the query failed: {exc}") from exc
         if row is None:
-            raise Rejected(f"no row for {settings.id_field} {event_id!r}")
+            raise Rejected(f"no row for {settings.id_field} {shown(event_id)}")
         data = row_data(row, self.gateway.settings.limits.max_json_depth)
         kind = data.get(settings.kind_field) if isinstance(data, dict) else None
         if not isinstance(kind, str):
             kind = note.get(settings.kind_field)
         if not isinstance(kind, str):
-            raise Rejected(f"neither the row nor the notification has a {settings.kind_field!r}")
+            raise Rejected(
+                f"neither the row nor the notification has a {shown(settings.kind_field)}"
+            )
         text = _json_text(row)
         try:
             # A JSON column is published as stored; other rows are encoded here.

@@ -52,7 +52,7 @@ import orjson
 from aiohttp import web
 
 from ..core.ranking import MODES, Entry, Mode, Ranking, Standing
-from ..errors import BadRequest, Conflict, CroupierError, Unavailable
+from ..errors import BadRequest, Conflict, CroupierError, Unavailable, shown
 from ..events import Event
 from ..gateway import Gateway, PublishRequest
 from ..logs import now_ts
@@ -142,7 +142,7 @@ def _upsert_sql(rows: int) -> str:
 def check_board(board: object) -> str:
     if not isinstance(board, str) or not _BOARD.fullmatch(board):
         raise BadRequest(
-            f"invalid board name {str(board)[:80]!r}: use 1-128 characters from "
+            f"invalid board name {shown((board), 80)}: use 1-128 characters from "
             "A-Z a-z 0-9 _ . : -",
             code="bad_board",
         )
@@ -152,7 +152,7 @@ def check_board(board: object) -> str:
 def check_player(player: object) -> str:
     if not isinstance(player, str) or not _PLAYER.fullmatch(player):
         raise BadRequest(
-            f"invalid player id {str(player)[:80]!r}: use 1-128 characters from "
+            f"invalid player id {shown((player), 80)}: use 1-128 characters from "
             "A-Z a-z 0-9 _ . : @ = -",
             code="bad_player",
         )
@@ -337,9 +337,9 @@ class Leaderboards:
             except CroupierError:
                 raise
             except Exception as exc:
-                raise Unavailable(f"cannot load leaderboard {name!r}: {exc}") from exc
+                raise Unavailable(f"cannot load leaderboard {shown(name)}: {exc}") from exc
         elif board.loaded.exception() is not None:
-            raise Unavailable(f"cannot load leaderboard {name!r}")
+            raise Unavailable(f"cannot load leaderboard {shown(name)}")
         return board
 
     async def _load(self, board: _Board) -> None:
@@ -482,7 +482,7 @@ class Leaderboards:
             standing = board.ranking.standing(op.player) if board is not None else None
             if not op.done.done():
                 if standing is None and op.repeated:
-                    message = f"key {op.key!r} was used for another submission"
+                    message = f"key {shown(op.key)} was used for another submission"
                     op.done.set_exception(Conflict(message, code="key_used"))
                 elif standing is None:
                     op.done.set_exception(Unavailable("the write was not confirmed"))

@@ -12,7 +12,7 @@ from ..api.openapi import Operation
 from ..api.schemas import ChannelName
 from ..api.toolkit import int_query, json_response, read_body, require_key
 from ..core.ranking import Standing
-from ..errors import NotFound
+from ..errors import NotFound, shown
 from .leaderboards import BOARD_PATTERN, MAX_NAME, MAX_SCORE, PLAYER_PATTERN, pushed_entry
 
 if TYPE_CHECKING:
@@ -289,7 +289,7 @@ def routes(service: Leaderboards) -> list[web.RouteDef]:
         places = await service.around(board, player_id, n)
         mine = next((s for s in places if s.player == player_id), None)
         if mine is None:
-            raise NotFound(f"player {player_id[:128]!r} has no score on {board[:128]!r}")
+            raise NotFound(f"player {shown(player_id, 128)} has no score on {shown(board, 128)}")
         size = await service.size(board)
         return json_response(
             {

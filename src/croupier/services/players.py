@@ -17,7 +17,8 @@ from aiohttp import web
 
 from ..api.toolkit import require_key
 from ..appkeys import GATEWAY
-from ..errors import BadRequest, Forbidden, Unauthorized
+from ..core.ids import wire_id
+from ..errors import BadRequest, Forbidden, Unauthorized, shown
 from ..transports.common import token_from_request
 
 __all__ = [
@@ -69,6 +70,11 @@ class Player:
     @property
     def channel(self) -> str:
         return f"player:{self.brand}:{self.player}"
+
+    def ids(self) -> dict[str, int | str]:
+        """``brand_id`` and ``player_id`` as player-facing answers carry them: numbers when
+        they are all digits, as on the casino player stream."""
+        return {"brand_id": wire_id(self.brand), "player_id": wire_id(self.player)}
 
 
 def check_id(name: str, value: str) -> str:
@@ -148,7 +154,7 @@ def parse_cursor(cursor: str | None, pattern: re.Pattern[str]) -> re.Match[str] 
         return None
     found = pattern.fullmatch(cursor)
     if found is None:
-        raise BadRequest(f"invalid cursor {cursor[:80]!r}", code="bad_cursor")
+        raise BadRequest(f"invalid cursor {shown(cursor, 80)}", code="bad_cursor")
     return found
 
 

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ...api.openapi import Operation
 from ...api.toolkit import int_query, json_response, query, read_body, require_key
-from ...errors import BadRequest
+from ...errors import BadRequest, shown
 from ..players import (
     LIMIT_PARAM,
     PLAYER_PARAMS,
@@ -94,14 +94,13 @@ def bool_query(request: web.Request, name: str) -> bool:
         return True
     if raw in ("false", "0"):
         return False
-    raise BadRequest(f"{name} must be true or false, not {raw[:32]!r}")
+    raise BadRequest(f"{name} must be true or false, not {shown(raw, 32)}")
 
 
 def created(who: Player, notification: dict[str, Any], duplicate: bool) -> dict[str, Any]:
     """The answer for one created (or repeated) notification."""
     return {
-        "brand_id": who.brand,
-        "player_id": who.player,
+        **who.ids(),
         "notification": notification,
         "duplicate": duplicate,
     }
@@ -118,7 +117,7 @@ _EXAMPLE = {
     "time": "2025-10-22 14:30:45",
 }
 _NEW = {k: _EXAMPLE[k] for k in ("message_id", "event", "event_details")}
-_CREATED = {"brand_id": "1001", "player_id": "12345", "notification": _EXAMPLE, "duplicate": False}
+_CREATED = {"brand_id": 1001, "player_id": 12345, "notification": _EXAMPLE, "duplicate": False}
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(

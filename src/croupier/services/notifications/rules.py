@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from ...errors import BadRequest, PayloadTooLarge
+from ...errors import BadRequest, PayloadTooLarge, shown
 
 __all__ = [
     "CURSOR",
@@ -60,7 +60,7 @@ def validate_event(event: str) -> str:
     """
     if not _EVENT.fullmatch(event):
         raise BadRequest(
-            f"invalid event {event[:80]!r}: use 1-64 characters of a-z 0-9 _ . -",
+            f"invalid event {shown(event, 80)}: use 1-64 characters of a-z 0-9 _ . -",
             code="bad_event",
         )
     return event
@@ -75,7 +75,7 @@ def validate_message_id(message_id: str | None) -> str:
     if message_id is None:
         return str(uuid.uuid4())
     if not _UUID.fullmatch(message_id):
-        raise BadRequest(f"message_id {message_id[:80]!r} is not a UUID", code="bad_message_id")
+        raise BadRequest(f"message_id {shown(message_id, 80)} is not a UUID", code="bad_message_id")
     return message_id.lower()
 
 

@@ -92,8 +92,8 @@ class Notification(msgspec.Struct):
 
 
 class NotificationCreated(msgspec.Struct):
-    brand_id: str
-    player_id: str
+    brand_id: int | str
+    player_id: int | str
     notification: Notification
     duplicate: Annotated[
         bool, msgspec.Meta(description="True when the message_id was already stored.")

@@ -11,7 +11,7 @@ from msgspec import Meta
 
 from ...api.openapi import Operation
 from ...api.toolkit import read_body, require_key, struct_response
-from ...errors import NotFound
+from ...errors import NotFound, shown
 from ...transports.websocket import endpoint_handler
 from ..leaderboards import BOARD_PATTERN
 from .engine import Room, standings
@@ -115,7 +115,7 @@ def room_view(service: Rooms, room: Room, brands: dict[str, str | None]) -> Room
 def _room_id(request: web.Request) -> str:
     value = request.match_info["roomId"]
     if not _ROOM.fullmatch(value):
-        raise NotFound(f"no room {value[:64]!r}")
+        raise NotFound(f"no room {shown(value, 64)}")
     return value
 
 
@@ -153,7 +153,7 @@ def routes(service: Rooms) -> list[web.RouteDef]:
         rid = _room_id(request)
         player = request.match_info["playerId"]
         if not _PLAYER.fullmatch(player):
-            raise NotFound(f"no player {player[:64]!r}")
+            raise NotFound(f"no player {shown(player, 64)}")
         await service.leave(rid, player)
         return await view(rid)
 

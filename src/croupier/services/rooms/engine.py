@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from ...errors import shown
 from ...logs.base import now_ts
 from .handler import ActionRejected, Move, RoomHandler, Turn
 
@@ -211,7 +212,7 @@ def check_move(room: Room, handler: RoomHandler, player: str, move: Move) -> Tur
     if move.action not in turn.actions:
         raise ActionRejected(
             "action_not_allowed",
-            f"{move.action[:64]!r} is not allowed now; allowed: {', '.join(turn.actions)}",
+            f"{shown(move.action, 64)} is not allowed now; allowed: {', '.join(turn.actions)}",
         )
     return turn
 

@@ -33,7 +33,7 @@ from typing import Any, Self
 import orjson
 from aiohttp import web
 
-from ...errors import BadRequest, Conflict, CroupierError, NotFound
+from ...errors import BadRequest, Conflict, CroupierError, NotFound, shown
 from ...events import Event
 from ...gateway import Gateway, PublishRequest
 from ...storage import Database
@@ -139,7 +139,7 @@ class Rooms:
         found = self.handlers.get(game)
         if found is None:
             raise BadRequest(
-                f"no game {game[:64]!r}; games: {', '.join(sorted(self.handlers))}",
+                f"no game {shown(game, 64)}; games: {', '.join(sorted(self.handlers))}",
                 code="unknown_game",
             )
         return found

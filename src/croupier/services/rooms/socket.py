@@ -20,7 +20,7 @@ from ...api.toolkit import error_response, struct_response
 from ...appkeys import GATEWAY
 from ...config import Settings
 from ...core import commands as c
-from ...errors import BadRequest, CroupierError, Forbidden, NotFound, Unauthorized
+from ...errors import BadRequest, CroupierError, Forbidden, NotFound, Unauthorized, shown
 from ...events import Event
 from ...transports.native import NativeCodec
 from ...transports.websocket import Endpoint, Upgrade, admit
@@ -102,14 +102,14 @@ def _since(raw: str | None) -> int:
     if raw is None:
         return 0
     if not _INTEGER.fullmatch(raw):
-        raise BadRequest(f"since must be an offset (a whole number), not {raw[:32]!r}")
+        raise BadRequest(f"since must be an offset (a whole number), not {shown(raw, 32)}")
     return int(raw)
 
 
 async def _room_of(service: Rooms, upgrade: Upgrade) -> tuple[Room, str | None]:
     rid = upgrade.match_info["roomId"]
     if not _ROOM.fullmatch(rid):
-        raise NotFound(f"no room {rid[:64]!r}")
+        raise NotFound(f"no room {shown(rid, 64)}")
     claims = upgrade.claims
     if claims is None:
         raise Unauthorized("a player token is required (?token=…)")

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ...api.openapi import Operation
 from ...api.toolkit import int_query, query, read_body, require_key, struct_response
-from ...errors import BadRequest, NotFound
+from ...errors import BadRequest, NotFound, shown
 from . import schemas as s
 from .listener import ListenerInfo, listener_handler
 from .rules import Action, Status
@@ -29,7 +29,7 @@ _T = _BASE + "/{tournamentId}"
 def _path(request: web.Request, name: str) -> str:
     value = request.match_info[name]
     if not (_TOURNAMENT_ID if name == "tournamentId" else _ID).fullmatch(value):
-        raise NotFound(f"no such {name}: {value[:64]!r}")
+        raise NotFound(f"no such {name}: {shown(value, 64)}")
     return value
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from ...errors import Conflict
+from ...errors import Conflict, shown
 from . import rules
 from . import schemas as s
 from .rules import PrizeRange
@@ -42,7 +42,7 @@ def _seconds(value: str | None, name: str, problems: list[str]) -> float | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except (ValueError, OverflowError):
         # The pattern admits the 30th of February: a date that contradicts the calendar.
-        problems.append(f"{name} {value!r} is not a date")
+        problems.append(f"{name} {shown(value)} is not a date")
         return None
 
 

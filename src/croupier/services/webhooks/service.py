@@ -31,7 +31,7 @@ from msgspec import UNSET
 
 from ...api.openapi import Operation
 from ...api.toolkit import int_query, json_response, query, read_body, require_key
-from ...errors import BadRequest, NotFound, Unavailable
+from ...errors import BadRequest, NotFound, Unavailable, shown
 from ...events import Event
 from ...gateway import Gateway
 from ...storage import Database
@@ -282,7 +282,7 @@ class WebhookService:
         if _ENDPOINT_ID.fullmatch(endpoint_id):
             endpoint = await self.outbox.endpoint(endpoint_id)
         if endpoint is None:
-            raise NotFound(f"no webhook endpoint {endpoint_id[:64]!r}")
+            raise NotFound(f"no webhook endpoint {shown(endpoint_id, 64)}")
         return endpoint
 
     async def _create(self, request: web.Request) -> web.Response:
@@ -337,7 +337,7 @@ class WebhookService:
             endpoint.app_key,
         )
         if not await self.outbox.update_endpoint(updated):
-            raise NotFound(f"no webhook endpoint {endpoint.id!r}")
+            raise NotFound(f"no webhook endpoint {shown(endpoint.id)}")
         await self.refresh()
         if updated.active and self._deliverer is not None:
             self._deliverer.wake()  # deliveries held while it was inactive are due
@@ -347,7 +347,7 @@ class WebhookService:
         require_key(request, "admin")
         endpoint = await self._endpoint(request)
         if not await self.outbox.delete_endpoint(endpoint.id):
-            raise NotFound(f"no webhook endpoint {endpoint.id!r}")
+            raise NotFound(f"no webhook endpoint {shown(endpoint.id)}")
         await self.refresh()
         return json_response({"id": endpoint.id, "deleted": True})
 
@@ -371,7 +371,9 @@ class WebhookService:
         if _DELIVERY_ID.fullmatch(delivery_id):
             delivery = await self.outbox.delivery(endpoint.id, delivery_id)
         if delivery is None:
-            raise NotFound(f"no delivery {delivery_id[:64]!r} for endpoint {endpoint.id!r}")
+            raise NotFound(
+                f"no delivery {shown(delivery_id, 64)} for endpoint {shown(endpoint.id)}"
+            )
         return delivery
 
     async def _delivery(self, request: web.Request) -> web.Response:
