@@ -105,6 +105,7 @@ class Connection:
         "closed",
         "closer",
         "codec",
+        "corked",
         "created",
         "ended",
         "gateway",
@@ -164,6 +165,7 @@ class Connection:
         self.last_seen = now  # the client's last message (pongs count only for quiet ones)
         self.last_ping = now
         self.held: list[tuple[bytes, Event | None]] | None = None if transport else []
+        self.corked: list[bytes] | None = None  # written this loop turn, sent at its end
         # Only while a message awaits (subscribe, publish): the ones behind it, and the task.
         self.inbox: deque[bytes | str | None] | None = None
         self.task: asyncio.Task[None] | None = None
@@ -210,6 +212,10 @@ class Connection:
         if transport is None:
             self._hold(frame, None)
             return
+        corked = self.corked
+        if corked is not None:
+            corked.append(frame)
+            return
         size = transport.get_write_buffer_size()
         if size:
             self.backlog += 1
@@ -219,6 +225,21 @@ class Connection:
         else:
             self.backlog = 0
         transport.write(frame)
+
+    def cork(self) -> None:
+        """Gather what is written for the rest of this loop turn into one write at its end.
+
+        A subscribe's reply and the events it replays leave in one write, not one each: on
+        a reconnect storm the kernel's per-send cost is most of a resume's.
+        """
+        if self.corked is None and self.transport is not None and not self.closed:
+            self.corked = []
+            asyncio.get_running_loop().call_soon(self._uncork)
+
+    def _uncork(self) -> None:
+        frames, self.corked = self.corked, None
+        if frames and not self.closed:
+            self.write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def _hold(self, frame: bytes, event: Event | None) -> None:
         held = self.held
@@ -272,6 +293,9 @@ class Connection:
         codec = self.codec
         self.ended = (reason, codec.close_code(reason))
         last = codec.encode(Disconnect(reason, reconnect))
+        corked, self.corked = self.corked, None
+        if corked:
+            last = b"".join([*corked, last])
         transport = self.transport
         if transport is not None and not transport.is_closing():
             self.closer(transport, last, codec.close_code(reason), reason)
@@ -282,9 +306,10 @@ class Connection:
         self.held = None
         if self.ended is None:
             self.ended = (reason or ("client_closed" if code == 1000 else "closed"), code)
+        corked, self.corked = self.corked, None
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            self.closer(transport, b"", code, reason)
+            self.closer(transport, b"".join(corked or ()), code, reason)
 
     def lost(self) -> None:
         """The socket is gone: leave the hub and presence once any message in hand is done."""
@@ -555,6 +580,7 @@ class Connection:
                         offset=None if result.position is None else result.position.offset,
                         since=None if since is None else since.offset,
                     )
+                self.cork()  # the reply and the replay that follows it: one write
                 position = result.position
                 if snapshot is not None and result.recovered:
                     position = since  # the events that follow continue the snapshot

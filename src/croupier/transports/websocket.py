@@ -264,10 +264,15 @@ def open_lean(
     claims: Claims | None,
     transport: asyncio.Transport,
     origin: str | None = None,
+    head: bytes = b"",
 ) -> WebSocketReader:
-    """A connection on an upgraded socket (the ``101`` already written), greeted."""
+    """A connection on an upgraded socket, greeted: ``head`` (the ``101``, unless already
+    written) and the greeting leave in one write."""
     conn = Connection(gateway, codec, claims, close_websocket, transport=transport, origin=origin)
     reader = WebSocketReader(conn, FrameParser(max_message_bytes(gateway.settings.limits)))
+    if head:
+        conn.cork()
+        conn.write(head)
     conn.open()
     return reader
 

@@ -130,8 +130,9 @@ class Sniffer(asyncio.Protocol):
         self._cancel_timer()
         transport = self._transport
         assert transport is not None
-        transport.write(switching_head(key))
-        reader = open_lean(gateway, codec, claims, transport, head.headers.get("Origin"))
+        reader = open_lean(
+            gateway, codec, claims, transport, head.headers.get("Origin"), switching_head(key)
+        )
         transport.set_protocol(reader)
         self._transport = None
         self._buffer = b""
