@@ -1,195 +1,55 @@
-"""Leaderboards: named boards of player scores, live on every node, pushed once a second.
-
-Rules:
-
-* The database is the truth. A write is one atomic upsert per ``(board, player)``: the new
-  score is computed by the database from the row it holds (``add`` and ``max`` read the row
-  under its lock), and the row's ``version`` grows by one. The upsert mirrors
-  :func:`croupier.core.ranking.apply_mode`.
-* Every node holds a :class:`~croupier.core.ranking.Ranking` replica of each board it has
-  used, loaded from the database on first use (and, for watched boards, on start). After a
-  write, the writing node sends the rows it wrote (absolute values and versions) on the
-  board's internal broker channel; every node with the board loaded takes each entry only if
-  its version is newer than the one it holds. Replicas therefore converge whatever the order
-  or repetition of those messages. A node subscribes to the channel *before* it reads the
-  board, so no write falls between the two.
-* On one node, submissions go through one writer task that upserts them in batches (one
-  statement, one transaction per batch, rows in ``(board, player)`` order so that two nodes
-  never lock rows in opposite orders); two submissions for the same player never share a
-  batch, so each sees the other's result.
-* A watched board pushes ``leaderboard.updated`` (top 10) on its channel at most once a
-  second, and at most a second after a change: the first change after a quiet second
-  schedules a push for one second after the last push. Across nodes, the node that pushes is
-  the one that made the newest change it knows of (changes are ordered by time, then node
-  id); every node learns of every change through the internal messages, so exactly one node
-  believes itself the newest once they have arrived (two may push in the same second while
-  they are in flight). A node that pushes tells the others, which then count their second
-  from that push.
-
-Known limits: a broker message lost on the way (a Redis reconnect) leaves that entry stale on
-the nodes that missed it until the next write to it or a restart; if the node that made the
-newest change stops before its push, the next change pushes.
-"""
+"""The leaderboards service: boards replicated on every node, written in batches, pushed."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import math
-import re
 import secrets
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import orjson
 from aiohttp import web
 
-from ..core.ranking import MODES, Entry, Mode, Ranking, Standing
-from ..errors import BadRequest, Conflict, CroupierError, Unavailable, shown
-from ..events import Event
-from ..gateway import Gateway, PublishRequest
-from ..logs import now_ts
+from ...api.openapi import Operation
+from ...core.ranking import MODES, Entry, Mode, Ranking, Standing
+from ...errors import BadRequest, Conflict, CroupierError, Unavailable, shown
+from ...events import Event
+from ...gateway import Gateway, PublishRequest
+from ...logs import now_ts
+from ...storage import Database, Row
+from . import store
+from .api import OPERATIONS, routes
+from .rules import (
+    CONTROL_CHANNEL,
+    KEY_DAYS,
+    MAX_BATCH,
+    MAX_KEY,
+    MAX_NAME,
+    MAX_SCORE,
+    PUSH_INTERVAL,
+    PUSHED_TOP,
+    SYNC_BYTES,
+    SYNC_TYPE,
+    Watch,
+    check_board,
+    check_player,
+    iso,
+    pushed_entry,
+    sync_channel,
+)
 
-if TYPE_CHECKING:
-    from ..api.openapi import Operation
-    from ..storage import Database, Row
-
-__all__ = [
-    "BOARD_PATTERN",
-    "PLAYER_PATTERN",
-    "Leaderboards",
-    "Watch",
-    "check_board",
-    "check_player",
-    "number",
-    "pushed_entry",
-]
+__all__ = ["Leaderboards"]
 
 log = logging.getLogger(__name__)
 
-BOARD_PATTERN = r"[A-Za-z0-9_.:-]{1,128}"
-PLAYER_PATTERN = r"[A-Za-z0-9_.:@=-]{1,128}"
-MAX_SCORE = 1e15  # scores (and what ``add`` makes of them) stay exact integers up to here
-MAX_NAME = 128
-MAX_KEY = 200
-KEY_DAYS = 7  # a keyed submission repeated within this many days changes nothing
-PUSH_INTERVAL = 1.0  # seconds between two leaderboard.updated pushes of one board
-PUSHED_TOP = 10
-MAX_BATCH = 500  # rows per upsert: 6 parameters each stays under SQLite's 32,766
-SYNC_BYTES = 6000  # an internal message stays under PostgreSQL NOTIFY's 8,000-byte cap
-SYNC_TYPE = "leaderboard.sync"
-# Internal channels are not in any configured namespace, so clients cannot subscribe to
-# them; they go straight to the broker, never through the log.
-_SYNC_PREFIX = "croupier-leaderboards:"
-CONTROL_CHANNEL = "croupier-leaderboards:control"
 _WIRE = "croupier-leaderboards"
-
-_BOARD = re.compile(BOARD_PATTERN)
-_PLAYER = re.compile(PLAYER_PATTERN)
-
-_MIGRATIONS = [
-    [
-        "CREATE TABLE leaderboard_entries ("
-        "board TEXT NOT NULL, player TEXT NOT NULL, score DOUBLE PRECISION NOT NULL, "
-        "achieved_at DOUBLE PRECISION NOT NULL, display_name TEXT, mode TEXT NOT NULL, "
-        "version BIGINT NOT NULL, PRIMARY KEY (board, player))",
-        "CREATE TABLE leaderboard_watches ("
-        "board TEXT PRIMARY KEY, channel TEXT NOT NULL, tournament_id TEXT NOT NULL, "
-        "ephemeral BOOLEAN NOT NULL)",
-    ],
-    # Keys of submissions already applied (see Leaderboards.submit), kept KEY_DAYS days.
-    ["CREATE TABLE leaderboard_keys (key TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL)"],
-]
-
-# ``mode`` is stored with the row only so that the update can read it as excluded.mode.
-_UPSERT_HEAD = (
-    "INSERT INTO leaderboard_entries AS t "
-    "(board, player, score, achieved_at, display_name, mode, version) VALUES "
-)
-_UPSERT_TAIL = """
-ON CONFLICT (board, player) DO UPDATE SET
-  score = CASE excluded.mode
-    WHEN 'add' THEN t.score + excluded.score
-    WHEN 'max' THEN CASE WHEN excluded.score > t.score THEN excluded.score ELSE t.score END
-    ELSE excluded.score END,
-  achieved_at = CASE excluded.mode
-    WHEN 'add' THEN CASE WHEN excluded.score = 0 THEN t.achieved_at
-                         ELSE excluded.achieved_at END
-    WHEN 'max' THEN CASE WHEN excluded.score > t.score THEN excluded.achieved_at
-                         ELSE t.achieved_at END
-    ELSE CASE WHEN excluded.score = t.score THEN t.achieved_at
-              ELSE excluded.achieved_at END END,
-  display_name = COALESCE(excluded.display_name, t.display_name),
-  mode = excluded.mode,
-  version = t.version + 1
-RETURNING board, player, score, achieved_at, display_name, version"""
-
-
-def _upsert_sql(rows: int) -> str:
-    values = ",".join(
-        f"(${i + 1},${i + 2},${i + 3},${i + 4},${i + 5},${i + 6},1)" for i in range(0, rows * 6, 6)
-    )
-    return _UPSERT_HEAD + values + _UPSERT_TAIL
-
-
-def check_board(board: object) -> str:
-    if not isinstance(board, str) or not _BOARD.fullmatch(board):
-        raise BadRequest(
-            f"invalid board name {shown((board), 80)}: use 1-128 characters from "
-            "A-Z a-z 0-9 _ . : -",
-            code="bad_board",
-        )
-    return board
-
-
-def check_player(player: object) -> str:
-    if not isinstance(player, str) or not _PLAYER.fullmatch(player):
-        raise BadRequest(
-            f"invalid player id {shown((player), 80)}: use 1-128 characters from "
-            "A-Z a-z 0-9 _ . : @ = -",
-            code="bad_player",
-        )
-    return player
-
-
-def _sync_channel(board: str) -> str:
-    # Board names may hold what channel names may not (a trailing ':', '::'): hash them.
-    return _SYNC_PREFIX + hashlib.blake2b(board.encode(), digest_size=12).hexdigest()
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-
-
-def pushed_entry(s: Standing) -> dict[str, Any]:
-    """One place of a ``leaderboard.updated``, in the casino UI's field names."""
-    return {
-        "position": s.rank,
-        "playerId": s.player,
-        "displayName": s.display_name,
-        "score": number(s.score),
-    }
-
-
-def number(score: float) -> float | int:
-    """``score`` as JSON should show it: whole numbers without a fraction."""
-    return int(score) if score.is_integer() else score
-
-
-@dataclass(frozen=True, slots=True)
-class Watch:
-    """Where a board's ``leaderboard.updated`` goes, and the tournament id it carries."""
-
-    channel: str
-    tournament_id: Any
-    ephemeral: bool = True
 
 
 @dataclass(slots=True)
@@ -255,7 +115,6 @@ class Leaderboards:
         self._sink = _Sink(self)
         self._writer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._sql: dict[int, str] = {}
         self._keys_purged = 0.0
         self._subscribed: list[str] = []
 
@@ -263,29 +122,18 @@ class Leaderboards:
 
     @property
     def operations(self) -> Sequence[Operation]:
-        from .leaderboards_http import OPERATIONS
-
         return OPERATIONS
 
     def routes(self) -> list[web.RouteDef]:
-        from .leaderboards_http import routes
-
         return routes(self)
 
     async def __aenter__(self) -> Self:
-        await self.database.migrate("leaderboards", _MIGRATIONS)
-        if self.database.dialect == "sqlite":
-            # Updates land on random players of large boards: with SQLite's default 2 MB page
-            # cache most of them read pages back from the OS. 64 MB holds millions of entries.
-            await self.database.execute("PRAGMA cache_size = -65536")
+        await store.migrate(self.database)
         self.gateway.hub.add_wire(_WIRE, _no_frame)
         await self._subscribe(CONTROL_CHANNEL)
         self._writer = asyncio.create_task(self._write_forever())
-        for row in await self.database.fetch("SELECT * FROM leaderboard_watches"):
-            board = await self._board(row["board"])
-            board.watch = Watch(
-                row["channel"], orjson.loads(row["tournament_id"]), bool(row["ephemeral"])
-            )
+        for name, watch in await store.watches(self.database):
+            (await self._board(name)).watch = watch
         return self
 
     async def __aexit__(
@@ -344,32 +192,26 @@ class Leaderboards:
 
     async def _load(self, board: _Board) -> None:
         try:
-            await self._subscribe(_sync_channel(board.name))
-            rows = await self.database.fetch(
-                "SELECT player, score, achieved_at, display_name, version "
-                "FROM leaderboard_entries WHERE board = $1",
-                board.name,
-            )
+            await self._subscribe(sync_channel(board.name))
+            entries = await store.board_entries(self.database, board.name)
         except BaseException:
             if self._boards.get(board.name) is board:
                 del self._boards[board.name]
             with contextlib.suppress(ValueError):
-                self._subscribed.remove(_sync_channel(board.name))
-                self.gateway.hub.unsubscribe(self._sink, _sync_channel(board.name))
+                self._subscribed.remove(sync_channel(board.name))
+                self.gateway.hub.unsubscribe(self._sink, sync_channel(board.name))
             raise
         put = board.ranking.put
-        for row in rows:
-            put(_entry(row))
+        for entry in entries:
+            put(entry)
 
     async def _loaded(self, name: str) -> _Board | None:
         """The board if it is loaded or has entries in the database; ``None`` otherwise (a
         query for a board nobody wrote to must not make this node hold it)."""
         check_board(name)
         if name not in self._boards:
-            row = await self.database.fetchrow(
-                "SELECT 1 AS one FROM leaderboard_entries WHERE board = $1 LIMIT 1", name
-            )
-            if row is None and name not in self._boards:
+            known = await store.has_entries(self.database, name)
+            if not known and name not in self._boards:
                 return None
         return await self._board(name)
 
@@ -470,11 +312,11 @@ class Leaderboards:
         if any(op.key is not None for op in batch):
             rows = await self._write_keyed(batch)
         else:
-            rows = await self.database.fetch(*self._upsert(batch))
+            rows = await store.upsert(self.database, [_row(op) for op in batch])
         now = time.time()
         written: dict[str, list[Entry]] = {}
         for row in rows:
-            written.setdefault(row["board"], []).append(_entry(row))
+            written.setdefault(row["board"], []).append(store.entry_of(row))
         for name, entries in written.items():
             self._apply(name, entries, (now, self.node))
         for op in batch:
@@ -491,16 +333,6 @@ class Leaderboards:
         for name, entries in written.items():
             await self._send(name, {"n": self.node, "t": now}, entries)
 
-    def _upsert(self, ops: list[_Op]) -> list[Any]:
-        """The upsert of ``ops``: its SQL, then its arguments."""
-        args: list[Any] = []
-        for op in ops:
-            args += (op.board, op.player, op.score, op.at, op.display_name, op.mode)
-        sql = self._sql.get(len(ops))
-        if sql is None:
-            sql = self._sql[len(ops)] = _upsert_sql(len(ops))
-        return [sql, *args]
-
     async def _write_keyed(self, batch: list[_Op]) -> list[Row]:
         """Apply the ops whose key is new (and those without one), and store the keys, in
         one transaction; an op whose key was applied before is left out."""
@@ -509,18 +341,9 @@ class Leaderboards:
         async with self.database.transaction() as tx:
             if now - self._keys_purged > 3600:
                 stale = now - KEY_DAYS * 86400
-                await tx.execute("DELETE FROM leaderboard_keys WHERE at < $1", stale)
+                await store.purge_keys(tx, stale)
                 self._keys_purged = now
-            values = ", ".join(f"(${i + 2}, $1)" for i in range(len(keys)))
-            fresh = {
-                row["key"]
-                for row in await tx.fetch(
-                    f"INSERT INTO leaderboard_keys (key, at) VALUES {values} "
-                    "ON CONFLICT (key) DO NOTHING RETURNING key",
-                    now,
-                    *keys,
-                )
-            }
+            fresh = await store.claim_keys(tx, keys, now)
             ops = []
             for op in batch:  # a key twice in one batch: its first op only
                 if op.key is None or op.key in fresh:
@@ -528,7 +351,7 @@ class Leaderboards:
                     ops.append(op)
                 else:
                     op.repeated = True
-            return await tx.fetch(*self._upsert(ops)) if ops else []
+            return await store.upsert(tx, [_row(op) for op in ops]) if ops else []
 
     def _apply(self, name: str, entries: list[Entry], change: tuple[float, str]) -> None:
         board = self._boards.get(name)
@@ -545,7 +368,7 @@ class Leaderboards:
 
     async def _send(self, name: str, head: dict[str, Any], entries: list[Entry]) -> None:
         """Send ``entries`` to the other nodes, in messages small enough for any broker."""
-        channel = _sync_channel(name)
+        channel = sync_channel(name)
         events: list[Event] = []
         rows: list[Any] = []
         size = 0
@@ -609,24 +432,15 @@ class Leaderboards:
         """
         check_board(board)
         self.gateway.check(PublishRequest(channel, "leaderboard.updated", b"{}"))
-        tid = orjson.dumps(tournament_id).decode()
-        await self.database.execute(
-            "INSERT INTO leaderboard_watches (board, channel, tournament_id, ephemeral) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT (board) DO UPDATE SET "
-            "channel = excluded.channel, tournament_id = excluded.tournament_id, "
-            "ephemeral = excluded.ephemeral",
-            board,
-            channel,
-            tid,
-            ephemeral,
-        )
-        (await self._board(board)).watch = Watch(channel, tournament_id, ephemeral)
+        watch = Watch(channel, tournament_id, ephemeral)
+        await store.save_watch(self.database, board, watch)
+        (await self._board(board)).watch = watch
         await self._control_send({"b": board, "w": True})
 
     async def unwatch(self, board: str) -> None:
         """Stop pushing ``board`` (on every node)."""
         check_board(board)
-        await self.database.execute("DELETE FROM leaderboard_watches WHERE board = $1", board)
+        await store.delete_watch(self.database, board)
         existing = self._boards.get(board)
         if existing is not None:
             existing.watch = None
@@ -647,10 +461,8 @@ class Leaderboards:
             return
         name = doc["b"]
         try:
-            row = await self.database.fetchrow(
-                "SELECT * FROM leaderboard_watches WHERE board = $1", name
-            )
-            if row is None:
+            watch = await store.watch_of(self.database, name)
+            if watch is None:
                 if name in self._boards:
                     self._boards[name].watch = None
                 return
@@ -658,9 +470,7 @@ class Leaderboards:
         except Exception:
             log.exception("leaderboard %r: cannot read its watch", name)
             return
-        board.watch = Watch(
-            row["channel"], orjson.loads(row["tournament_id"]), bool(row["ephemeral"])
-        )
+        board.watch = watch
 
     def _changed(self, board: _Board) -> None:
         board.dirty = True
@@ -731,15 +541,9 @@ def _pushed(tournament_id: Any, board: _Board) -> dict[str, Any]:
     return {
         "tournamentId": tournament_id,
         "leaderboard": [pushed_entry(s) for s in board.ranking.top(PUSHED_TOP)],
-        "lastUpdated": _iso(board.latest[0]) if board.latest[0] else None,
+        "lastUpdated": iso(board.latest[0]) if board.latest[0] else None,
     }
 
 
-def _entry(row: dict[str, Any]) -> Entry:
-    return Entry(
-        row["player"],
-        float(row["score"]),
-        float(row["achieved_at"]),
-        row["display_name"],
-        int(row["version"]),
-    )
+def _row(op: _Op) -> tuple[Any, ...]:
+    return (op.board, op.player, op.score, op.at, op.display_name, op.mode)

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
-from ..api.openapi import Operation
-from ..api.schemas import ChannelName
-from ..api.toolkit import int_query, json_response, read_body, require_key
-from ..core.ranking import Standing
-from ..errors import NotFound, shown
-from .leaderboards import BOARD_PATTERN, MAX_NAME, MAX_SCORE, PLAYER_PATTERN, pushed_entry
+from ...api.openapi import Operation
+from ...api.schemas import ChannelName
+from ...api.toolkit import int_query, json_response, read_body, require_key
+from ...core.ranking import Standing
+from ...errors import NotFound, shown
+from .rules import BOARD_PATTERN, MAX_NAME, MAX_SCORE, PLAYER_PATTERN, pushed_entry
 
 if TYPE_CHECKING:
-    from .leaderboards import Leaderboards
+    from .service import Leaderboards
 
 __all__ = [
     "OPERATIONS",
