@@ -41,6 +41,7 @@ KINDS = (
     "connection.opened",
     "connection.closed",
     "connection.refused",
+    "authenticated",
     "subscribed",
     "subscribe.refused",
     "unsubscribed",

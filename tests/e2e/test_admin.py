@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -203,8 +204,10 @@ async def test_a_players_connections_are_found_and_disconnected(
         (subscription,) = first["subscriptions"]
         assert subscription["channel"] == "tournament:c-1"
         assert subscription["position"]["offset"] == 1
-        assert first["outbox"]["max_messages"] > 0
-        assert first["created"] <= first["last_activity"]
+        assert first["outbox_limits"]["messages"] > 0
+        assert first["outbox"] == 0
+        now_ms = time.time() * 1000
+        assert now_ms - 60_000 < first["created"] <= first["last_activity"] <= now_ms + 1000
         assert "token" not in json.dumps(found).lower()
 
         r = await api.post(

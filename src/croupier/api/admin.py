@@ -69,11 +69,9 @@ def _path_id(request: web.Request, name: str) -> str:
 
 def describe_connection(conn: Any, node: str) -> dict[str, Any]:
     """What the connection inspector shows of one connection (never its token): its own
-    ``info()``, with the node and times in ms since the epoch."""
+    ``info()``, with the node that holds it."""
     doc = dict(conn.info())
     doc["node"] = node
-    doc["created"] = int(doc["created"] * 1000)
-    doc["last_activity"] = int(doc["last_activity"] * 1000)
     doc.setdefault("origin", getattr(conn, "origin", None))
     return doc
 
@@ -420,8 +418,11 @@ _CONNECTION = {
     "brand": "1001",
     "created": 1735732800000,
     "last_activity": 1735732859000,
+    "name": "Ann",
     "subscriptions": [{"channel": "tournament:42", "position": {"offset": 17, "epoch": "k3v9"}}],
-    "outbox": {"bytes": 0, "messages": 0, "max_bytes": 1048576, "max_messages": 256},
+    "outbox": 0,
+    "outbox_messages": 0,
+    "outbox_limits": {"bytes": 1048576, "messages": 256},
     "origin": "https://casino.example.com",
     "closed": False,
 }

@@ -20,7 +20,7 @@ __all__ = [
     "DisconnectReply",
     "LogRecord",
     "NodeSubscribers",
-    "OutboxInfo",
+    "OutboxLimits",
     "PresenceSummary",
     "SubscriptionInfo",
 ]
@@ -91,11 +91,9 @@ class SubscriptionInfo(msgspec.Struct):
     position: PositionReply | None = None
 
 
-class OutboxInfo(msgspec.Struct):
-    bytes: int  # waiting in the socket's buffer
-    messages: int  # pushed while the buffer was not empty
-    max_bytes: int  # past either limit it is cut off as a slow consumer
-    max_messages: int
+class OutboxLimits(msgspec.Struct):
+    bytes: int  # past either limit the connection is cut off as a slow consumer
+    messages: int
 
 
 class ConnectionInfo(msgspec.Struct):
@@ -108,7 +106,10 @@ class ConnectionInfo(msgspec.Struct):
     created: int  # ms since the epoch
     last_activity: int  # ms since the epoch: the client's last message
     subscriptions: list[SubscriptionInfo]
-    outbox: OutboxInfo
+    outbox: int  # bytes waiting in the socket's buffer
+    outbox_messages: int  # pushed while the buffer was not empty
+    outbox_limits: OutboxLimits
+    name: str | None = None
     origin: str | None = None
     closed: bool = False
 

@@ -43,6 +43,7 @@ from typing import Any
 from ..config import NamespaceRules
 from ..core.channels import Claims
 from ..core.commands import (
+    Authenticated,
     Close,
     Connected,
     Disconnect,
@@ -492,8 +493,11 @@ class Connection:
             self.disconnect(outcome.reason, reconnect=outcome.reconnect)
         else:
             # A reply; Authenticated also changes the claims the sweep reads for expiry.
-            if isinstance(outcome, Refused) and self.gateway.debug.watching:
-                self._refused(outcome)
+            if self.gateway.debug.watching:
+                if isinstance(outcome, Refused):
+                    self._refused(outcome)
+                elif isinstance(outcome, Authenticated):
+                    self._log("authenticated")
             self.send(self.codec.encode(outcome))
         return True
 

@@ -88,6 +88,7 @@ _FILES: Sequence[tuple[str, str, str, str]] = (
     # (route, file, media type, summary)
     ("/", "index.html", "text/html", "The operator console"),
     ("/console/console.js", "console.js", _JS, "The operator console's script"),
+    ("/console/inspect.js", "inspect.js", _JS, "The console's log, inspectors and webhooks"),
     ("/console/console.css", "console.css", "text/css", "The console's styles"),
     ("/sdk/croupier.js", "croupier.js", _JS, "The browser SDK (an ES module)"),
 )

@@ -1,6 +1,7 @@
 // The operator console: every live panel is a Croupier SDK subscription; node figures and
 // channel lists come from the admin HTTP API.
 import { Client } from "/sdk/croupier.js";
+import { Inspectors } from "/console/inspect.js";
 
 const $ = (id) => document.getElementById(id);
 const KEY = "croupier.apiKey";
@@ -85,6 +86,8 @@ async function signIn(key) {
   $("signout").hidden = false;
   const doc = await fetch("/api/v1/openapi.json").then((r) => r.json()).catch(() => ({}));
   console_.paths = new Set(Object.keys(doc.paths || {}));
+  console_.inspectors = new Inspectors(api, () => console_.key, console_.paths);
+  console_.inspectors.start();
   await connectOps();
   poll();
   console_.timer = setInterval(poll, POLL_MS);
@@ -132,9 +135,14 @@ function renderNodes(stats) {
   $("total-published").textContent = fmt(stats.publishedPerSecond);
   $("total-delivered").textContent = fmt(stats.deliveredPerSecond);
   $("nodes").replaceChildren(...stats.nodes.map((n) => row([
-    n.id + (n.id === stats.node ? " ★" : ""), n.address, since(n.startedAt), fmt(n.connections),
-    fmt(n.subscriptions), fmt(n.channels), fmt(n.publishedPerSecond), fmt(n.deliveredPerSecond),
+    n.id + (n.id === stats.node ? " ★" : ""), n.address, n.version, since(n.startedAt),
+    fmt(n.connections), fmt(n.subscriptions), fmt(n.channels), fmt(n.publishedPerSecond),
+    fmt(n.deliveredPerSecond), megabytes(n.rss), `${fmt(n.cpu)}%`, `${fmt(n.loopLagMs)} ms`,
   ])));
+}
+
+function megabytes(bytes) {
+  return typeof bytes === "number" ? `${(bytes / 1048576).toFixed(0)} MB` : "—";
 }
 
 function drawRates(nodes) {
