@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 
 from aiohttp import web
 
+from .api.admin import AdminApi
 from .api.centrifugo import centrifugo_api_routes
 from .api.http import SERVICE_OPERATIONS, routes
 from .api.pusher import pusher_routes
@@ -91,6 +92,7 @@ class Services:
     matchmaking: Matchmaking
     sports: Sports
     stats: NodeStats
+    admin: AdminApi  # the routes the console stands on; answers the other nodes' questions
     web: WebAssets
 
     def in_order(self) -> list[Service]:
@@ -115,6 +117,7 @@ def build_services(gateway: Gateway, database: Database) -> Services:
         matchmaking=Matchmaking(gateway, database, rooms=rooms),
         sports=Sports(gateway, database),
         stats=NodeStats(gateway, database),
+        admin=AdminApi(gateway),
         web=WebAssets(gateway, database),
     )
 

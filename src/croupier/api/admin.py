@@ -20,7 +20,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import orjson
 from aiohttp import web
@@ -34,9 +34,6 @@ from . import schemas as s
 from .openapi import OPERATIONS as PUBLIC
 from .openapi import Operation
 from .toolkit import int_query, json_response, query, read_body, require_key
-
-if TYPE_CHECKING:
-    from ..storage import Database
 
 __all__ = ["OPERATIONS", "AdminApi", "describe_connection"]
 
@@ -87,7 +84,7 @@ def _matches(doc: dict[str, Any], body: dict[str, Any]) -> bool:
 class AdminApi:
     """The admin routes, mounted like a service; answers the other nodes' questions."""
 
-    def __init__(self, gateway: Gateway, database: Database | None = None) -> None:
+    def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         cluster = gateway.cluster
         cluster.answer("connections", self._connections_here)

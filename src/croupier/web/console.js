@@ -1,7 +1,7 @@
 // The operator console: every live panel is a Croupier SDK subscription; node figures and
 // channel lists come from the admin HTTP API.
 import { Client } from "/sdk/croupier.js";
-import { Inspectors } from "/console/inspect.js";
+import { Inspectors, el } from "/console/inspect.js";
 
 const $ = (id) => document.getElementById(id);
 const KEY = "croupier.apiKey";
@@ -10,13 +10,6 @@ const console_ = {
   key: null, paths: new Set(), ops: null, player: null, subs: {}, timer: null, timers: {},
 };
 window.croupierConsole = console_; // for tests and the curious
-
-function el(tag, text, attrs = {}) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
-  return node;
-}
 
 function row(cells) {
   const tr = el("tr");

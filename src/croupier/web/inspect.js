@@ -7,7 +7,7 @@ const LOG_KEEP = 1000; // records the browser keeps; older ones fall off
 const LOG_SHOW = 300; // rows shown at once
 const HISTORY_PAGE = 20;
 
-function el(tag, text, attrs = {}) {
+export function el(tag, text, attrs = {}) {
   const node = document.createElement(tag);
   if (text !== undefined && text !== null) node.textContent = String(text);
   for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
