@@ -102,7 +102,9 @@ def serve(
                 wildcard = settings.host in ("0.0.0.0", "::", "")
                 local = f"http://127.0.0.1:{settings.port}" if wildcard else base
                 api = (local, dev_key or DEMO_KEY)
-                traffic = run_demo_traffic(gateway, api=api)
+                traffic = run_demo_traffic(
+                    gateway, api=api, announce=lambda line: click.echo(line, err=True)
+                )
                 tasks.append(asyncio.get_running_loop().create_task(traffic))
 
         def on_stopping() -> None:
@@ -153,14 +155,56 @@ def migrate(config_file: str | None) -> None:
 @click.option("--name", default=None)
 @click.option("--channel", "channels", multiple=True, help="A channel grant (may repeat, '*' ok).")
 @click.option("--ttl", default=3600, show_default=True, type=int)
-@click.option("--secret", envvar="CROUPIER_JWT_SECRET", required=True, help="HS256 secret.")
+@click.option(
+    "--secret",
+    envvar="CROUPIER_JWT_SECRET",
+    default=None,
+    help="HS256 secret to sign with here. Without one the server at --url mints the token.",
+)
+@click.option("--url", envvar="CROUPIER_URL", default="http://127.0.0.1:8000", show_default=True)
+@click.option(
+    "--key",
+    envvar="CROUPIER_API_KEY",
+    default=DEMO_KEY,
+    show_default=True,
+    help="An admin API key of the server at --url (the default is a demo server's).",
+)
 def token(
-    sub: str, brand: str | None, name: str | None, channels: tuple[str, ...], ttl: int, secret: str
+    sub: str,
+    brand: str | None,
+    name: str | None,
+    channels: tuple[str, ...],
+    ttl: int,
+    secret: str | None,
+    url: str,
+    key: str,
 ) -> None:
-    """Mint a player JWT for development."""
-    from .auth import mint_token
+    """Mint a player JWT: signed here with --secret, or by the server at --url (a
+    ``croupier serve --demo`` on this machine needs neither option)."""
+    if secret:
+        from .auth import mint_token
 
-    click.echo(mint_token(secret, sub, brand=brand, name=name, channels=channels, ttl=ttl))
+        click.echo(mint_token(secret, sub, brand=brand, name=name, channels=channels, ttl=ttl))
+        return
+    from .client import Client, ClientError
+
+    async def go() -> str:
+        async with Client(url, api_key=key) as client:
+            return await client.mint_token(sub, brand=brand, name=name, channels=channels, ttl=ttl)
+
+    try:
+        click.echo(_run(go()))
+    except ClientError as exc:
+        raise click.ClickException(
+            f"{url} did not mint a token ({exc.code}: {exc.message}); give an admin API key "
+            "with --key (CROUPIER_API_KEY), or the server's secret with --secret "
+            "(CROUPIER_JWT_SECRET)"
+        ) from None
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot reach {url} ({exc}); start it (make demo) or give --url, or sign here "
+            "with --secret"
+        ) from None
 
 
 @main.command()

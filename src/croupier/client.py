@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -180,6 +180,26 @@ class Client:
                     ) from exc
             await asyncio.sleep(min(self.max_backoff, 0.1 * 2**attempt) * random.uniform(0.5, 1))
             attempt += 1
+
+    async def mint_token(
+        self,
+        sub: str,
+        *,
+        brand: str | None = None,
+        name: str | None = None,
+        channels: Sequence[str] = (),
+        ttl: int = 3600,
+    ) -> str:
+        """A player token minted by the server (``POST /api/v1/tokens``; needs an ``admin``
+        key, and a server that signs with a shared secret)."""
+        body: dict[str, Any] = {"sub": sub, "channels": list(channels), "ttl": ttl}
+        if brand is not None:
+            body["brand"] = brand
+        if name is not None:
+            body["name"] = name
+        doc = await self._call("POST", "/api/v1/tokens", body)
+        minted: str = doc["token"]
+        return minted
 
     async def history(self, channel: str, since: int = 0, limit: int = 100) -> dict[str, Any]:
         result: dict[str, Any] = await self._call(

@@ -250,3 +250,17 @@ async def test_cli_publish_and_token(server: ServerProcess) -> None:
     minted = out.decode().strip()
     async with ws_connect(server, minted) as c:
         assert (await c.subscribe("player:1001:p7"))["channel"] == "player:1001:p7"
+    # Without a secret, the server mints it (with an admin key).
+    async with _croupier(
+        "token", "p8", "--brand", "1001", "--url", server.url, CROUPIER_API_KEY=API_KEY
+    ) as proc:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout(20))
+    assert proc.returncode == 0, err
+    async with ws_connect(server, out.decode().strip()) as c:
+        assert (await c.subscribe("player:1001:p8"))["channel"] == "player:1001:p8"
+    async with _croupier("token", "p9", "--url", server.url, CROUPIER_API_KEY="wrong") as proc:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout(20))
+    assert (proc.returncode, out) == (1, b"")
+    assert "--key" in err.decode()
+    assert "--secret" in err.decode()
+    assert "Traceback" not in err.decode()

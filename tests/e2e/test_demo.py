@@ -3,12 +3,17 @@ and picks up where it stood after a restart on the same database."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.demoserver import DemoServer
+from tests.support import timeout
 
 pytestmark = [pytest.mark.e2e]
 
@@ -21,6 +26,20 @@ def _live_demo(server: DemoServer, path: str, key: str, status: str) -> Any:
 def _matched_rooms(server: DemoServer) -> list[str]:
     channels = server.get("/api/v1/channels?prefix=room:m-&limit=1000")["channels"]
     return [c["channel"] for c in channels]
+
+
+def _croupier_token(server: DemoServer) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CROUPIER_")}
+    env["CROUPIER_URL"] = server.url  # where `make demo` listens is the default; not here
+    done = subprocess.run(
+        [sys.executable, "-m", "croupier", "token", "p1", "--brand", "1001"],
+        env=env,
+        capture_output=True,
+        timeout=timeout(30),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.decode().strip()
 
 
 def test_the_demo_runs_every_part_and_continues_after_a_restart(tmp_path: Path) -> None:
@@ -37,6 +56,17 @@ def test_the_demo_runs_every_part_and_continues_after_a_restart(tmp_path: Path) 
             20,
         )
         tid, mid = tournament["id"], match["id"]
+        # The banner names what is live, so a newcomer knows what to watch.
+        server.until("the banner", lambda: f"live match: {mid}" in server.output(), 10)
+        assert f"live tournament: {tid} (channel tournament:{tid})" in server.output()
+        # `croupier token` works against the demo with no secret or key to hunt for.
+        minted = _croupier_token(server)
+        mine = httpx.get(
+            server.url + "/api/v1/players/1001/p1/notifications/unread-count",
+            headers={"x-auth-token": minted},
+            timeout=timeout(10),
+        )
+        assert mine.status_code == 200, mine.text
         scored = lambda: server.get(f"/api/v1/tournaments/{tid}/players?limit=10")["players"]  # noqa: E731
         server.until("a score", lambda: any(p["score"] > 0 for p in scored()), 20)
         server.until(

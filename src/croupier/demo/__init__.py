@@ -48,17 +48,26 @@ RETRY_SECONDS = 3.0
 
 
 async def run_demo_traffic(
-    gateway: Gateway, interval: float = 1.0, *, api: tuple[str, str] | None = None
+    gateway: Gateway,
+    interval: float = 1.0,
+    *,
+    api: tuple[str, str] | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> None:
-    """Run the simulator against the server at ``api`` (base URL, API key) until cancelled."""
+    """Run the simulator against the server at ``api`` (base URL, API key) until cancelled.
+
+    ``announce`` is told, in a line for people, each tournament and match as it goes live
+    (its id and channel), so the banner can say what to watch.
+    """
     if api is None:
         raise ValueError("the demo drives the server over its API: pass api=(url, key)")
     backend = Backend(*api, gateway.settings.jwt_secret)
     rng = random.Random()
     live = LiveMatch()
+    say = announce or (lambda line: log.info("%s", line))
     parts: dict[str, Callable[[], Awaitable[None]]] = {
-        "tournaments": lambda: run_tournaments(backend, rng, interval),
-        "cricket match": lambda: run_match(backend, rng, live, interval),
+        "tournaments": lambda: run_tournaments(backend, rng, interval, announce=say),
+        "cricket match": lambda: run_match(backend, rng, live, interval, announce=say),
         "player p1": lambda: run_player(backend, rng, 2.5 * interval),
         "lobby": lambda: _jackpot(backend, rng, 2 * interval),
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .backend import Backend, HttpError
@@ -42,12 +42,20 @@ class LiveMatch:
 
 
 async def run_match(
-    backend: Backend, rng: random.Random, live: LiveMatch, interval: float = 1.0
+    backend: Backend,
+    rng: random.Random,
+    live: LiveMatch,
+    interval: float = 1.0,
+    *,
+    announce: Callable[[str], None] | None = None,
 ) -> None:
-    """Feed demo matches one after another, a ball every ``interval`` seconds."""
+    """Feed demo matches one after another, a ball every ``interval`` seconds; ``announce``
+    hears each one's id."""
     while True:
         event_id = await _live_match(backend) or await _new_match(backend, rng)
         live.set(event_id)
+        if announce is not None:
+            announce(f"  live match: {event_id} (channel match:{event_id}, or /ws/events)")
         path = f"/api/v1/sports/events/{event_id}"
         board = (await backend.call("GET", path + "/snapshot"))["snapshot"]
         while int(board.get("wickets", 0)) < 10 and int(board.get("ball", 0)) < BALLS:

@@ -12,6 +12,7 @@ import asyncio
 import random
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from .backend import BRAND, Backend, HttpError
@@ -34,10 +35,19 @@ PAUSE_SECONDS = 6.0  # between one tournament's end and the next one's start
 UNFINISHED = ("scheduled", "registering", "running")
 
 
-async def run_tournaments(backend: Backend, rng: random.Random, interval: float = 1.0) -> None:
-    """Run demo tournaments back to back until cancelled."""
+async def run_tournaments(
+    backend: Backend,
+    rng: random.Random,
+    interval: float = 1.0,
+    *,
+    announce: Callable[[str], None] | None = None,
+) -> None:
+    """Run demo tournaments back to back until cancelled; ``announce`` hears each one's id."""
     while True:
         tournament = await _unfinished(backend) or await _create(backend)
+        if announce is not None:
+            tid = tournament["id"]
+            announce(f"  live tournament: {tid} (channel tournament:{tid})")
         await _drive(backend, rng, tournament, interval)
         await asyncio.sleep(PAUSE_SECONDS)
 
