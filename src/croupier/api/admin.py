@@ -109,7 +109,8 @@ class AdminApi:
         found = []
         for conn in list(self.gateway.connections):
             doc = describe_connection(conn, node)
-            if _matches(doc, body):
+            # A closed connection is only waiting for its cleanup: it is gone for the client.
+            if not doc.get("closed") and _matches(doc, body):
                 found.append((conn, doc))
         return found
 
