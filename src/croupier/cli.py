@@ -274,6 +274,123 @@ def tail(channels: tuple[str, ...], url: str, token_: str | None) -> None:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
 
 
+_URL = click.option(
+    "--url", envvar="CROUPIER_URL", default="http://127.0.0.1:8000", show_default=True
+)
+_ADMIN_KEY = click.option(
+    "--key", envvar="CROUPIER_API_KEY", required=True, help="An API key with the admin scope."
+)
+
+
+def _admin(work: Any) -> Any:
+    from .client import ClientError
+
+    try:
+        return _run(work)
+    except ClientError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the server: {exc}") from None
+
+
+@main.command()
+@click.argument("player")
+@click.option("--brand", default=None, help="Only the player's connections under this brand.")
+@_URL
+@_ADMIN_KEY
+@click.option("--json", "as_json", is_flag=True, help="Print the API's answer as JSON.")
+def connections(player: str, brand: str | None, url: str, key: str, as_json: bool) -> None:
+    """List PLAYER's connections on every node: transport, node, age, subscriptions with
+    their positions, outbox, last activity."""
+    import time
+
+    from .client import Client
+
+    async def go() -> dict[str, Any]:
+        async with Client(url, api_key=key) as client:
+            return await client.connections(player, brand=brand)
+
+    found = _admin(go())
+    if as_json:
+        click.echo(orjson.dumps(found).decode())
+        return
+    now = time.time() * 1000
+    for c in found["connections"]:
+        subs = ", ".join(
+            f"{s['channel']}@{s['position']['offset']}" if s.get("position") else s["channel"]
+            for s in c["subscriptions"]
+        )
+        click.echo(
+            f"{c['id']}  {c['node']}  {c['transport']}/{c['protocol']}  "
+            f"{c.get('brand') or '-'}/{c['player']}  age {int((now - c['created']) / 1000)}s  "
+            f"idle {int((now - c['last_activity']) / 1000)}s  outbox {c['outbox']} B  [{subs}]"
+        )
+    nodes = len(found["nodes"])
+    click.echo(f"{len(found['connections'])} connections on {nodes} nodes that answered", err=True)
+
+
+@main.command()
+@click.argument("player", required=False)
+@click.option("--brand", default=None, help="Only the player's connections under this brand.")
+@click.option("--client", "client_id", default=None, help="One connection, by its id.")
+@click.option("--reason", default="operator", show_default=True, help="What the client is told.")
+@click.option("--no-reconnect", is_flag=True, help="Tell the client not to connect again.")
+@_URL
+@_ADMIN_KEY
+def disconnect(
+    player: str | None,
+    brand: str | None,
+    client_id: str | None,
+    reason: str,
+    no_reconnect: bool,
+    url: str,
+    key: str,
+) -> None:
+    """Disconnect PLAYER's connections (or --client ID) on every node, with a reason."""
+    from .client import Client
+
+    if not player and not client_id:
+        raise click.UsageError("give a PLAYER or --client ID")
+
+    async def go() -> dict[str, Any]:
+        async with Client(url, api_key=key) as client:
+            return await client.disconnect(
+                player, brand=brand, client=client_id, reason=reason, reconnect=not no_reconnect
+            )
+
+    done = _admin(go())
+    click.echo(f"disconnected {done['disconnected']} (nodes: {', '.join(done['nodes'])})")
+
+
+@main.command(name="log")
+@click.option("--kind", "kinds", multiple=True, help="Only records of this kind (may repeat).")
+@click.option("--channel", "channel_prefix", default=None, help="Channels starting with this.")
+@click.option("--player", default=None)
+@click.option("--node", default=None)
+@_URL
+@_ADMIN_KEY
+def live_log(
+    kinds: tuple[str, ...],
+    channel_prefix: str | None,
+    player: str | None,
+    node: str | None,
+    url: str,
+    key: str,
+) -> None:
+    """Print the live log of every node, one JSON record per line (sampled by the server)."""
+    from .client import Client
+
+    async def go() -> None:
+        async with Client(url, api_key=key) as client:
+            filters = {"kind": list(kinds) or None, "channel_prefix": channel_prefix}
+            async for record in client.live_log(**filters, player=player, node=node):
+                sys.stdout.write(orjson.dumps(record).decode() + "\n")
+                sys.stdout.flush()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        _admin(go())
+
+
 def _register_bench() -> None:
     from .bench import bench
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
@@ -206,6 +207,65 @@ class Client:
             "GET", f"/api/v1/channels/{channel}/history", since=since, limit=limit
         )
         return result
+
+    # -- admin (an API key with the admin scope) ------------------------------------------
+
+    async def connections(
+        self, player: str | None = None, *, brand: str | None = None, client: str | None = None
+    ) -> dict[str, Any]:
+        """Connections on every node: ``{"connections": [...], "nodes": [...]}``."""
+        result: dict[str, Any] = await self._call(
+            "GET", "/api/v1/admin/connections", player=player, brand=brand, client=client
+        )
+        return result
+
+    async def disconnect(
+        self,
+        player: str | None = None,
+        *,
+        brand: str | None = None,
+        client: str | None = None,
+        reason: str = "operator",
+        reconnect: bool = True,
+    ) -> dict[str, Any]:
+        """End a player's connections (or the one ``client``) on every node; each client is
+        told ``reason`` and whether to reconnect. Returns ``{"disconnected", "nodes"}``."""
+        body: dict[str, Any] = {"reason": reason, "reconnect": reconnect}
+        quote = urllib.parse.quote
+        if client is not None:
+            path = f"/api/v1/admin/connections/{quote(client, safe='')}/disconnect"
+        elif player is not None:
+            path = f"/api/v1/admin/players/{quote(player, safe='')}/disconnect"
+            if brand is not None:
+                body["brand"] = brand
+        else:
+            raise ValueError("say whose connections to end: a player or a client id")
+        result: dict[str, Any] = await self._call("POST", path, body)
+        return result
+
+    async def live_log(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Yield the live log's records as they come (filters: ``kind``, ``channel_prefix``,
+        ``player``, ``node``), until the server ends the stream."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        async with self.http.get(
+            self.url + "/api/v1/admin/log",
+            params=params or None,
+            headers=self._headers(),
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+        ) as response:
+            if response.status >= 400:
+                doc = orjson.loads(await response.read())
+                err = doc.get("error", {})
+                raise ClientError(response.status, err.get("code", "error"), err.get("message"))
+            event = "message"
+            async for line in response.content:
+                text = line.decode().rstrip("\r\n")
+                if text.startswith("event:"):
+                    event = text[6:].strip()
+                elif text.startswith("data:"):
+                    doc = orjson.loads(text[5:])
+                    yield {"kind": "hello", **doc} if event == "hello" else doc
+                    event = "message"
 
     async def subscribe(self, *channels: str) -> AsyncIterator[dict[str, Any]]:
         """Yield every event of ``channels`` (and ``reset`` notices), forever.

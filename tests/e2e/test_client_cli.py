@@ -264,3 +264,40 @@ async def test_cli_publish_and_token(server: ServerProcess) -> None:
     assert "--key" in err.decode()
     assert "--secret" in err.decode()
     assert "Traceback" not in err.decode()
+
+
+async def test_cli_connections_disconnect_and_log(server: ServerProcess) -> None:
+    key = {"CROUPIER_API_KEY": API_KEY}
+    async with (
+        _croupier("log", "--player", "p-cli", "--url", server.url, **key) as log,
+        ws_connect(server, token("p-cli")) as ws,
+    ):
+        assert log.stdout is not None
+        hello = json.loads(await asyncio.wait_for(log.stdout.readline(), timeout(20)))
+        assert hello["kind"] == "hello"
+        await ws.subscribe("tournament:cli-conn")
+        async with _croupier("connections", "p-cli", "--url", server.url, **key) as proc:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout(20))
+        assert proc.returncode == 0, err
+        assert ws.connected["client"] in out.decode()
+        assert "tournament:cli-conn@0" in out.decode()
+        assert "1 connections on 1 nodes" in err.decode()
+
+        args = ("disconnect", "p-cli", "--reason", "maintenance", "--url", server.url)
+        async with _croupier(*args, **key) as proc:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout(20))
+        assert proc.returncode == 0, err
+        assert out.decode().startswith("disconnected 1")
+        told = await ws.wait_closed()
+        assert {"type": "disconnect", "code": "maintenance", "reconnect": True} in told
+
+        kinds = []
+        while "connection.closed" not in kinds:
+            line = await asyncio.wait_for(log.stdout.readline(), timeout(20))
+            kinds.append(json.loads(line)["kind"])
+        assert "disconnect.requested" in kinds
+
+    async with _croupier("disconnect", "--url", server.url, **key) as proc:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout(20))
+    assert proc.returncode == 2
+    assert "give a PLAYER" in err.decode()
