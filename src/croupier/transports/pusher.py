@@ -171,6 +171,8 @@ class PusherCodec(BaseCodec):
         data = pending.channel_data if pending.kind is ChannelKind.PRESENCE else None
         if pending.kind is ChannelKind.PRESENCE and data is None:
             raise Unauthorized(f"subscribing to {pending.name} needs channel_data")
+        if pending.kind is ChannelKind.PRESENCE and not rules.presence:
+            raise Forbidden(f"{channel} is in a namespace without presence")
         check_channel_auth(app, self.socket_id, pending.name, pending.auth, data)
         if data is not None:
             user = _user_id(data, "channel_data", "user_id")
@@ -178,8 +180,6 @@ class PusherCodec(BaseCodec):
                 raise Forbidden("one connection is one user: reconnect to change user")
             info = orjson.loads(data).get("user_info")
             self.user = {"id": user, "info": info}
-        if not rules.presence and pending.kind is ChannelKind.PRESENCE:
-            raise Forbidden(f"{channel} is in a namespace without presence")
 
     def pusher_user_is(self, app: PusherApp, user_id: str) -> bool:
         """Whether this is a connection of ``app``'s user ``user_id`` (signed in, or a
