@@ -173,7 +173,7 @@ def test_an_unknown_key_ends_the_connection_with_4001() -> None:
     assert close == c.Close("app_not_found", "no app has the key 'x'")  # type: ignore[comparison-overlap]
     assert codec.close_code("app_not_found") == 4001
     (error,) = frames(codec.encode(c.Disconnect("app_not_found", False)))
-    assert error == {"event": "pusher:error", "data": {"code": 4001, "message": "app not found"}}
+    assert error == {"event": "pusher:error", "data": {"code": 4001, "message": "app_not_found"}}
 
 
 def test_signin_names_the_connections_user() -> None:

@@ -225,7 +225,7 @@ class PusherCodec(BaseCodec):
         if isinstance(reply, SignedIn):
             return pw.signin_success(reply.user_data)
         if isinstance(reply, c.Disconnect):
-            message = self.last_words or reply.reason.replace("_", " ")
+            message = self.last_words or reply.reason
             return pw.error(self.close_code(reply.reason), message)
         return None  # published, authenticated, snapshots, resets: nothing in Pusher's protocol
 
