@@ -202,6 +202,12 @@ def bench() -> None:
     help="Repeat to compare protocols in one run, on one server: --transport ws "
     "--transport pusher.",
 )
+@click.option(
+    "--watch-log",
+    is_flag=True,
+    help="Run each transport twice on one server: with no console watching the live log, "
+    "then with one (GET /api/v1/admin/log open), to compare CPU per delivery.",
+)
 @pin_option
 @json_option
 def fanout(
@@ -209,6 +215,7 @@ def fanout(
     rate: float,
     duration: float,
     transports: tuple[str, ...],
+    watch_log: bool,
     pin: bool,
     as_json: bool,
 ) -> None:
@@ -226,9 +233,15 @@ def fanout(
     async def each(server: Any) -> list[dict[str, Any]]:
         return [
             await run_fanout(
-                server, transport=transport, subscribers=subscribers, rate=rate, duration=duration
+                server,
+                transport=transport,
+                subscribers=subscribers,
+                rate=rate,
+                duration=duration,
+                watch_log=watched,
             )
             for transport in transports
+            for watched in ((False, True) if watch_log else (False,))
         ]
 
     results = _serve_and_run(pin, PUSHER_CONFIG if "pusher" in transports else None, each)

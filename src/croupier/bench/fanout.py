@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import time
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from picows import WSMsgType
@@ -20,9 +20,50 @@ from .clients import Tally, WsSubscriber
 from .crowd import close_subscribers, open_subscribers, publish_ticks
 from .measures import percentile
 from .procstat import cpu_split, rss_bytes
-from .server import BenchServer
+from .server import API_KEY, BenchServer
 
 __all__ = ["run_fanout", "run_idle"]
+
+
+class LogWatcher(asyncio.Protocol):
+    """A console watching the live log (``GET /api/v1/admin/log``): reads and counts the
+    records, as a browser would, and does nothing else with them."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.ready = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    @classmethod
+    async def open(cls, server: BenchServer) -> LogWatcher:
+        loop = asyncio.get_running_loop()
+        _, watcher = await loop.create_connection(cls, "127.0.0.1", server.port)
+        assert watcher.transport is not None
+        watcher.transport.write(
+            b"GET /api/v1/admin/log HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer " + API_KEY.encode() + b"\r\n"
+            b"Accept: text/event-stream\r\n\r\n"
+        )
+        await asyncio.wait_for(watcher.ready, 10)  # the server is recording from here on
+        return watcher
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        if not self.ready.done() and b"event: hello" in data:
+            self.ready.set_result(None)
+        self.records += data.count(b"\ndata: ") + data.startswith(b"data: ")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("the log stream closed"))
+
+    def close(self) -> int:
+        """Stop watching; return about how many records came (less the greeting)."""
+        if self.transport is not None:
+            self.transport.close()
+        return max(0, self.records - 1)
 
 
 async def run_fanout(
@@ -33,10 +74,16 @@ async def run_fanout(
     rate: float,
     duration: float,
     warmup: float = 1.0,
+    watch_log: bool = False,
 ) -> dict[str, Any]:
-    """Fan ``rate`` events/s out to ``subscribers`` on one channel for ``duration`` s."""
+    """Fan ``rate`` events/s out to ``subscribers`` on one channel for ``duration`` s.
+
+    With ``watch_log``, a console's live-log stream is open for the whole run, so the CPU
+    per delivery shows what watching costs.
+    """
     channel = f"tournament:bench-{transport}-{time.monotonic_ns()}"
     tally = Tally()
+    watcher = await LogWatcher.open(server) if watch_log else None
     subs, handles = await open_subscribers(server, transport, channel, subscribers, tally)
     await asyncio.sleep(1.5)  # let the throttled presence broadcast of the joins pass
     warm_n = max(1, int(rate * warmup))
@@ -62,12 +109,15 @@ async def run_fanout(
     client_cpu = client_user - marks["client_user"] + client_sys - marks["client_sys"]
     tally.finish(subs, final)
     close_subscribers(handles)
+    log_records = watcher.close() if watcher is not None else None
     failed = sum(1 for s in subs if s.failed and s.failed != "disconnected")
     latencies = sorted(tally.latencies)
     deliveries = tally.deliveries
     return {
         "bench": "fanout",
         "transport": transport,
+        "watch_log": watch_log,
+        "log_records": log_records,
         "subscribers": subscribers,
         "rate": rate,
         "duration": duration,
