@@ -349,8 +349,9 @@ class RedisBridge(Bridge):
     async def _keep(self, request: PublishRequest) -> bool:
         """Create the notification of ``request`` in the player's centre.
 
-        Returns False when there is no centre or the data is not a centre's notification:
-        the caller then publishes it as it came.
+        Returns False when there is no centre, the data is not a centre's notification, or
+        the centre cannot store it now: the caller then publishes it as it came, so the
+        player still sees it.
         """
         if self.notifications is None:
             return False
@@ -367,6 +368,9 @@ class RedisBridge(Bridge):
         except (msgspec.ValidationError, BadRequest, PayloadTooLarge, Conflict) as exc:
             why = exc.message if isinstance(exc, BadRequest | PayloadTooLarge | Conflict) else exc
             log.info("redis bridge: a notification not kept in the centre (%s)", why)
+            return False
+        except Exception:
+            log.exception("redis bridge: the notification centre failed; publishing as it came")
             return False
         if duplicate:
             self.duplicates += 1
