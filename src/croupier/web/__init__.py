@@ -91,6 +91,7 @@ _FILES: Sequence[tuple[str, str, str, str]] = (
     ("/console/inspect.js", "inspect.js", _JS, "The console's log, inspectors and webhooks"),
     ("/console/console.css", "console.css", "text/css", "The console's styles"),
     ("/sdk/croupier.js", "croupier.js", _JS, "The browser SDK (an ES module)"),
+    ("/sdk/croupier.d.ts", "croupier.d.ts", "application/typescript", "The SDK's TypeScript types"),
 )
 _CLASSIC = "/sdk/croupier.classic.js"
 
