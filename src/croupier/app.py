@@ -17,8 +17,8 @@ from dataclasses import dataclass, fields
 
 from aiohttp import web
 
+from .api import centrifugo as centrifugo_api
 from .api.admin import AdminApi
-from .api.centrifugo import centrifugo_api_routes
 from .api.http import SERVICE_OPERATIONS, routes
 from .api.pusher import pusher_routes
 from .api.toolkit import MAX_BODY, error_middleware
@@ -37,7 +37,7 @@ from .services.stats import NodeStats
 from .services.tournaments import Tournaments
 from .services.webhooks import WebhookService
 from .storage import Database, database_from_url
-from .transports import native
+from .transports import centrifugo, native
 from .transports.compat import add_compat_routes
 from .transports.pusher import pusher_endpoint
 from .transports.sse import add_sse_routes
@@ -141,7 +141,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app[SERVICES] = services
     app[_DRAIN] = _Drain()
     # The WebSocket protocols: one codec module and one line each (path -> codec factory).
-    add_websocket_routes(app, [native.ENDPOINT])
+    add_websocket_routes(app, [native.ENDPOINT, centrifugo.ENDPOINT])
     if gateway.settings.pusher_apps:
         add_websocket_routes(app, [pusher_endpoint(gateway.settings)])
     add_sse_routes(app)
@@ -149,10 +149,13 @@ def build_app(gateway: Gateway) -> web.Application:
     app.add_routes(routes())
     if gateway.settings.pusher_apps:
         app.add_routes(pusher_routes())
-    app.add_routes(centrifugo_api_routes())
+    app.add_routes(centrifugo_api.centrifugo_api_routes())
     for service in started:
         app.add_routes(service.routes())
-    app[SERVICE_OPERATIONS] = [op for service in started for op in service.operations]
+    app[SERVICE_OPERATIONS] = [
+        *centrifugo_api.OPERATIONS,
+        *(op for service in started for op in service.operations),
+    ]
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         async with gateway:

@@ -18,10 +18,10 @@ from .auth import Authenticator
 from .brokers import Broker, broker_from_url
 from .cluster import Cluster
 from .config import NamespaceRules, Settings
-from .core.channels import namespace_of, resolve, validate_type
+from .core.channels import Claims, namespace_of, resolve, validate_type
 from .debuglog import DebugLog
-from .errors import PayloadTooLarge, Unavailable
-from .events import Event, Position
+from .errors import BadRequest, PayloadTooLarge, Unavailable
+from .events import Event, History, Position
 from .hub import Hub
 from .logs import Append, Appended, Log, log_from_url, now_ts
 from .metrics import Metrics
@@ -33,6 +33,7 @@ __all__ = [
     "PresenceListener",
     "PublishRequest",
     "PublishResult",
+    "RpcHandler",
     "StartingPoint",
 ]
 
@@ -68,6 +69,11 @@ PresenceListener = Callable[[str, str, dict[str, Any], bool], None]
 # stands: the position to replay from, and a message to send right after ``subscribed`` (a
 # scoreboard snapshot that the replayed events continue). (None, None): nothing special.
 StartingPoint = Callable[[str], Awaitable[tuple[Position | None, bytes | None]]]
+# A service's handler of a client's RPC (a Centrifugo SDK's ``rpc``, or its one-way ``send``
+# under the method ``""``): called with the caller's claims (``None``: anonymous) and the
+# decoded data; returns a JSON-serialisable result. Raising a CroupierError answers the
+# client with that error.
+RpcHandler = Callable[[Claims | None, Any], Awaitable[Any]]
 
 
 # What a publish returns: the event (numbered, when stored) and whether an idempotency key
@@ -129,6 +135,7 @@ class Gateway:
         self._client_handlers: dict[tuple[str, str], ClientPublishHandler] = {}
         self._presence_listeners: list[PresenceListener] = []
         self._starting_points: dict[str, StartingPoint] = {}
+        self._rpc_handlers: dict[str, RpcHandler] = {}
         self.metrics.add_source(self._counts)
 
     async def __aenter__(self) -> Self:
@@ -349,6 +356,58 @@ class Gateway:
         if not self._starting_points:
             return None
         return self._starting_points.get(namespace_of(channel))
+
+    def handle_rpc(self, method: str, handler: RpcHandler) -> None:
+        """Answer clients' RPCs of ``method`` with ``handler`` (see :data:`RpcHandler`)."""
+        self._rpc_handlers[method] = handler
+
+    def rpc_handler(self, method: str) -> RpcHandler | None:
+        return self._rpc_handlers.get(method)
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        limit: int,
+        since: tuple[int, str | None] | None = None,
+        reverse: bool = False,
+    ) -> History:
+        """Up to ``limit`` stored events of ``channel`` and where it stands.
+
+        Oldest first: the oldest kept events, or every event after ``since`` (an offset and
+        an epoch, ``None`` for the current one) if the log still holds them all. With
+        ``reverse``: newest first, the latest ones (before ``since``'s offset, when given).
+        ``limit`` 0 reads only the position.
+
+        Raises:
+            BadRequest: ``unrecoverable_position``: ``since`` is of another epoch, or events
+                after it are no longer kept (nothing partial is returned).
+        """
+        log = self.log
+        top = await log.position(channel)
+        if since is not None and since[1] is not None and since[1] != top.epoch:
+            raise BadRequest(
+                f"the epoch of {channel} is {top.epoch}, not {since[1]}: its history was lost",
+                code="unrecoverable_position",
+            )
+        if limit <= 0:
+            return History((), top, top.offset + 1)
+        if not reverse:
+            after = 0 if since is None else since[0]
+            history = await log.read(channel, after, limit)
+            if since is not None and after < history.position.offset and history.first > after + 1:
+                raise BadRequest(
+                    f"{channel} no longer keeps the events after offset {after}",
+                    code="unrecoverable_position",
+                )
+            return history
+        before = top.offset + 1 if since is None else since[0]
+        after = max(before - 1 - limit, 0)
+        if before - 1 <= after:
+            return History((), top, top.offset + 1)
+        history = await log.read(channel, after, before - 1 - after)
+        events = [e for e in history.events if e.offset is not None and e.offset < before]
+        return History(tuple(reversed(events[-limit:])), history.position, history.first)
 
     def on_presence(self, listener: PresenceListener) -> None:
         """Call ``listener`` on every subscriber join and leave this node records."""

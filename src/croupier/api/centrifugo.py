@@ -22,108 +22,124 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
 
 from .. import __version__
-from ..core.centrifugo import error_for, history_result
+from ..core.centrifugo import error_for, history_result, presence_result, presence_stats_result
 from ..core.channels import resolve
-from ..errors import BadRequest, CroupierError, Forbidden, NotFound, shown
-from ..events import Event
+from ..errors import BadRequest, CroupierError, Forbidden
 from ..gateway import Gateway, PublishRequest, PublishResult
+from .openapi import Operation
 from .toolkit import gateway_of, json_response, read_body
 
-__all__ = ["centrifugo_api_routes"]
+__all__ = [
+    "OPERATIONS",
+    "CentrifugoApiError",
+    "CentrifugoApiReply",
+    "CentrifugoBroadcast",
+    "CentrifugoChannel",
+    "CentrifugoChannels",
+    "CentrifugoDisconnect",
+    "CentrifugoDisconnectAdvice",
+    "CentrifugoHistory",
+    "CentrifugoInfo",
+    "CentrifugoPosition",
+    "CentrifugoPublish",
+    "centrifugo_api_routes",
+]
 
 DEFAULT_TYPE = "publication"
 _MEMBERS_MAX = 10_000
+_CHANNELS_MAX = 10_000
 
 
-_ABSENT = msgspec.Raw(b"")  # msgspec.Raw takes no None: an empty one means "not sent"
+# JSON Schema counts 3.0 as an integer, so the server does too: whole-number floats.
+_Offset = Annotated[float, msgspec.Meta(ge=0, le=2**53 - 1, multiple_of=1)]
+_Limit = Annotated[float, msgspec.Meta(ge=-1, le=2**31 - 1, multiple_of=1)]
 
 
-class _Position(msgspec.Struct, frozen=True):
-    offset: int = 0
+class CentrifugoPosition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    offset: _Offset = 0
     epoch: str = ""
 
 
-class _Publish(msgspec.Struct, frozen=True):
+class CentrifugoPublish(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     channel: str
-    data: msgspec.Raw = _ABSENT
+    data: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     skip_history: bool = False
     tags: dict[str, str] | None = None
     b64data: str | None = None
     idempotency_key: str | None = None
 
 
-class _Broadcast(msgspec.Struct, frozen=True):
+class CentrifugoBroadcast(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     channels: list[str]
-    data: msgspec.Raw = _ABSENT
+    data: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     skip_history: bool = False
     tags: dict[str, str] | None = None
     b64data: str | None = None
     idempotency_key: str | None = None
 
 
-class _History(msgspec.Struct, frozen=True):
+class CentrifugoHistory(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     channel: str
-    limit: int | None = None
-    since: _Position | None = None
+    limit: _Limit | None = None
+    since: CentrifugoPosition | None = None
     reverse: bool = False
 
 
-class _Channel(msgspec.Struct, frozen=True):
+class CentrifugoChannel(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     channel: str
 
 
-class _Channels(msgspec.Struct, frozen=True):
-    pattern: str | None = None
+class CentrifugoChannels(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pattern: Annotated[str, msgspec.Meta(max_length=255)] | None = None
 
 
-class _DisconnectAdvice(msgspec.Struct, frozen=True):
-    code: int = 0
+class CentrifugoDisconnectAdvice(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    code: Annotated[float, msgspec.Meta(ge=0, le=4999, multiple_of=1)] = 0
     reason: str = ""
 
 
-class _Disconnect(msgspec.Struct, frozen=True):
+class CentrifugoDisconnect(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     user: str
     client: str | None = None
     session: str | None = None
     whitelist: list[str] | None = None
-    disconnect: _DisconnectAdvice | None = None
+    disconnect: CentrifugoDisconnectAdvice | None = None
 
 
-class _Info(msgspec.Struct, frozen=True):
+class CentrifugoInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pass
-
-
-def _unrecoverable(message: str) -> BadRequest:
-    return BadRequest(message, code="unrecoverable_position")
 
 
 def _not_available(message: str) -> BadRequest:
     return BadRequest(message, code="not_available")
 
 
-def _payload(data: msgspec.Raw, b64data: str | None) -> bytes:
-    if not data and b64data is not None:
+def _payload(data: msgspec.Raw | msgspec.UnsetType, b64data: str | None) -> bytes:
+    if isinstance(data, msgspec.Raw):
+        return bytes(data)
+    if b64data is not None:
         raise BadRequest("b64data is not supported: Croupier's events are JSON; send data")
-    if not data:
-        raise BadRequest("data is required")
-    return bytes(data)
+    raise BadRequest("data is required")
 
 
 def _event_type(tags: dict[str, str] | None) -> str:
     return (tags or {}).get("type") or DEFAULT_TYPE
 
 
-def _publish_request(channel: str, body: _Publish | _Broadcast, payload: bytes) -> PublishRequest:
+def _publish_request(
+    channel: str, body: CentrifugoPublish | CentrifugoBroadcast, payload: bytes
+) -> PublishRequest:
     return PublishRequest(
         channel,
         _event_type(body.tags),
@@ -140,13 +156,13 @@ def _publish_result(result: PublishResult) -> dict[str, Any]:
     return {"offset": event.offset, "epoch": event.epoch}
 
 
-async def _publish(gateway: Gateway, body: _Publish) -> dict[str, Any]:
+async def _publish(gateway: Gateway, body: CentrifugoPublish) -> dict[str, Any]:
     payload = _payload(body.data, body.b64data)
     result = await gateway.publish(_publish_request(body.channel, body, payload))
     return _publish_result(result)
 
 
-async def _broadcast(gateway: Gateway, body: _Broadcast) -> dict[str, Any]:
+async def _broadcast(gateway: Gateway, body: CentrifugoBroadcast) -> dict[str, Any]:
     payload = _payload(body.data, body.b64data)
     if len(body.channels) > gateway.settings.limits.max_batch:
         raise BadRequest(f"at most {gateway.settings.limits.max_batch} channels per broadcast")
@@ -180,39 +196,20 @@ def _history_rules(gateway: Gateway, channel: str) -> str:
     return name
 
 
-async def _history(gateway: Gateway, body: _History) -> dict[str, Any]:
+async def _history(gateway: Gateway, body: CentrifugoHistory) -> dict[str, Any]:
     channel = _history_rules(gateway, body.channel)
-    log = gateway.log
     most = gateway.settings.limits.recover_max
-    limit = body.limit or 0
+    limit = int(body.limit or 0)
     if limit < 0 or limit > most:
         limit = most  # -1: as many as allowed
     since = body.since
-    top = await log.position(channel)
-    if since is not None and since.epoch and since.epoch != top.epoch:
-        raise _unrecoverable(
-            f"the epoch of {channel} is {top.epoch}, not {since.epoch}: its history was lost"
-        )
-    if limit == 0:
-        return history_result((), top)
-    events: list[Event]
-    if not body.reverse:
-        after = since.offset if since is not None else 0
-        history = await log.read(channel, after, limit)
-        if since is not None and since.offset < top.offset and history.first > since.offset + 1:
-            raise _unrecoverable(
-                f"{channel} no longer holds the events after offset {since.offset}"
-            )
-        events = list(history.events)
-        top = history.position
-    else:
-        before = since.offset if since is not None else top.offset + 1
-        after = max(before - 1 - limit, 0)
-        history = await log.read(channel, after, before - 1 - after)
-        events = [e for e in history.events if e.offset is not None and e.offset < before]
-        events = events[-limit:][::-1]
-        top = history.position
-    return history_result(events, top)
+    history = await gateway.history(
+        channel,
+        limit=limit,
+        since=None if since is None else (int(since.offset), since.epoch or None),
+        reverse=body.reverse,
+    )
+    return history_result(history.events, history.position)
 
 
 async def _presence_members(gateway: Gateway, channel: str) -> list[Any]:
@@ -222,60 +219,50 @@ async def _presence_members(gateway: Gateway, channel: str) -> list[Any]:
     return await gateway.presence.members(name, _MEMBERS_MAX)
 
 
-async def _presence(gateway: Gateway, body: _Channel) -> dict[str, Any]:
-    members = await _presence_members(gateway, body.channel)
-    presence: dict[str, Any] = {}
-    for member in members:
-        client = str(member.get("client", ""))
-        info: dict[str, Any] = {"client": client, "user": str(member.get("id") or "")}
-        extra = {k: v for k, v in member.items() if k not in ("client", "id")}
-        if extra:
-            info["conn_info"] = extra
-        presence[client] = info
-    return {"presence": presence}
+async def _presence(gateway: Gateway, body: CentrifugoChannel) -> dict[str, Any]:
+    return presence_result(await _presence_members(gateway, body.channel))
 
 
-async def _presence_stats(gateway: Gateway, body: _Channel) -> dict[str, Any]:
-    members = await _presence_members(gateway, body.channel)
-    users = {str(m.get("id")) for m in members if m.get("id") is not None}
-    return {"num_clients": len(members), "num_users": len(users)}
+async def _presence_stats(gateway: Gateway, body: CentrifugoChannel) -> dict[str, Any]:
+    return presence_stats_result(await _presence_members(gateway, body.channel))
 
 
-async def _channels(gateway: Gateway, body: _Channels) -> dict[str, Any]:
+async def _channels(gateway: Gateway, body: CentrifugoChannels) -> dict[str, Any]:
     pattern = body.pattern or "*"
-    hub = gateway.hub
-    found = {}
-    for name in hub.channels():
-        if fnmatch.fnmatchcase(name, pattern):
-            count = hub.subscribers(name)
-            if count:
-                found[name] = {"num_clients": count}
-    return {"channels": found}
+    # The literal start of the glob narrows the log's listing of stored channels.
+    prefix = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+    stored = [name for name, _ in await gateway.log.channels(prefix, _CHANNELS_MAX)]
+    candidates = {*stored, *gateway.hub.channels(prefix)}
+    wanted = sorted(c for c in candidates if fnmatch.fnmatchcase(c, pattern))
+    counts: dict[str, int] = {}
+    if wanted:
+        for _, answer in await gateway.cluster.ask("subscribers", {"channels": wanted}):
+            if isinstance(answer, dict):
+                for name, n in answer.items():
+                    counts[name] = counts.get(name, 0) + int(n)
+    return {"channels": {name: {"num_clients": n} for name, n in sorted(counts.items()) if n}}
 
 
-def _claims_sub(conn: Any) -> str | None:
-    claims = getattr(conn, "claims", None)
-    if claims is None:
-        session = getattr(conn, "session", None)
-        claims = getattr(session, "claims", None)
-    sub = getattr(claims, "sub", None)
-    return sub if isinstance(sub, str) else None
-
-
-async def _disconnect(gateway: Gateway, body: _Disconnect) -> dict[str, Any]:
-    keep = set(body.whitelist or ())
+async def _disconnect(gateway: Gateway, body: CentrifugoDisconnect) -> dict[str, Any]:
     advice = body.disconnect
-    reconnect = advice is not None and advice.code != 0 and _reconnects(advice.code)
-    reason = advice.reason if advice is not None and advice.reason else "force"
-    for conn in list(gateway.connections):
-        if _claims_sub(conn) != body.user:
-            continue
-        client = getattr(conn, "client", None)
-        if body.client is not None and client != body.client:
-            continue
-        if client in keep:
-            continue
-        conn.disconnect(reason, reconnect=reconnect)
+    code = int(advice.code) if advice is not None and advice.code else 3503
+    question: dict[str, Any] = {
+        "player": body.user,
+        "reason": advice.reason if advice is not None and advice.reason else "force",
+        "reconnect": _reconnects(code),
+        "by": "centrifugo-api",
+    }
+    if body.client:
+        question["client"] = body.client
+    keep = set(body.whitelist or ())
+    if not keep:
+        await gateway.cluster.ask("disconnect", question)
+        return {}
+    for _, answer in await gateway.cluster.ask("connections", {"player": body.user}):
+        for conn in answer if isinstance(answer, list) else ():
+            client = conn.get("id")
+            if client not in keep and (not body.client or client == body.client):
+                await gateway.cluster.ask("disconnect", {**question, "client": client})
     return {}
 
 
@@ -283,10 +270,14 @@ def _reconnects(code: int) -> bool:
     return not (3500 <= code < 4000 or 4500 <= code < 5000)
 
 
-def _info_method(started: float, uid: str) -> Callable[[Gateway, _Info], Awaitable[Any]]:
-    async def info(gateway: Gateway, body: _Info) -> dict[str, Any]:
+def _info_method(started: float, uid: str) -> Callable[[Gateway, CentrifugoInfo], Awaitable[Any]]:
+    async def info(gateway: Gateway, body: CentrifugoInfo) -> dict[str, Any]:
         connections = list(gateway.connections)
-        users = {sub for conn in connections if (sub := _claims_sub(conn)) is not None}
+        users = {
+            claims.sub
+            for conn in connections
+            if (claims := getattr(getattr(conn, "session", None), "claims", None)) is not None
+        }
         return {
             "nodes": [
                 {
@@ -322,41 +313,123 @@ def _api_key(request: web.Request) -> str | None:
     return None
 
 
+class CentrifugoApiError(msgspec.Struct, frozen=True):
+    code: int
+    message: str
+
+
+class CentrifugoApiReply(msgspec.Struct, frozen=True):
+    """``result`` (the method's answer) or ``error`` (Centrifugo's numeric code)."""
+
+    result: dict[str, Any] | None = None
+    error: CentrifugoApiError | None = None
+
+
+# method -> (scope, request body, what it does, an example body, an example result)
+_DOC: dict[str, tuple[str, type[msgspec.Struct], str, dict[str, Any], dict[str, Any]]] = {
+    "publish": (
+        "publish",
+        CentrifugoPublish,
+        "Publish into a channel; `tags.type` is the event type, `skip_history` makes it ephemeral",
+        {"channel": "tournament:42", "data": {"score": 1250}, "tags": {"type": "score"}},
+        {"offset": 18, "epoch": "k3v9"},
+    ),
+    "broadcast": (
+        "publish",
+        CentrifugoBroadcast,
+        "Publish into several channels, each answered on its own",
+        {"channels": ["tournament:42", "tournament:43"], "data": {"round": 2}},
+        {"responses": [{"result": {"offset": 18, "epoch": "k3v9"}}]},
+    ),
+    "history": (
+        "read",
+        CentrifugoHistory,
+        "A channel's stored publications (limit 0: only the position)",
+        {"channel": "tournament:42", "limit": 10},
+        {"publications": [{"data": {"score": 1250}, "offset": 18}], "offset": 18, "epoch": "k3v9"},
+    ),
+    "presence": (
+        "read",
+        CentrifugoChannel,
+        "Who is subscribed to a channel",
+        {"channel": "room:r-1"},
+        {"presence": {"c-1f2e": {"client": "c-1f2e", "user": "p1"}}},
+    ),
+    "presence_stats": (
+        "read",
+        CentrifugoChannel,
+        "How many connections and players are subscribed to a channel",
+        {"channel": "room:r-1"},
+        {"num_clients": 3, "num_users": 2},
+    ),
+    "channels": (
+        "read",
+        CentrifugoChannels,
+        "Channels with subscribers, matching a glob",
+        {"pattern": "tournament:*"},
+        {"channels": {"tournament:42": {"num_clients": 87}}},
+    ),
+    "info": ("read", CentrifugoInfo, "This node", {}, {"nodes": []}),
+    "disconnect": (
+        "admin",
+        CentrifugoDisconnect,
+        "Disconnect a player's connections on every node",
+        {"user": "p1"},
+        {},
+    ),
+}
+
+OPERATIONS: tuple[Operation, ...] = tuple(
+    Operation(
+        "post",
+        f"/api/{method}",
+        f"centrifugo_{method}",
+        f"Centrifugo API: {summary} (the key may also come as `X-API-Key`)",
+        "centrifugo",
+        scope=scope,
+        body=body,
+        body_example=body_example,
+        reply=CentrifugoApiReply,
+        reply_example={"result": result_example},
+        errors=(400, 401, 413),
+    )
+    for method, (scope, body, summary, body_example, result_example) in _DOC.items()
+)
+
+
 def centrifugo_api_routes() -> list[web.RouteDef]:
-    """The route of Centrifugo's server HTTP API, ``POST /api/{method}``."""
+    """The routes of Centrifugo's server HTTP API, ``POST /api/{method}``."""
     started = time.monotonic()
-    methods: dict[str, tuple[str, type[Any], Callable[[Gateway, Any], Awaitable[Any]]]] = {
-        "publish": ("publish", _Publish, _publish),
-        "broadcast": ("publish", _Broadcast, _broadcast),
-        "history": ("read", _History, _history),
-        "presence": ("read", _Channel, _presence),
-        "presence_stats": ("read", _Channel, _presence_stats),
-        "channels": ("read", _Channels, _channels),
-        "info": ("read", _Info, _info_method(started, str(uuid.uuid4()))),
-        "disconnect": ("admin", _Disconnect, _disconnect),
+    runs: dict[str, Callable[[Gateway, Any], Awaitable[Any]]] = {
+        "publish": _publish,
+        "broadcast": _broadcast,
+        "history": _history,
+        "presence": _presence,
+        "presence_stats": _presence_stats,
+        "channels": _channels,
+        "info": _info_method(started, str(uuid.uuid4())),
+        "disconnect": _disconnect,
     }
 
-    async def handle(request: web.Request) -> web.Response:
-        name = request.match_info["method"]
-        method = methods.get(name)
-        if method is None:
-            raise NotFound(
-                f"unknown Centrifugo API method {shown(name, 64)}; this server answers "
-                + ", ".join(sorted(methods))
-            )
-        scope, kind, run = method
-        gateway = gateway_of(request)
-        try:
-            gateway.auth.verify_key(_api_key(request), scope)
-        except Forbidden as exc:
-            return json_response(_error(exc))
-        body = await read_body(request, kind)
-        try:
-            result = await run(gateway, body)
-        except CroupierError as exc:
-            if exc.status >= 500 and exc.code != "unavailable":
-                raise
-            return json_response(_error(exc))
-        return json_response({"result": result})
+    def route(method: str) -> web.RouteDef:
+        scope, kind, *_ = _DOC[method]
+        run = runs[method]
 
-    return [web.post("/api/{method}", handle)]
+        async def handle(request: web.Request) -> web.Response:
+            gateway = gateway_of(request)
+            try:
+                gateway.auth.verify_key(_api_key(request), scope)
+            except Forbidden as exc:
+                return json_response(_error(exc))
+            body = await read_body(request, kind)
+            try:
+                result = await run(gateway, body)
+            except CroupierError as exc:
+                if exc.status >= 500 and exc.code != "unavailable":
+                    raise
+                return json_response(_error(exc))
+            return json_response({"result": result})
+
+        return web.post(f"/api/{method}", handle)
+
+    return [route(method) for method in _DOC]

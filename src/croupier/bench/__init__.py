@@ -33,6 +33,7 @@ PUBLISH_TARGETS = {"single": 8_000.0, "batch": 100_000.0}
 # On PostgreSQL (issue 4), and what a second node may add to delivery latency.
 PUBLISH_TARGETS_POSTGRES = {"single": 5_000.0, "batch": 20_000.0}
 TARGETS["added_p99_ms"] = ("<=", 10.0)
+TARGETS["vs_ws_cpu"] = ("<=", 1.10)  # Centrifugo's protocol within 10 % of the native one
 # Issue 6: notification created -> delivered, 1,000/s over 10,000 connected players.
 NOTIFICATION_TARGETS: dict[str, tuple[str, float]] = {
     "latency_p99_ms": ("<=", 100.0),
@@ -179,7 +180,7 @@ def _serve_and_run(
 pin_option = click.option("--pin", is_flag=True, help="Server on one core, this client on another.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, not a table.")
 transport_option = click.option(
-    "--transport", type=click.Choice(["ws", "sse"]), default="ws", show_default=True
+    "--transport", type=click.Choice(["ws", "sse", "centrifugo"]), default="ws", show_default=True
 )
 
 
@@ -195,12 +196,12 @@ def bench() -> None:
 @click.option(
     "--transport",
     "transports",
-    type=click.Choice(["ws", "sse", "pusher"]),
+    type=click.Choice(["ws", "sse", "pusher", "centrifugo"]),
     multiple=True,
     default=("ws",),
     show_default=True,
     help="Repeat to compare protocols in one run, on one server: --transport ws "
-    "--transport pusher.",
+    "--transport pusher. centrifugo (/connection/websocket) brings ws along as its baseline.",
 )
 @click.option(
     "--watch-log",
@@ -223,15 +224,21 @@ def fanout(
 
     Reports server CPU µs per delivery, deliveries/s, publish→receive latency and lost or
     duplicated events (which must be 0). ``pusher`` subscribes over the Pusher protocol
-    (``/app/{key}``) to the same kind of stored channel as ``ws``.
+    (``/app/{key}``) to the same kind of stored channel as ``ws``. ``centrifugo`` subscribes
+    over Centrifugo's protocol (``/connection/websocket``), with the native ``ws`` run first
+    against the same server, so the two compare in one run (``vs_ws_cpu``: the ratio of
+    their CPU per delivery).
     """
     from .crowd import PUSHER_CONFIG
     from .fanout import run_fanout
 
     _raise_fd_limit(subscribers + 256)
 
+    if "centrifugo" in transports and "ws" not in transports:
+        transports = ("ws", *transports)
+
     async def each(server: Any) -> list[dict[str, Any]]:
-        return [
+        results = [
             await run_fanout(
                 server,
                 transport=transport,
@@ -243,6 +250,13 @@ def fanout(
             for transport in transports
             for watched in ((False, True) if watch_log else (False,))
         ]
+        base = next((r for r in results if r["transport"] == "ws"), None)
+        for result in results:
+            if result["transport"] == "centrifugo" and base and base["server_cpu_us_per_delivery"]:
+                result["vs_ws_cpu"] = (
+                    result["server_cpu_us_per_delivery"] / base["server_cpu_us_per_delivery"]
+                )
+        return results
 
     results = _serve_and_run(pin, PUSHER_CONFIG if "pusher" in transports else None, each)
     _emit(results, as_json)

@@ -1,4 +1,4 @@
-"""Benchmark subscribers: WebSocket (picows, native or Pusher protocol) and SSE (a raw
+"""Benchmark subscribers: WebSocket (picows: native, Pusher or Centrifugo protocol) and SSE (a raw
 asyncio stream reader).
 
 Every subscriber of a run reports to one :class:`Tally`, which checks each subscriber's
@@ -17,7 +17,15 @@ from typing import Any, cast
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
-__all__ = ["TICK", "PusherSubscriber", "SseSubscriber", "Subscriber", "Tally", "WsSubscriber"]
+__all__ = [
+    "TICK",
+    "CentrifugoSubscriber",
+    "PusherSubscriber",
+    "SseSubscriber",
+    "Subscriber",
+    "Tally",
+    "WsSubscriber",
+]
 
 TICK = "bench.tick"
 _CACHE_MAX = 512
@@ -108,6 +116,32 @@ class Tally:
             sub.fail(f"pusher:error {doc.get('data')!r}"[:200])
         return None
 
+    def centrifugo(self, sub: Subscriber, raw: bytes) -> None:
+        """Take one frame of Centrifugo's protocol (replies and pushes, one per line)."""
+        tick = self._cache.get(raw)
+        if tick is None:
+            tick = self._decode_centrifugo(sub, raw)
+        if tick is not None:
+            self.tick(sub, tick)
+
+    def _decode_centrifugo(self, sub: Subscriber, raw: bytes) -> _Tick | None:
+        for line in raw.split(b"\n"):
+            doc: Any = orjson.loads(line)
+            push = doc.get("push")
+            if push is not None:
+                pub = push.get("pub")
+                if pub is not None and (pub.get("tags") or {}).get("type") == TICK:
+                    data = pub["data"]
+                    return self._remember(raw, (pub["offset"], data["t"], data["m"]))
+            elif "subscribe" in doc:
+                if sub.last is None:
+                    sub.last = doc["subscribe"].get("offset", 0)
+                if not sub.ready.done():
+                    sub.ready.set_result(None)
+            elif "error" in doc:
+                sub.fail(f"error: {line[:200]!r}")
+        return None
+
     def tick(self, sub: Subscriber, tick: _Tick) -> None:
         offset, sent, measured = tick
         last = sub.last
@@ -172,6 +206,22 @@ class PusherSubscriber(WsSubscriber):
                 transport.send(WSMsgType.TEXT, self.subscribe)
                 return
         super().on_ws_frame(transport, frame)
+
+
+class CentrifugoSubscriber(WsSubscriber):
+    """A picows client of ``/connection/websocket``: sends connect and subscribe in one
+    frame, as the SDKs do, and answers the server's pings."""
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is WSMsgType.TEXT:
+            raw = frame.get_payload_as_bytes()
+            if raw == b"{}":
+                transport.send(WSMsgType.TEXT, b"{}")  # pong
+            else:
+                self.tally.centrifugo(self.sub, raw)
+        elif frame.msg_type is WSMsgType.CLOSE:
+            self.sub.fail("closed by the server")
+            transport.disconnect()
 
 
 class SseSubscriber(asyncio.Protocol):

@@ -14,7 +14,15 @@ from urllib.parse import quote
 import orjson
 from picows import ws_connect
 
-from .clients import TICK, PusherSubscriber, SseSubscriber, Subscriber, Tally, WsSubscriber
+from .clients import (
+    TICK,
+    CentrifugoSubscriber,
+    PusherSubscriber,
+    SseSubscriber,
+    Subscriber,
+    Tally,
+    WsSubscriber,
+)
 from .httpclient import connect, post_request
 from .server import API_KEY, BenchServer
 
@@ -63,19 +71,33 @@ async def open_subscribers(
         {"event": "pusher:subscribe", "data": {"channel": "t-" + channel.partition(":")[2]}}
     )
     pusher_url = f"ws://127.0.0.1:{server.port}/app/{PUSHER_KEY}?protocol=7"
+    # Over Centrifugo's protocol: connect and subscribe in one frame, as its SDKs send them.
+    centrifugo_hello = b"\n".join(
+        [
+            orjson.dumps({"id": 1, "connect": {"token": token}}),
+            orjson.dumps({"id": 2, "subscribe": {"channel": channel}}),
+        ]
+    )
+    urls = {
+        "ws": ws_url,
+        "pusher": pusher_url,
+        "centrifugo": f"ws://127.0.0.1:{server.port}/connection/websocket",
+    }
 
     def listener_factory() -> WsSubscriber:
         if transport == "pusher":
             return PusherSubscriber(tally, pusher_subscribe)
+        if transport == "centrifugo":
+            return CentrifugoSubscriber(tally, centrifugo_hello)
         return WsSubscriber(tally, subscribe)
 
     async def one() -> None:
         handle: WsSubscriber | SseSubscriber
         async with gate:
-            if transport in ("ws", "pusher"):
+            if transport in urls:
                 _, listener = await ws_connect(
                     listener_factory,
-                    pusher_url if transport == "pusher" else ws_url,
+                    urls[transport],
                     read_buffer_init_size=2048,
                     websocket_handshake_timeout=30,
                 )

@@ -60,6 +60,8 @@ __all__ = [
     "error_reply",
     "event_push",
     "history_result",
+    "presence_result",
+    "presence_stats_result",
     "publication",
     "subscribe_result",
 ]
@@ -92,6 +94,7 @@ class SubscribeRequest(msgspec.Struct, frozen=True):
     join_leave: bool = False
     flag: int = 0
     type: int = 0  # 0: a stream; others are map and shared-poll subscriptions
+    tf: dict[str, Any] | None = None  # a filter on publication tags
 
 
 class ConnectRequest(msgspec.Struct, frozen=True):
@@ -365,7 +368,7 @@ def publication(event: Event) -> dict[str, Any]:
 def _client_info(data: Any) -> dict[str, Any]:
     """Croupier's presence member info (``{"id", "name"?}``) as a ClientInfo."""
     info: dict[str, Any] = {"user": "", "client": ""}
-    if isinstance(data, dict):
+    if isinstance(data, Mapping):
         if data.get("id") is not None:
             info["user"] = str(data["id"])
         if data.get("client") is not None:
@@ -417,6 +420,22 @@ def subscribe_result(
     if was_recovering:
         result["was_recovering"] = True
     return result
+
+
+def presence_result(members: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """A PresenceResult from Croupier's presence members (each with its ``client`` id)."""
+    presence: dict[str, Any] = {}
+    for member in members:
+        client = str(member.get("client", ""))
+        presence[client] = {**_client_info(member), "client": client}
+    return {"presence": presence}
+
+
+def presence_stats_result(members: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """A PresenceStatsResult: connections, and distinct players among them."""
+    listed = list(members)
+    users = {str(m["id"]) for m in listed if m.get("id") is not None}
+    return {"num_clients": len(listed), "num_users": len(users)}
 
 
 def history_result(events: Iterable[Event], position: Position) -> dict[str, Any]:

@@ -32,19 +32,28 @@ __all__ = [
     "Command",
     "Connected",
     "Disconnect",
+    "DoHistory",
+    "DoPresence",
     "DoPublish",
+    "DoRpc",
     "DoSubscribe",
     "DoUnsubscribe",
+    "History",
+    "HistoryPage",
     "MessageId",
     "Outcome",
     "Ping",
     "Pong",
+    "Presence",
+    "PresenceMembers",
     "Publish",
     "Published",
     "Refuse",
     "Refused",
     "Reply",
     "Reset",
+    "Rpc",
+    "RpcResult",
     "Since",
     "Snapshot",
     "Subscribe",
@@ -120,7 +129,37 @@ class Refuse:
     status: int = 400
 
 
-Command = Subscribe | Unsubscribe | Publish | Auth | Ping | Refuse
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Who is subscribed to ``channel`` (asked by a client that may subscribe to it)."""
+
+    channel: str
+    id: MessageId = None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Up to ``limit`` stored events of ``channel``: the oldest kept ones, or those after
+    ``since`` (all or nothing); with ``reverse``, the newest first (before ``since``)."""
+
+    channel: str
+    id: MessageId = None
+    limit: int = 0
+    since: Since | None = None
+    reverse: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rpc:
+    """A call to the handler a service registered for ``method``; ``data`` is JSON bytes.
+    ``id`` ``None``: a one-way message, nothing is answered."""
+
+    method: str
+    data: bytes
+    id: MessageId = None
+
+
+Command = Subscribe | Unsubscribe | Publish | Auth | Ping | Refuse | Presence | History | Rpc
 
 
 # -- replies: what the client is told, encoded by a codec -----------------------------------
@@ -216,6 +255,33 @@ class Disconnect:
     reconnect: bool
 
 
+@dataclass(frozen=True, slots=True)
+class PresenceMembers:
+    """The answer to :class:`Presence`: each member's info, with its ``client`` id."""
+
+    channel: str
+    id: MessageId
+    members: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """The answer to :class:`History`: the events and where the channel stands."""
+
+    channel: str
+    id: MessageId
+    events: tuple[Event, ...]
+    position: Position
+
+
+@dataclass(frozen=True, slots=True)
+class RpcResult:
+    """The answer to :class:`Rpc`: the handler's result as JSON bytes."""
+
+    id: MessageId
+    data: bytes
+
+
 Reply = (
     Connected
     | Subscribed
@@ -227,6 +293,9 @@ Reply = (
     | Snapshot
     | Reset
     | Disconnect
+    | PresenceMembers
+    | HistoryPage
+    | RpcResult
 )
 
 
@@ -276,4 +345,32 @@ class Close:
     reconnect: bool = False
 
 
-Outcome = Reply | DoSubscribe | DoUnsubscribe | DoPublish | Close
+@dataclass(frozen=True, slots=True)
+class DoPresence:
+    """A checked :class:`Presence`: read the members."""
+
+    channel: str
+    id: MessageId
+
+
+@dataclass(frozen=True, slots=True)
+class DoHistory:
+    """A checked :class:`History`: read the log."""
+
+    channel: str
+    id: MessageId
+    limit: int
+    since: Since | None
+    reverse: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DoRpc:
+    """An :class:`Rpc` for the registered handler (answered ``not_available`` without one)."""
+
+    method: str
+    data: bytes
+    id: MessageId
+
+
+Outcome = Reply | DoSubscribe | DoUnsubscribe | DoPublish | DoPresence | DoHistory | DoRpc | Close

@@ -42,16 +42,22 @@ from .commands import (
     Authenticated,
     Close,
     Command,
+    DoHistory,
+    DoPresence,
     DoPublish,
+    DoRpc,
     DoSubscribe,
     DoUnsubscribe,
+    History,
     MessageId,
     Outcome,
     Ping,
     Pong,
+    Presence,
     Publish,
     Refuse,
     Refused,
+    Rpc,
     Subscribe,
     Unsubscribe,
 )
@@ -187,7 +193,25 @@ class Session:
             return [self._auth(command)]
         if isinstance(command, Refuse):
             return [Refused(command.code, command.message, command.id)]
+        if isinstance(command, Presence):
+            channel, rules = self._readable(command.channel)
+            if not rules.presence:
+                raise BadRequest(f"{channel} keeps no presence", code="not_available")
+            return [DoPresence(channel, command.id)]
+        if isinstance(command, History):
+            channel, rules = self._readable(command.channel)
+            if not rules.stored:
+                raise BadRequest(f"{channel} keeps no history", code="not_available")
+            return [DoHistory(channel, command.id, command.limit, command.since, command.reverse)]
+        if isinstance(command, Rpc):
+            return [DoRpc(command.method, command.data, command.id)]
         return [command]
+
+    def _readable(self, name: str) -> tuple[str, NamespaceRules]:
+        """A channel whose presence or history the client may read: one it may subscribe to."""
+        channel, rules = resolve(self.settings, name)
+        self.authorize(rules, channel, self.claims)
+        return channel, rules
 
     # -- subscriptions ---------------------------------------------------------------------
 

@@ -65,6 +65,10 @@ class Codec(Protocol):
         """The protocol's close code for a neutral reason (``slow_consumer`` …)."""
         ...
 
+    def close_reason(self, reason: str) -> str:
+        """The text of the close frame for a neutral reason."""
+        ...
+
     def authorize(self, rules: NamespaceRules, channel: str, claims: Claims | None) -> None:
         """The per-subscription check; raises ``CroupierError`` to refuse."""
         ...
@@ -108,6 +112,9 @@ class BaseCodec:
 
     def close_code(self, reason: str) -> int:
         return 1001
+
+    def close_reason(self, reason: str) -> str:
+        return reason
 
     def authorize(self, rules: NamespaceRules, channel: str, claims: Claims | None) -> None:
         check_subscribe(rules, channel, claims)

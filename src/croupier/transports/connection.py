@@ -40,6 +40,8 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from ..config import NamespaceRules
 from ..core.channels import Claims
 from ..core.commands import (
@@ -47,18 +49,25 @@ from ..core.commands import (
     Close,
     Connected,
     Disconnect,
+    DoHistory,
+    DoPresence,
     DoPublish,
+    DoRpc,
     DoSubscribe,
     DoUnsubscribe,
+    HistoryPage,
     Outcome,
+    PresenceMembers,
     Published,
     Refused,
+    Reply,
+    RpcResult,
     Snapshot,
     Subscribed,
     Unsubscribed,
 )
 from ..core.session import Session, refused
-from ..errors import CroupierError
+from ..errors import BadRequest, CroupierError
 from ..events import Event, Position
 from ..gateway import Gateway, PublishRequest
 from ..hub import SubscribeResult
@@ -77,6 +86,8 @@ log = logging.getLogger(__name__)
 # Messages waiting behind one that awaits (a subscribe reading history): past this many the
 # socket stops being read until they are handled, so a flood cannot queue without bound.
 _INBOX_PAUSE = 64
+# The most presence members one answer lists.
+PRESENCE_MAX = 10_000
 
 # Tasks that clean up after closed connections: referenced until they finish.
 _cleanups: set[asyncio.Task[None]] = set()
@@ -292,14 +303,14 @@ class Connection:
         self.closed = True
         self.held = None
         codec = self.codec
-        self.ended = (reason, codec.close_code(reason))
         last = codec.encode(Disconnect(reason, reconnect))
+        self.ended = (reason, codec.close_code(reason))
         corked, self.corked = self.corked, None
         if corked:
             last = b"".join([*corked, last])
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            self.closer(transport, last, codec.close_code(reason), reason)
+            self.closer(transport, last, codec.close_code(reason), codec.close_reason(reason))
 
     def close(self, code: int, reason: str = "") -> None:
         """End with a bare protocol close (the client closed, or broke the framing)."""
@@ -475,7 +486,7 @@ class Connection:
 
     def _apply_now(self, outcome: Outcome) -> bool:
         """Carry out an outcome that needs no await; return False for one that does."""
-        if isinstance(outcome, DoSubscribe | DoUnsubscribe):
+        if isinstance(outcome, DoSubscribe | DoUnsubscribe | DoPresence | DoHistory | DoRpc):
             return False
         if isinstance(outcome, DoPublish):
             handler = self.gateway.client_handler(outcome.channel, outcome.type)
@@ -530,6 +541,46 @@ class Connection:
                 self.send(self.codec.encode(refused(exc, outcome.id)))
             else:
                 self.send(self.codec.encode(Published(outcome.channel, outcome.id)))
+        elif isinstance(outcome, DoPresence | DoHistory | DoRpc):
+            try:
+                reply = await self._read(outcome)
+            except CroupierError as exc:
+                reply = refused(exc, outcome.id)
+            if reply is not None:
+                self.send(self.codec.encode(reply))
+
+    async def _read(self, outcome: DoPresence | DoHistory | DoRpc) -> Reply | None:
+        """The answer to a presence, history or RPC request (``None``: nothing to send)."""
+        gateway = self.gateway
+        if isinstance(outcome, DoPresence):
+            members = await gateway.presence.members(outcome.channel, PRESENCE_MAX)
+            return PresenceMembers(outcome.channel, outcome.id, tuple(members))
+        if isinstance(outcome, DoHistory):
+            since = outcome.since
+            history = await gateway.history(
+                outcome.channel,
+                limit=min(outcome.limit, gateway.settings.limits.recover_max)
+                if outcome.limit >= 0
+                else gateway.settings.limits.recover_max,
+                since=None if since is None else (since.offset, since.epoch),
+                reverse=outcome.reverse,
+            )
+            return HistoryPage(outcome.channel, outcome.id, history.events, history.position)
+        handler = gateway.rpc_handler(outcome.method)
+        if handler is None:
+            if outcome.id is None:
+                return None  # a one-way message nobody takes: nothing to answer
+            raise BadRequest(
+                f"no handler for the RPC method {outcome.method[:64]!r}", code="not_available"
+            )
+        try:
+            data = orjson.loads(outcome.data)
+        except orjson.JSONDecodeError:
+            raise BadRequest("RPC data must be JSON", code="bad_message") from None
+        result = await handler(self.session.claims, data)
+        if outcome.id is None:
+            return None
+        return RpcResult(outcome.id, orjson.dumps(result))
 
     async def _subscribe(self, do: DoSubscribe) -> None:
         gateway = self.gateway
