@@ -347,7 +347,8 @@ export class Inspectors {
     const params = new URLSearchParams({ player });
     if (brand) params.set("brand", brand);
     const found = await this.api(`/api/v1/admin/connections?${params}`);
-    $("connection-status").textContent = `${found.connections.length} connections on ` +
+    const n = found.connections.length;
+    $("connection-status").textContent = `${n} connection${n === 1 ? "" : "s"} on ` +
       `${found.nodes.length} node${found.nodes.length === 1 ? "" : "s"} that answered`;
     $("connection-rows").replaceChildren(...found.connections.map((c) => {
       const subs = c.subscriptions.map((s) =>
