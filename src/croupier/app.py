@@ -36,6 +36,7 @@ from .services.sports import Sports
 from .services.stats import NodeStats
 from .services.tournaments import Tournaments
 from .services.webhooks import WebhookService
+from .services.webhooks.pusher import PusherWebhooks
 from .storage import Database, database_from_url
 from .transports import centrifugo, native
 from .transports.compat import add_compat_routes
@@ -85,6 +86,7 @@ class Services:
 
     leaderboards: Leaderboards
     webhooks: WebhookService
+    pusher_webhooks: PusherWebhooks  # Pusher-format webhooks of the Pusher apps, if any
     notifications: NotificationsService
     balances: BalancesService
     tournaments: Tournaments
@@ -110,6 +112,7 @@ def build_services(gateway: Gateway, database: Database) -> Services:
     return Services(
         leaderboards=leaderboards,
         webhooks=WebhookService(gateway, database),
+        pusher_webhooks=PusherWebhooks(gateway, database),
         notifications=NotificationsService(gateway, database),
         balances=BalancesService(gateway, database),
         tournaments=Tournaments(gateway, database, leaderboards=leaderboards),
