@@ -10,9 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import httpx_sse
+import orjson
 import pytest
+from aiohttp import web
 from centrifuge import (
     Client,
     ClientEventHandler,
@@ -26,7 +29,12 @@ from centrifuge import (
     UnsubscribedContext,
 )
 
-from tests.support import ServerProcess, running_server, timeout, token
+from croupier.app import build_app
+from croupier.config import Settings
+from croupier.core.channels import Claims
+from croupier.errors import Forbidden
+from croupier.gateway import Gateway
+from tests.support import SECRET, ServerProcess, free_port, running_server, timeout, token
 
 from .browser import Publisher
 from .centrifugo_sdk import fresh, shared_server
@@ -282,3 +290,58 @@ async def test_one_event_reaches_native_sse_and_centrifugo_clients_once_each(
                 if "offset" in doc:
                     assert doc["type"] == "t.marker"
                     break
+
+
+async def test_rpc_and_send_reach_the_handlers_a_service_registered() -> None:
+    # In process, so a handler can be registered as a service would; the client still
+    # talks to a real listening socket.
+    gateway = Gateway(Settings(database_url="memory://", jwt_secret=SECRET))
+    sent: list[Any] = []
+    arrived = asyncio.Event()
+
+    async def whoami(claims: Claims | None, data: Any) -> Any:
+        if data.get("fail"):
+            raise Forbidden("not you")
+        if data.get("crash"):
+            raise ValueError("a bug in the handler")
+        return {"user": None if claims is None else claims.sub, "echo": data}
+
+    async def inbox(claims: Claims | None, data: Any) -> None:
+        sent.append((None if claims is None else claims.sub, data))
+        arrived.set()
+
+    gateway.handle_rpc("whoami", whoami)
+    gateway.handle_rpc("", inbox)
+    runner = web.AppRunner(build_app(gateway))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        client = Client(
+            f"ws://127.0.0.1:{port}/connection/websocket", token=token("p4"), timeout=timeout(5)
+        )
+        await client.connect()
+        try:
+            result = await client.rpc("whoami", {"n": 1})
+            assert result.data == {"user": "p4", "echo": {"n": 1}}
+            with pytest.raises(ReplyError) as refused:
+                await client.rpc("whoami", {"fail": True})
+            assert refused.value.code == 103
+            with pytest.raises(ReplyError) as crashed:
+                await client.rpc("whoami", {"crash": True})
+            assert crashed.value.code == 100  # and the connection stays
+            assert (await client.rpc("whoami", {"n": 2})).data["echo"] == {"n": 2}
+        finally:
+            await client.disconnect()
+        # centrifuge-python has no send(): the JavaScript SDK's one-way message, as it frames it.
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"ws://127.0.0.1:{port}/connection/websocket") as ws,
+        ):
+            await ws.send_str(orjson.dumps({"id": 1, "connect": {"token": token("p4")}}).decode())
+            assert "connect" in orjson.loads((await ws.receive(timeout(5))).data)
+            await ws.send_str('{"send":{"data":{"note":"hi"}}}')
+            await asyncio.wait_for(arrived.wait(), timeout(5))
+        assert sent == [("p4", {"note": "hi"})]
+    finally:
+        await runner.cleanup()

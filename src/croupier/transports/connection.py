@@ -546,6 +546,12 @@ class Connection:
                 reply = await self._read(outcome)
             except CroupierError as exc:
                 reply = refused(exc, outcome.id)
+            except Exception:
+                if not isinstance(outcome, DoRpc):
+                    raise
+                # A service's handler failed: the caller hears it, the connection stays.
+                log.exception("the RPC handler of %r failed", outcome.method)
+                reply = refused(CroupierError("the RPC handler failed"), outcome.id)
             if reply is not None:
                 self.send(self.codec.encode(reply))
 
