@@ -168,6 +168,8 @@ def test_disconnect_codes_say_whether_to_reconnect() -> None:
     assert disconnect_for("token_expired", True) == (3005, "connection expired")
     assert disconnect_for("idle_timeout", True) == (3012, "no pong")
     assert disconnect_for("abuse", False) == (3509, "too many errors")
+    assert disconnect_for("force", False) == (3503, "force disconnect")
+    assert disconnect_for("force", True) == (3011, "force reconnect")
     assert disconnect_for("something new", True)[0] < 3500
     assert disconnect_for("something new", False)[0] >= 3500
 

@@ -302,7 +302,6 @@ _DISCONNECTS: Mapping[str, tuple[int, str]] = {
     "unauthorized": (3500, "invalid token"),
     "identity_change": (3500, "invalid token"),
     "bad_request": (3501, "bad request"),
-    "force": (3503, "force disconnect"),
     "too_many_subscriptions": (3505, "channel limit"),
     "forbidden": (3507, "permission denied"),
     "abuse": (3509, "too many errors"),
@@ -318,6 +317,8 @@ def disconnect_for(reason: str, reconnect: bool) -> tuple[int, str]:
     found = _DISCONNECTS.get(reason)
     if found is not None:
         return found
+    if reason == "force":
+        reason = "force reconnect" if reconnect else "force disconnect"
     return (3011, reason) if reconnect else (3503, reason)
 
 
