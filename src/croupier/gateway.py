@@ -68,7 +68,8 @@ PresenceListener = Callable[[str, str, dict[str, Any], bool], None]
 # A service's starting point for a subscriber of one of its channels who did not say where it
 # stands: the position to replay from, and a message to send right after ``subscribed`` (a
 # scoreboard snapshot that the replayed events continue). (None, None): nothing special.
-StartingPoint = Callable[[str], Awaitable[tuple[Position | None, bytes | None]]]
+_Start = tuple[Position | None, bytes | None]
+StartingPoint = Callable[[str], Awaitable[_Start]]
 # A service's handler of a client's RPC (a Centrifugo SDK's ``rpc``, or its one-way ``send``
 # under the method ``""``): called with the caller's claims (``None``: anonymous) and the
 # decoded data; returns a JSON-serialisable result. Raising a CroupierError answers the
@@ -136,6 +137,7 @@ class Gateway:
         self._presence_listeners: list[PresenceListener] = []
         self._starting_points: dict[str, StartingPoint] = {}
         self._rpc_handlers: dict[str, RpcHandler] = {}
+        self._starts: dict[str, asyncio.Future[_Start]] = {}  # starting points running
         self.metrics.add_source(self._counts)
 
     async def __aenter__(self) -> Self:
@@ -353,9 +355,37 @@ class Gateway:
         self._starting_points[namespace] = starting_point
 
     def starting_point(self, channel: str) -> StartingPoint | None:
+        """The starting point of ``channel``'s namespace, shared: the new subscribers of a
+        channel that arrive while it runs take its answer instead of asking again (a crowd
+        arriving at once costs the service one answer, not one each)."""
         if not self._starting_points:
             return None
-        return self._starting_points.get(namespace_of(channel))
+        start = self._starting_points.get(namespace_of(channel))
+        if start is None:
+            return None
+
+        async def shared(channel: str) -> _Start:
+            return await self._shared_start(start, channel)
+
+        return shared
+
+    async def _shared_start(self, start: StartingPoint, channel: str) -> _Start:
+        running = self._starts.get(channel)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[_Start] = asyncio.get_running_loop().create_future()
+        self._starts[channel] = future
+        try:
+            answer = await start(channel)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: the subscribers waiting see it through await
+            raise
+        else:
+            future.set_result(answer)
+        finally:
+            del self._starts[channel]
+        return answer
 
     def handle_rpc(self, method: str, handler: RpcHandler) -> None:
         """Answer clients' RPCs of ``method`` with ``handler`` (see :data:`RpcHandler`)."""
