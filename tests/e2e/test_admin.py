@@ -4,12 +4,10 @@ inspector, the connection inspector and disconnects, on one node and across node
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,60 +16,12 @@ from tests.services import fresh_postgres_database
 from tests.support import API_KEY, ServerProcess, timeout, token
 
 from .cluster import cluster, private_redis
+from .livelog import live_log
 from .wsclient import http, publish, ws_connect
 
 pytestmark = pytest.mark.e2e
 
 ADMIN = {"Authorization": f"Bearer {API_KEY}"}
-
-
-class LogStream:
-    """The live log as a console reads it: ``fetch`` with the key in a header."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.lines = response.aiter_lines()
-        self.hello: dict[str, Any] = {}
-        self.seen: list[dict[str, Any]] = []
-
-    async def _next(self) -> tuple[str, dict[str, Any]]:
-        kind, data = "message", ""
-        async for line in self.lines:
-            if line.startswith("event:"):
-                kind = line[6:].strip()
-            elif line.startswith("data:"):
-                data = line[5:].strip()
-            elif line == "" and data:
-                return kind, json.loads(data)
-        raise AssertionError("the log stream ended")
-
-    async def until(self, check: Any, seconds: float = 10.0) -> dict[str, Any]:
-        """The first record (from now on) for which ``check(record)`` is true."""
-        async with asyncio.timeout(timeout(seconds)):
-            while True:
-                kind, record = await self._next()
-                if kind == "hello":
-                    self.hello = record
-                    continue
-                self.seen.append(record)
-                if check(record):
-                    return record
-
-
-@contextlib.asynccontextmanager
-async def live_log(server: ServerProcess, **params: Any) -> AsyncIterator[LogStream]:
-    async with (
-        httpx.AsyncClient(timeout=httpx.Timeout(timeout(30), connect=timeout(10))) as client,
-        client.stream(
-            "GET", server.url + "/api/v1/admin/log", headers=ADMIN, params=params
-        ) as response,
-    ):
-        assert response.status_code == 200, await response.aread()
-        assert response.headers["content-type"].startswith("text/event-stream")
-        stream = LogStream(response)
-        kind, stream.hello = await stream._next()
-        assert kind == "hello"
-        yield stream
 
 
 async def test_admin_routes_need_an_admin_key(server: ServerProcess) -> None:
@@ -236,15 +186,19 @@ async def test_a_players_connections_are_found_and_disconnected(
 # -- across nodes ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def two_nodes(tmp_path: Path) -> Iterator[list[ServerProcess]]:
-    with (
-        fresh_postgres_database("croupier_admin") as database,
-        private_redis(tmp_path) as redis,
-    ):
-        env = {"CROUPIER_DATABASE_URL": database, "CROUPIER_BROKER_URL": redis.url}
-        with cluster(tmp_path, 2, env) as nodes:
-            yield nodes
+@pytest.fixture(params=["redis", "postgres"])
+def two_nodes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[ServerProcess]]:
+    """Two nodes on one PostgreSQL log, with Redis or PostgreSQL (NOTIFY) as the broker."""
+    with fresh_postgres_database("croupier_admin") as database:
+        if request.param == "postgres":
+            env = {"CROUPIER_DATABASE_URL": database, "CROUPIER_BROKER_URL": database}
+            with cluster(tmp_path, 2, env) as nodes:
+                yield nodes
+            return
+        with private_redis(tmp_path) as redis:
+            env = {"CROUPIER_DATABASE_URL": database, "CROUPIER_BROKER_URL": redis.url}
+            with cluster(tmp_path, 2, env) as nodes:
+                yield nodes
 
 
 async def _wait_for_peers(api: httpx.AsyncClient, count: int) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from tests.support import ServerProcess, running_server, timeout, token
 
+from .livelog import live_log
 from .wsclient import http, metric, raw_handshake, server_frames, write_config, ws_connect
 
 pytestmark = pytest.mark.e2e
@@ -110,3 +111,25 @@ async def test_slow_consumer_resumes_without_loss(srv: ServerProcess) -> None:
             assert subscribed["recovered"] is True
             rest = await again.events(BATCHES * PER_BATCH - last, seconds=30)
         assert [e["offset"] for e in rest] == list(range(last + 1, BATCHES * PER_BATCH + 1))
+
+
+async def test_the_live_log_says_who_was_cut_off_and_why(srv: ServerProcess) -> None:
+    channel = "tournament:slow-log"
+    async with http(srv) as api, live_log(srv, player="stalled-2") as log:
+        stalled = await asyncio.to_thread(raw_handshake, srv, token("stalled-2"), channel)
+        try:
+            pad = "x" * EVENT_BYTES
+            for b in range(BATCHES):
+                events = [
+                    {"channel": channel, "type": "load.tick", "data": {"i": i, "pad": pad}}
+                    for i in range(b * PER_BATCH, (b + 1) * PER_BATCH)
+                ]
+                response = await api.post("/api/v1/batch", json={"events": events})
+                assert response.status_code == 200, response.text
+            slow = await log.until(lambda r: r["kind"] == "slow_consumer")
+            assert slow["messages"] > 16 or slow["outbox"] > 65536
+            closed = await log.until(lambda r: r["kind"] == "connection.closed")
+            assert closed["reason"] == "slow_consumer"
+            assert closed["client"] == slow["client"]
+        finally:
+            stalled.close()
