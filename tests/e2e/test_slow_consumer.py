@@ -7,6 +7,7 @@ import json
 import socket
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.support import ServerProcess, running_server, timeout, token
@@ -43,6 +44,18 @@ def _read_until_closed(sock: socket.socket) -> bytes:
     return seen
 
 
+async def _load(api: httpx.AsyncClient, channel: str, fill: str = "x") -> None:
+    """Publish BATCHES batches of PER_BATCH events of about EVENT_BYTES each on ``channel``."""
+    pad = fill * EVENT_BYTES
+    for b in range(BATCHES):
+        events = [
+            {"channel": channel, "type": "load.tick", "data": {"i": i, "pad": pad}}
+            for i in range(b * PER_BATCH, (b + 1) * PER_BATCH)
+        ]
+        response = await api.post("/api/v1/batch", json={"events": events})
+        assert response.status_code == 200, response.text
+
+
 async def test_stalled_client_is_cut_off_and_others_keep_receiving(srv: ServerProcess) -> None:
     channel = "tournament:slow"
     total = BATCHES * PER_BATCH
@@ -52,18 +65,7 @@ async def test_stalled_client_is_cut_off_and_others_keep_receiving(srv: ServerPr
         try:
             metrics = (await api.get("/metrics")).text
             assert metric(metrics, "croupier_slow_consumer_disconnects_total") == 0
-            pad = "x" * EVENT_BYTES
-
-            async def publish_all() -> None:
-                for b in range(BATCHES):
-                    events = [
-                        {"channel": channel, "type": "load.tick", "data": {"i": i, "pad": pad}}
-                        for i in range(b * PER_BATCH, (b + 1) * PER_BATCH)
-                    ]
-                    response = await api.post("/api/v1/batch", json={"events": events})
-                    assert response.status_code == 200, response.text
-
-            publisher = asyncio.create_task(publish_all())
+            publisher = asyncio.create_task(_load(api, channel))
             received = await fast.events(total, seconds=30)
             await asyncio.wait_for(publisher, timeout(30))
             # The stalled socket was closed by the server (it never read a byte since).
@@ -86,14 +88,7 @@ async def test_slow_consumer_resumes_without_loss(srv: ServerProcess) -> None:
     async with http(srv) as api:
         stalled = await asyncio.to_thread(raw_handshake, srv, token("stalled"), channel)
         try:
-            pad = "y" * EVENT_BYTES
-            for b in range(BATCHES):
-                events = [
-                    {"channel": channel, "type": "load.tick", "data": {"i": i, "pad": pad}}
-                    for i in range(b * PER_BATCH, (b + 1) * PER_BATCH)
-                ]
-                response = await api.post("/api/v1/batch", json={"events": events})
-                assert response.status_code == 200, response.text
+            await _load(api, channel, "y")
             seen = await asyncio.to_thread(_read_until_closed, stalled)
         finally:
             stalled.close()
@@ -118,14 +113,7 @@ async def test_the_live_log_says_who_was_cut_off_and_why(srv: ServerProcess) -> 
     async with http(srv) as api, live_log(srv, player="stalled-2") as log:
         stalled = await asyncio.to_thread(raw_handshake, srv, token("stalled-2"), channel)
         try:
-            pad = "x" * EVENT_BYTES
-            for b in range(BATCHES):
-                events = [
-                    {"channel": channel, "type": "load.tick", "data": {"i": i, "pad": pad}}
-                    for i in range(b * PER_BATCH, (b + 1) * PER_BATCH)
-                ]
-                response = await api.post("/api/v1/batch", json={"events": events})
-                assert response.status_code == 200, response.text
+            await _load(api, channel)
             slow = await log.until(lambda r: r["kind"] == "slow_consumer")
             assert slow["messages"] > 16 or slow["outbox"] > 65536
             closed = await log.until(lambda r: r["kind"] == "connection.closed")
