@@ -47,6 +47,18 @@ def test_fanout(transport: str) -> None:
     assert result["disconnects"] == 0
 
 
+def test_fanout_bursts_beside_node() -> None:
+    ours, node = bench(
+        "fanout", "--subscribers", "20", "--rate", "10", "--duration", "1", "--burst", "5",
+    )  # fmt: skip
+    assert (ours["transport"], node["transport"]) == ("ws", "node-ws")
+    for result in (ours, node):
+        assert result["burst"] == 5
+        assert result["deliveries"] == 20 * 10 * 5
+        assert result["lost"] == result["duplicates"] == result["disconnects"] == 0
+    assert ours["cpu_vs_node"] >= 0
+
+
 def test_idle() -> None:
     result = bench("idle", "--connections", "20")
     assert result["connections"] == 20

@@ -59,6 +59,13 @@ STORM_TARGETS: dict[str, tuple[str, float]] = {
     "not_recovered": ("<=", 0),
 }
 CONNECT_TARGETS: dict[str, tuple[str, float]] = {"cpu_vs_node": ("<=", 0.6), "failed": ("<=", 0)}
+# Issue 17: bursts of events (``bench fanout --burst``) beside the Node `ws` reference.
+BURST_TARGETS: dict[str, tuple[str, float]] = {
+    "cpu_vs_node": ("<=", 0.25),
+    "latency_p99_ms": ("<=", 100.0),
+    "lost": ("<=", 0),
+    "duplicates": ("<=", 0),
+}
 
 
 def _raise_fd_limit(need: int) -> None:
@@ -94,6 +101,10 @@ def _verdict(key: str, value: Any, result: dict[str, Any]) -> str:
         target = STORM_TARGETS.get(key)
     elif result.get("bench") == "connect":
         target = CONNECT_TARGETS.get(key)
+    elif result.get("transport") == "node-ws":
+        return ""  # the reference: no targets of its own
+    elif result.get("bench") == "fanout" and result.get("burst", 1) > 1:
+        target = BURST_TARGETS.get(key)
     if key == "events_per_s":
         table = PUBLISH_TARGETS_POSTGRES if result.get("log") == "postgres" else PUBLISH_TARGETS
         target = (">=", table[result["mode"]])
@@ -209,6 +220,19 @@ def bench() -> None:
     help="Run each transport twice on one server: with no console watching the live log, "
     "then with one (GET /api/v1/admin/log open), to compare CPU per delivery.",
 )
+@click.option(
+    "--burst",
+    default=None,
+    type=click.IntRange(1, 1000),
+    help="Publish bursts of N events, each burst one POST /api/v1/batch (RATE bursts/s); "
+    "implies --node.  [default: 1, one POST /api/v1/publish per event]",
+)
+@click.option(
+    "--node/--no-node",
+    default=None,
+    help="Then run the bare Node `ws` reference with the same subscribers, sending each "
+    "burst's messages back to back.  [default: on with --burst]",
+)
 @pin_option
 @json_option
 def fanout(
@@ -217,6 +241,8 @@ def fanout(
     duration: float,
     transports: tuple[str, ...],
     watch_log: bool,
+    burst: int | None,
+    node: bool | None,
     pin: bool,
     as_json: bool,
 ) -> None:
@@ -230,9 +256,13 @@ def fanout(
     their CPU per delivery).
     """
     from .crowd import PUSHER_CONFIG
-    from .fanout import run_fanout
+    from .fanout import run_fanout, run_fanout_node
+    from .node import NodeReference
 
     _raise_fd_limit(subscribers + 256)
+    with_node = burst is not None if node is None else node
+    burst = burst or 1
+    server_cpus, _ = _cpus(pin)  # before the run pins this process to the client core
 
     if "centrifugo" in transports and "ws" not in transports:
         transports = ("ws", *transports)
@@ -246,6 +276,7 @@ def fanout(
                 rate=rate,
                 duration=duration,
                 watch_log=watched,
+                burst=burst,
             )
             for transport in transports
             for watched in ((False, True) if watch_log else (False,))
@@ -259,6 +290,17 @@ def fanout(
         return results
 
     results = _serve_and_run(pin, PUSHER_CONFIG if "pusher" in transports else None, each)
+    if with_node:
+        with NodeReference(cpus=server_cpus) as reference:
+            theirs = _run(
+                lambda: run_fanout_node(
+                    reference, subscribers=subscribers, rate=rate, duration=duration, burst=burst
+                )
+            )
+        theirs["host_load_1m"] = round(os.getloadavg()[0], 2)
+        for ours in results:
+            ours["cpu_vs_node"] = _ratio(ours, theirs, "server_cpu_us_per_delivery")
+        results.append(theirs)
     _emit(results, as_json)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -26,9 +26,17 @@ from .clients import (
 from .httpclient import connect, post_request
 from .server import API_KEY, BenchServer
 
-__all__ = ["PUSHER_CONFIG", "close_subscribers", "open_subscribers", "publish_ticks"]
+__all__ = [
+    "CONNECT_AT_ONCE",
+    "PUSHER_CONFIG",
+    "close_subscribers",
+    "open_subscribers",
+    "paced",
+    "publish_ticks",
+]
 
-_CONNECT_AT_ONCE = 200
+# Connections opened at once while a crowd gathers.
+CONNECT_AT_ONCE = 200
 PUSHER_KEY = "bench-pusher-key"
 # A Pusher app whose public channels ``t-…`` are the ``tournament`` channels the native
 # runs use, so both protocols fan out the same stored events under the same rules.
@@ -58,7 +66,7 @@ async def open_subscribers(
     token = server.token()
     subs: list[Subscriber] = []
     handles = [] if handles is None else handles
-    gate = asyncio.Semaphore(_CONNECT_AT_ONCE)
+    gate = asyncio.Semaphore(CONNECT_AT_ONCE)
     subscribe = orjson.dumps({"type": "subscribe", "channel": channel, "id": 1})
     ws_url = f"ws://127.0.0.1:{server.port}/ws?token={token}"
     sse_request = (
@@ -133,6 +141,17 @@ def _timer(into: list[float]) -> Callable[[object], None]:
     return lambda _: into.append(time.perf_counter() - sent)
 
 
+async def paced(rate: float, count: int) -> AsyncIterator[int]:
+    """Yield ``0 … count - 1``, the ``i``-th at ``i / rate`` seconds from the start."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(count):
+        delay = start + i / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield i
+
+
 async def publish_ticks(
     server: BenchServer,
     channel: str,
@@ -141,26 +160,29 @@ async def publish_ticks(
     measured: int,
     on_measure: Callable[[], None],
     rtts: list[float],
+    burst: int = 1,
 ) -> int:
-    """Publish ``warmup + measured`` ticks at ``rate``; return the last offset."""
+    """Publish ``warmup + measured`` ticks at ``rate``; return the last offset.
+
+    With ``burst`` above 1 each tick is a burst of that many events in one
+    ``POST /api/v1/batch`` (event ``i`` of the run is the data's ``i``), as a round's end or
+    a tournament's eliminations reach the gateway.
+    """
     conn = await connect(server.port)
-    loop = asyncio.get_running_loop()
     replies: list[asyncio.Future[tuple[int, bytes]]] = []
-    start = loop.time()
-    for i in range(warmup + measured):
-        delay = start + i / rate - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async for i in paced(rate, warmup + measured):
         if i == warmup:
             on_measure()
-        body = orjson.dumps(
-            {
-                "channel": channel,
-                "type": TICK,
-                "data": {"t": time.time(), "m": i >= warmup, "i": i},
-            }
-        )
-        reply = conn.request(post_request("/api/v1/publish", body, API_KEY))
+        now = time.time()
+        events = [
+            {"channel": channel, "type": TICK, "data": {"t": now, "m": i >= warmup, "i": n}}
+            for n in range(i * burst, (i + 1) * burst)
+        ]
+        if burst == 1:
+            request = post_request("/api/v1/publish", orjson.dumps(events[0]), API_KEY)
+        else:
+            request = post_request("/api/v1/batch", orjson.dumps({"events": events}), API_KEY)
+        reply = conn.request(request)
         reply.add_done_callback(_timer(rtts))
         replies.append(reply)
     answers = await asyncio.gather(*replies)
@@ -168,5 +190,6 @@ async def publish_ticks(
     bad = [a for a in answers if a[0] != 200]
     if bad:
         raise RuntimeError(f"{len(bad)} publishes failed, e.g. {bad[0]!r}")
-    last: int = orjson.loads(answers[-1][1])["offset"]
+    answer = orjson.loads(answers[-1][1])
+    last: int = answer["results"][-1]["offset"] if burst > 1 else answer["offset"]
     return last

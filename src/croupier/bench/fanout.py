@@ -14,15 +14,16 @@ import time
 from typing import Any, cast
 
 import orjson
-from picows import WSMsgType
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from .clients import Tally, WsSubscriber
-from .crowd import close_subscribers, open_subscribers, publish_ticks
+from .clients import TICK, Tally, WsSubscriber
+from .crowd import CONNECT_AT_ONCE, close_subscribers, open_subscribers, paced, publish_ticks
 from .measures import percentile
+from .node import NodeReference
 from .procstat import cpu_split, rss_bytes
 from .server import API_KEY, BenchServer
 
-__all__ = ["run_fanout", "run_idle"]
+__all__ = ["run_fanout", "run_fanout_node", "run_idle"]
 
 
 class LogWatcher(asyncio.Protocol):
@@ -75,11 +76,13 @@ async def run_fanout(
     duration: float,
     warmup: float = 1.0,
     watch_log: bool = False,
+    burst: int = 1,
 ) -> dict[str, Any]:
-    """Fan ``rate`` events/s out to ``subscribers`` on one channel for ``duration`` s.
+    """Fan ``rate`` publishes/s out to ``subscribers`` on one channel for ``duration`` s.
 
-    With ``watch_log``, a console's live-log stream is open for the whole run, so the CPU
-    per delivery shows what watching costs.
+    With ``burst`` above 1, each publish is a batch of that many events. With
+    ``watch_log``, a console's live-log stream is open for the whole run, so the CPU per
+    delivery shows what watching costs.
     """
     channel = f"tournament:bench-{transport}-{time.monotonic_ns()}"
     tally = Tally()
@@ -88,31 +91,20 @@ async def run_fanout(
     await asyncio.sleep(1.5)  # let the throttled presence broadcast of the joins pass
     warm_n = max(1, int(rate * warmup))
     measured_n = max(1, int(rate * duration))
-    tally.expected = measured_n * subscribers
-    marks: dict[str, float] = {}
-
-    def on_measure() -> None:
-        marks["user"], marks["sys"] = cpu_split(server.pid)
-        marks["client_user"], marks["client_sys"] = cpu_split(os.getpid())
-        marks["wall"] = time.perf_counter()
-
+    tally.expected = measured_n * burst * subscribers
+    window = _Window(server.pid)
     rtts: list[float] = []
-    final = await publish_ticks(server, channel, rate, warm_n, measured_n, on_measure, rtts)
+    final = await publish_ticks(
+        server, channel, rate, warm_n, measured_n, window.start, rtts, burst=burst
+    )
     rtts.sort()
     with contextlib.suppress(TimeoutError):  # what has not arrived is counted as lost
         await asyncio.wait_for(tally.done.wait(), 10.0)
-    user, system = cpu_split(server.pid)
-    client_user, client_sys = cpu_split(os.getpid())
-    wall = time.perf_counter() - marks["wall"]
-    user, system = user - marks["user"], system - marks["sys"]
-    cpu = user + system
-    client_cpu = client_user - marks["client_user"] + client_sys - marks["client_sys"]
+    figures = window.figures(tally)
     tally.finish(subs, final)
     close_subscribers(handles)
     log_records = watcher.close() if watcher is not None else None
     failed = sum(1 for s in subs if s.failed and s.failed != "disconnected")
-    latencies = sorted(tally.latencies)
-    deliveries = tally.deliveries
     return {
         "bench": "fanout",
         "transport": transport,
@@ -120,23 +112,147 @@ async def run_fanout(
         "log_records": log_records,
         "subscribers": subscribers,
         "rate": rate,
+        "burst": burst,
         "duration": duration,
-        "events": measured_n,
-        "deliveries": deliveries,
-        "deliveries_per_s": deliveries / wall if wall else 0.0,
-        "server_cpu_s": cpu,
-        "server_user_s": user,
-        "server_sys_s": system,
-        "client_cpu_s": client_cpu,
-        "server_cpu_us_per_delivery": cpu / deliveries * 1e6 if deliveries else float("nan"),
-        "latency_p50_ms": percentile(latencies, 0.50) * 1000,
-        "latency_p99_ms": percentile(latencies, 0.99) * 1000,
-        "latency_max_ms": (latencies[-1] if latencies else float("nan")) * 1000,
+        "events": measured_n * burst,
+        **figures,
         "publish_p50_ms": percentile(rtts, 0.50) * 1000,
         "publish_max_ms": (rtts[-1] if rtts else float("nan")) * 1000,
         "lost": tally.lost,
         "duplicates": tally.duplicates,
         "disconnects": tally.disconnects + failed,
+    }
+
+
+class _Window:
+    """The measured window of a run: server and client CPU, wall time, and what they give."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.marks: dict[str, float] = {}
+
+    def start(self) -> None:
+        marks = self.marks
+        marks["user"], marks["sys"] = cpu_split(self.pid)
+        marks["client_user"], marks["client_sys"] = cpu_split(os.getpid())
+        marks["wall"] = time.perf_counter()
+
+    def figures(self, tally: Tally) -> dict[str, Any]:
+        """CPU per delivery, rate and latency from :meth:`start` until now."""
+        marks = self.marks
+        user, system = cpu_split(self.pid)
+        client_user, client_sys = cpu_split(os.getpid())
+        wall = time.perf_counter() - marks["wall"]
+        user, system = user - marks["user"], system - marks["sys"]
+        cpu = user + system
+        client_cpu = client_user - marks["client_user"] + client_sys - marks["client_sys"]
+        latencies = sorted(tally.latencies)
+        deliveries = tally.deliveries
+        return {
+            "deliveries": deliveries,
+            "deliveries_per_s": deliveries / wall if wall else 0.0,
+            "server_cpu_s": cpu,
+            "server_user_s": user,
+            "server_sys_s": system,
+            "client_cpu_s": client_cpu,
+            "server_cpu_us_per_delivery": cpu / deliveries * 1e6 if deliveries else float("nan"),
+            "latency_p50_ms": percentile(latencies, 0.50) * 1000,
+            "latency_p99_ms": percentile(latencies, 0.99) * 1000,
+            "latency_max_ms": (latencies[-1] if latencies else float("nan")) * 1000,
+        }
+
+
+class _Publisher(WSListener):
+    """The Node reference's publisher: asks the server to fan messages out to every other
+    client, and waits for the answer to a ``count``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is WSMsgType.TEXT and not self.answer.done():
+            self.answer.set_result(frame.get_payload_as_bytes())
+
+
+async def run_fanout_node(
+    node: NodeReference,
+    *,
+    subscribers: int,
+    rate: float,
+    duration: float,
+    burst: int = 1,
+    warmup: float = 1.0,
+) -> dict[str, Any]:
+    """The same fan-out against the bare Node ``ws`` reference: each burst is ``burst``
+    messages, each shaped as Croupier's event frame, sent to every subscriber back to back.
+
+    Node keeps no log, so the publisher numbers the messages itself (``offset``) and the
+    tally checks them the same way.
+    """
+    url = f"ws://127.0.0.1:{node.port}/"
+    channel = "tournament:bench-node"
+    tally = Tally()
+    control, publisher = await ws_connect(_Publisher, url)
+    assert isinstance(publisher, _Publisher)
+    subscribed = orjson.dumps({"type": "subscribed", "channel": channel, "position": {"offset": 0}})
+    control.send(WSMsgType.TEXT, orjson.dumps({"op": "greet", "messages": [subscribed.decode()]}))
+    control.send(WSMsgType.TEXT, orjson.dumps({"op": "count"}))
+    await asyncio.wait_for(publisher.answer, 10)  # the greeting is set from here on
+    gate = asyncio.Semaphore(CONNECT_AT_ONCE)
+    handles: list[WsSubscriber] = []
+
+    async def one() -> None:
+        async with gate:
+            _, listener = await ws_connect(
+                lambda: WsSubscriber(tally, b"{}"), url, read_buffer_init_size=2048
+            )
+            assert isinstance(listener, WsSubscriber)
+            handles.append(listener)
+            await asyncio.wait_for(listener.sub.ready, 30)
+
+    await asyncio.gather(*(one() for _ in range(subscribers)))
+    await asyncio.sleep(1.5)  # as for Croupier
+    warm_n = max(1, int(rate * warmup))
+    measured_n = max(1, int(rate * duration))
+    tally.expected = measured_n * burst * subscribers
+    window = _Window(node.pid)
+    async for i in paced(rate, warm_n + measured_n):
+        if i == warm_n:
+            window.start()
+        now = time.time()
+        messages = [
+            orjson.dumps(
+                {
+                    "type": TICK,
+                    "channel": channel,
+                    "offset": n + 1,
+                    "ts": "2026-01-01T00:00:00.000Z",
+                    "data": {"t": now, "m": i >= warm_n, "i": n},
+                }
+            ).decode()
+            for n in range(i * burst, (i + 1) * burst)
+        ]
+        control.send(WSMsgType.TEXT, orjson.dumps({"op": "fanout", "messages": messages}))
+    with contextlib.suppress(TimeoutError):  # what has not arrived is counted as lost
+        await asyncio.wait_for(tally.done.wait(), 10.0)
+    figures = window.figures(tally)
+    subs = [h.sub for h in handles]
+    tally.finish(subs, (warm_n + measured_n) * burst)
+    close_subscribers(list(handles))
+    control.disconnect()
+    return {
+        "bench": "fanout",
+        "transport": "node-ws",
+        "subscribers": subscribers,
+        "rate": rate,
+        "burst": burst,
+        "duration": duration,
+        "events": measured_n * burst,
+        **figures,
+        "lost": tally.lost,
+        "duplicates": tally.duplicates,
+        "disconnects": sum(1 for s in subs if s.failed and s.failed != "disconnected"),
     }
 
 
