@@ -1,10 +1,12 @@
 """The real ``centrifuge`` npm SDK, under Node (with ``ws``) or in Chromium, under remote
 control: the test sends commands, the SDK's events and the calls' outcomes come back as
 dicts (see ``js/centrifugo/driver.cjs``). Both runners offer the same synchronous methods,
-so one scenario runs on both."""
+so one scenario runs on both. Also: the server the SDK tests share, and :class:`Recorder`,
+which keeps what ``centrifuge-python`` reports."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import shutil
@@ -17,6 +19,15 @@ from typing import Any
 
 import orjson
 import pytest
+from centrifuge import (
+    ClientEventHandler,
+    DisconnectedContext,
+    ErrorContext,
+    PublicationContext,
+    SubscribedContext,
+    SubscriptionEventHandler,
+    UnsubscribedContext,
+)
 
 from tests.support import IN_CI, ServerProcess, running_server, timeout
 
@@ -227,3 +238,42 @@ def node_sdk() -> Iterator[NodeSdk]:
         yield sdk
     finally:
         sdk.close()
+
+
+class Recorder(ClientEventHandler, SubscriptionEventHandler):  # type: ignore[misc]
+    """Every event the SDK reports, in order, with a way to wait for one."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self._changed = asyncio.Condition()
+
+    async def _add(self, kind: str, ctx: Any) -> None:
+        async with self._changed:
+            self.events.append((kind, ctx))
+            self._changed.notify_all()
+
+    async def on_connected(self, ctx: Any) -> None:
+        await self._add("connected", ctx)
+
+    async def on_disconnected(self, ctx: DisconnectedContext) -> None:
+        await self._add("disconnected", ctx)
+
+    async def on_error(self, ctx: ErrorContext) -> None:
+        await self._add("error", ctx)
+
+    async def on_subscribed(self, ctx: SubscribedContext) -> None:
+        await self._add("subscribed", ctx)
+
+    async def on_unsubscribed(self, ctx: UnsubscribedContext) -> None:
+        await self._add("unsubscribed", ctx)
+
+    async def on_publication(self, ctx: PublicationContext) -> None:
+        await self._add("publication", ctx)
+
+    def of(self, kind: str) -> list[Any]:
+        return [ctx for k, ctx in self.events if k == kind]
+
+    async def wait(self, kind: str, count: int = 1, seconds: float = 10.0) -> list[Any]:
+        async with asyncio.timeout(timeout(seconds)), self._changed:
+            await self._changed.wait_for(lambda: len(self.of(kind)) >= count)
+        return self.of(kind)

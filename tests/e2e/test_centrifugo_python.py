@@ -18,15 +18,8 @@ import pytest
 from aiohttp import web
 from centrifuge import (
     Client,
-    ClientEventHandler,
-    DisconnectedContext,
-    ErrorContext,
-    PublicationContext,
     ReplyError,
     StreamPosition,
-    SubscribedContext,
-    SubscriptionEventHandler,
-    UnsubscribedContext,
 )
 
 from croupier.app import build_app
@@ -37,7 +30,7 @@ from croupier.gateway import Gateway
 from tests.support import SECRET, ServerProcess, free_port, running_server, timeout, token
 
 from .browser import Publisher
-from .centrifugo_sdk import fresh, shared_server
+from .centrifugo_sdk import Recorder, fresh, shared_server
 from .sseclient import publish
 from .wsclient import ws_connect
 
@@ -53,45 +46,6 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("centrifugo-py")
     with shared_server(tmp) as server:
         yield server
-
-
-class Recorder(ClientEventHandler, SubscriptionEventHandler):  # type: ignore[misc]
-    """Every event the SDK reports, in order, with a way to wait for one."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-        self._changed = asyncio.Condition()
-
-    async def _add(self, kind: str, ctx: Any) -> None:
-        async with self._changed:
-            self.events.append((kind, ctx))
-            self._changed.notify_all()
-
-    async def on_connected(self, ctx: Any) -> None:
-        await self._add("connected", ctx)
-
-    async def on_disconnected(self, ctx: DisconnectedContext) -> None:
-        await self._add("disconnected", ctx)
-
-    async def on_error(self, ctx: ErrorContext) -> None:
-        await self._add("error", ctx)
-
-    async def on_subscribed(self, ctx: SubscribedContext) -> None:
-        await self._add("subscribed", ctx)
-
-    async def on_unsubscribed(self, ctx: UnsubscribedContext) -> None:
-        await self._add("unsubscribed", ctx)
-
-    async def on_publication(self, ctx: PublicationContext) -> None:
-        await self._add("publication", ctx)
-
-    def of(self, kind: str) -> list[Any]:
-        return [ctx for k, ctx in self.events if k == kind]
-
-    async def wait(self, kind: str, count: int = 1, seconds: float = 10.0) -> list[Any]:
-        async with asyncio.timeout(timeout(seconds)), self._changed:
-            await self._changed.wait_for(lambda: len(self.of(kind)) >= count)
-        return self.of(kind)
 
 
 @contextlib.asynccontextmanager
