@@ -299,3 +299,31 @@ async def test_rpc_and_send_reach_the_handlers_a_service_registered() -> None:
         assert sent == [("p4", {"note": "hi"})]
     finally:
         await runner.cleanup()
+
+
+async def test_frames_that_cannot_be_read_close_the_connection_as_centrifugo_does(
+    srv: ServerProcess,
+) -> None:
+    async def closing(ws: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage:
+        async with asyncio.timeout(timeout(10)):
+            while (message := await ws.receive()).type is aiohttp.WSMsgType.TEXT:
+                pass
+        return message
+
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(url(srv)) as ws:
+            await ws.send_str('{"id":1,"connect":{}}')
+            assert "connect" in orjson.loads((await ws.receive(timeout(5))).data)
+            data = {"type": "chat.message", "text": "x" * 70_000}  # over max_frame_bytes
+            await ws.send_str(
+                orjson.dumps({"id": 2, "publish": {"channel": "room:1", "data": data}}).decode()
+            )
+            closed = await closing(ws)
+            assert (closed.data, closed.extra) == (1009, "message size limit exceeded")
+        async with http.ws_connect(url(srv)) as ws:
+            await ws.send_str('{"id":1,"connect":{}}')
+            assert "connect" in orjson.loads((await ws.receive(timeout(5))).data)
+            for n in range(2, 200):  # far over the per-connection message rate
+                await ws.send_str(f'{{"id":{n},"ping":{{}}}}')
+            closed = await closing(ws)
+            assert (closed.data, closed.extra) == (3013, "too many requests")  # SDKs come back

@@ -251,3 +251,15 @@ def test_a_real_token_is_checked_at_connect() -> None:
     session2 = Session(settings, Authenticator(settings).verify_token, None, time.monotonic())
     [refused] = run(codec2, session2, '{"id":1,"connect":{"token":"not.a.jwt"}}')
     assert refused["error"]["code"] == 101
+
+
+def test_a_frame_refused_before_it_was_read_closes_the_connection() -> None:
+    codec, _ = codec_and_session()
+    assert codec.close_for(c.Refused("rate_limited", "slow down")) == ("rate_limited", True)
+    assert codec.close_for(c.Refused("too_large", "big")) == ("too_large", False)
+    assert codec.close_for(c.Refused("bad_request", "x")) is None
+    codec.encode(c.Disconnect("rate_limited", True))
+    assert (codec.close_code("rate_limited"), codec.close_reason("rate_limited")) == (
+        3013,
+        "too many requests",
+    )

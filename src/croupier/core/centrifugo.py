@@ -298,6 +298,8 @@ _DISCONNECTS: Mapping[str, tuple[int, str]] = {
     "token_expired": (3005, "connection expired"),
     "slow_consumer": (3008, "slow"),
     "idle_timeout": (3012, "no pong"),
+    "rate_limited": (3013, "too many requests"),
+    "too_large": (1009, "message size limit exceeded"),
     "invalid_token": (3500, "invalid token"),
     "unauthorized": (3500, "invalid token"),
     "identity_change": (3500, "invalid token"),

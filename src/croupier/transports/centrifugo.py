@@ -347,6 +347,14 @@ class CentrifugoCodec(BaseCodec):
     def heartbeat(self) -> bytes:
         return _PING_FRAME
 
+    def close_for(self, refusal: c.Refused) -> tuple[str, bool] | None:
+        # Nothing can answer a frame whose commands were never read: Centrifugo closes.
+        if refusal.code == "rate_limited":
+            return "rate_limited", True
+        if refusal.code == "too_large":
+            return "too_large", False
+        return None
+
     def close_code(self, reason: str) -> int:
         return disconnect_for(reason, self.reconnect)[0]
 

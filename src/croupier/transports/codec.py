@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from ..config import NamespaceRules, Settings
 from ..core.channels import Claims, check_subscribe
-from ..core.commands import Command, Reply
+from ..core.commands import Command, Refused, Reply
 from ..events import Event
 from ..gateway import StartingPoint
 
@@ -69,6 +69,12 @@ class Codec(Protocol):
         """The text of the close frame for a neutral reason."""
         ...
 
+    def close_for(self, refusal: Refused) -> tuple[str, bool] | None:
+        """For a whole message refused before it was read (no id to answer): the neutral
+        reason and reconnect flag to close the connection with, or ``None`` to send the
+        refusal as a reply."""
+        ...
+
     def authorize(self, rules: NamespaceRules, channel: str, claims: Claims | None) -> None:
         """The per-subscription check; raises ``CroupierError`` to refuse."""
         ...
@@ -115,6 +121,9 @@ class BaseCodec:
 
     def close_reason(self, reason: str) -> str:
         return reason
+
+    def close_for(self, refusal: Refused) -> tuple[str, bool] | None:
+        return None
 
     def authorize(self, rules: NamespaceRules, channel: str, claims: Claims | None) -> None:
         check_subscribe(rules, channel, claims)

@@ -509,6 +509,13 @@ class Connection:
                     self._refused(outcome)
                 elif isinstance(outcome, Authenticated):
                     self._log("authenticated")
+            if isinstance(outcome, Refused) and outcome.id is None:
+                # A whole message refused (too large, over the rate): a protocol whose
+                # replies need a command's id may close instead of leaving it unanswered.
+                ending = self.codec.close_for(outcome)
+                if ending is not None:
+                    self.disconnect(ending[0], reconnect=ending[1])
+                    return True
             self.send(self.codec.encode(outcome))
         return True
 
