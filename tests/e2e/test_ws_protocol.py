@@ -180,7 +180,14 @@ async def test_bad_input_answers_with_errors_and_leaves_history_alone(srv: Serve
                 return error
 
             await refused('{"type": "subscribe", "channel": ', "bad_json")
-            await refused({"type": "teleport", "id": 1}, "unknown_type")
+            err = await refused({"type": "teleport", "id": 1}, "unknown_type")
+            assert err["message"].startswith('the message has the unknown type "teleport";')
+            # A missing type is named as missing, not shown as a Python value ('None').
+            err = await refused({"channel": room, "id": 2}, "unknown_type")
+            assert err["message"] == (
+                "the message has no type; expected one of subscribe, unsubscribe, publish,"
+                " auth, ping"
+            )
             big = {"type": "ping", "pad": "x" * (64 * 1024 + 10)}
             await refused(big, "too_large")
             err = await refused(
@@ -323,7 +330,10 @@ async def test_bad_token_is_refused_before_upgrade(srv: ServerProcess, tok: str,
 async def test_origin_allowlist(srv: ServerProcess) -> None:
     response = await _handshake_error(srv, headers={"Origin": "https://evil.example"})
     assert response.status_code == 403
-    assert response.json()["error"]["code"] == "origin_not_allowed"
+    assert response.json()["error"] == {
+        "code": "origin_not_allowed",
+        "message": 'origin "https://evil.example" is not allowed',
+    }
     with pytest.raises(aiohttp.WSServerHandshakeError) as info:
         async with ws_connect(srv, token("p1"), origin="https://evil.example"):
             pass

@@ -167,10 +167,10 @@ def test_the_excluded_socket_skips_the_event() -> None:
 
 
 def test_an_unknown_key_ends_the_connection_with_4001() -> None:
-    codec = PusherCodec(SETTINGS, None, ("app_not_found", "no app has the key 'x'"))
+    codec = PusherCodec(SETTINGS, None, ("app_not_found", 'no app has the key "x"'))
     assert codec.encode(c.Connected("c-1", 25, None)) == b""
     (close,) = codec.opening()
-    assert close == c.Close("app_not_found", "no app has the key 'x'")  # type: ignore[comparison-overlap]
+    assert close == c.Close("app_not_found", 'no app has the key "x"')  # type: ignore[comparison-overlap]
     assert codec.close_code("app_not_found") == 4001
     (error,) = frames(codec.encode(c.Disconnect("app_not_found", False)))
     assert error == {"event": "pusher:error", "data": {"code": 4001, "message": "app_not_found"}}

@@ -100,6 +100,22 @@ def test_unknown_type_names_the_known_ones() -> None:
         decode_client('{"type":"hello"}')
 
 
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        ('{"channel":"lobby"}', "the message has no type;"),
+        ('{"type":null}', "the message has no type;"),
+        ('{"type":1}', "the message has the unknown type 1;"),
+        ('{"type":"hello"}', 'the message has the unknown type "hello";'),
+    ],
+)
+def test_unknown_type_shows_what_was_sent_as_json(raw: str, said: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        decode_client(raw)
+    assert caught.value.message.startswith(said)
+    assert "None" not in caught.value.message
+
+
 # -- properties ----------------------------------------------------------------------------
 
 any_text = st.text(alphabet=st.characters(exclude_categories=()))

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from ..errors import BadRequest
+from ..errors import BadRequest, shown
 from ..events import Event
 
 __all__ = [
@@ -92,9 +92,9 @@ def decode_client(raw: bytes | str) -> ClientMessage:
         if not isinstance(doc, dict):
             raise BadRequest("a message must be a JSON object", code="bad_message") from None
         if kind not in KNOWN_TYPES:
+            said = "has no type" if kind is None else f"has the unknown type {shown(kind, 64)}"
             raise BadRequest(
-                f"unknown message type {str(kind)[:64]!r}; expected one of "
-                + ", ".join(KNOWN_TYPES),
+                f"the message {said}; expected one of " + ", ".join(KNOWN_TYPES),
                 code="unknown_type",
             ) from None
         raise BadRequest(f"invalid {kind} message: {exc}", code="bad_message") from None

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from ..config import Settings
-from ..errors import Forbidden
+from ..errors import Forbidden, shown
 
 __all__ = [
     "RequestHead",
@@ -49,7 +49,7 @@ def check_origin(settings: Settings, request: RequestHead) -> None:
         return
     if origin in settings.origins or "*" in settings.origins:
         return
-    raise Forbidden(f"origin {origin[:200]!r} is not allowed", code="origin_not_allowed")
+    raise Forbidden(f"origin {shown(origin, 200)} is not allowed", code="origin_not_allowed")
 
 
 def new_client_id() -> str:

@@ -21,8 +21,9 @@ from aiohttp import web
 
 from ..appkeys import GATEWAY
 from ..core.channels import check_subscribe, resolve
+from ..core.ids import wire_id
 from ..core.sse import comment, data_frame, id_line
-from ..errors import Forbidden, Unauthorized
+from ..errors import Forbidden, Unauthorized, shown
 from ..events import Event
 from ..gateway import Gateway
 from .common import check_origin, token_from_request
@@ -102,20 +103,13 @@ async def table_events_handler(request: web.Request) -> web.StreamResponse:
 # -- the casino player stream -----------------------------------------------------------------
 
 
-def _number(text: str) -> int | str:
-    """``"12345"`` as ``12345``; anything that would not survive the round trip stays text."""
-    if text.isascii() and text.isdigit() and len(text) < 19 and str(int(text)) == text:
-        return int(text)
-    return text
-
-
 def encode_casino(event: Event) -> bytes:
     """``{"brand_id","player_id","event_type","event_data"}`` from ``player:{brand}:{player}``."""
     _, brand, player = event.channel.split(":", 2)
     envelope = orjson.dumps(
         {
-            "brand_id": _number(brand),
-            "player_id": _number(player),
+            "brand_id": wire_id(brand),
+            "player_id": wire_id(player),
             "event_type": event.type,
             "event_data": orjson.Fragment(event.payload),
         }
@@ -178,7 +172,7 @@ async def player_stream_handler(request: web.Request) -> web.StreamResponse:
     claims = gateway.auth.verify_token(token)
     brand = request.match_info["brand_id"]
     if claims.brand != brand:
-        raise Forbidden(f"the token is not for brand {brand[:64]!r}")
+        raise Forbidden(f"the token is not for brand {shown(brand, 64)}")
     channel, rules = resolve(settings, f"player:{brand}:{claims.sub}")
     check_subscribe(rules, channel, claims)
     want = Want(channel, rules)

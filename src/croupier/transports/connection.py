@@ -67,7 +67,7 @@ from ..core.commands import (
     Unsubscribed,
 )
 from ..core.session import Session, refused
-from ..errors import BadRequest, CroupierError
+from ..errors import BadRequest, CroupierError, shown
 from ..events import Event, Position
 from ..gateway import Gateway, PublishRequest
 from ..hub import SubscribeResult
@@ -584,7 +584,7 @@ class Connection:
             if outcome.id is None:
                 return None  # a one-way message nobody takes: nothing to answer
             raise BadRequest(
-                f"no handler for the RPC method {outcome.method[:64]!r}", code="not_available"
+                f"no handler for the RPC method {shown(outcome.method, 64)}", code="not_available"
             )
         try:
             data = orjson.loads(outcome.data)

@@ -44,7 +44,7 @@ from ..core.pusher import (
 )
 from ..core.ratelimit import TokenBucket
 from ..core.wire import ws_frame
-from ..errors import BadRequest, CroupierError, Forbidden, RateLimited, Unauthorized
+from ..errors import BadRequest, CroupierError, Forbidden, RateLimited, Unauthorized, shown
 from ..events import Event, Position
 from .codec import BaseCodec
 from .websocket import Endpoint, Upgrade
@@ -142,7 +142,7 @@ class PusherCodec(BaseCodec):
             return (SignedIn(signin.user_data),)
         if event.startswith("client-"):
             return (self._client_event(app, event, msg),)
-        raise BadRequest(f"unknown event {event[:80]!r}", code="unknown_type")
+        raise BadRequest(f"unknown event {shown(event)}", code="unknown_type")
 
     def _client_event(self, app: PusherApp, event: str, msg: pw.ClientMessage) -> c.DoPublish:
         if not app.client_events:
@@ -335,10 +335,11 @@ def _open(upgrade: Upgrade) -> PusherCodec:
     key = upgrade.match_info["key"]
     app = settings.pusher_app(key=key)
     if app is None:
-        return PusherCodec(settings, None, ("app_not_found", f"no app has the key {key[:64]!r}"))
+        refusal = ("app_not_found", f"no app has the key {shown(key, 64)}")
+        return PusherCodec(settings, None, refusal)
     protocol = upgrade.query.get("protocol", "7")
     if protocol not in ("5", "6", "7"):
-        message = f"protocol {protocol[:8]!r} is not supported (7 is)"
+        message = f"protocol {shown(protocol, 8)} is not supported (7 is)"
         return PusherCodec(settings, None, ("bad_protocol", message))
     return PusherCodec(settings, app)
 

@@ -30,7 +30,7 @@ from ...config import NamespaceRules, Settings
 from ...core import commands as c
 from ...core.channels import Claims
 from ...core.wire import control, ws_frame
-from ...errors import CroupierError, NotFound
+from ...errors import CroupierError, NotFound, shown
 from ...events import Event
 from ...transports.native import NativeCodec
 from ...transports.websocket import Endpoint, InfoHandler, Upgrade, endpoint_handler
@@ -159,7 +159,7 @@ class ListenerCodec(NativeCodec):
 async def _tournament(service: Tournaments, request: web.Request, tid: str) -> str:
     require_key(request, "read")
     if not re.fullmatch(TOURNAMENT_PATTERN, tid):
-        raise NotFound(f"no tournament {tid[:64]!r}")
+        raise NotFound(f"no tournament {shown(tid, 64)}")
     await service.get(tid)  # NotFound before any upgrade
     return f"tournament:{tid}"
 
