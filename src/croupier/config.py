@@ -97,8 +97,13 @@ def _defaults() -> dict[str, NamespaceRules]:
             subscribe=SubscribeMode.PUBLIC,
             client_publish={"reaction": PublishRule(max_bytes=512, rate=3.0, burst=6)},
         ),
+        # A table's hand events are public, as a poker front end streams them without a
+        # token (spectators watch); an operator tightens it with subscribe = "token".
         "table": NamespaceRules(
-            history_size=1000, history_ttl=86400.0, client_publish={"chat.message": chat}
+            history_size=1000,
+            history_ttl=86400.0,
+            subscribe=SubscribeMode.PUBLIC,
+            client_publish={"chat.message": chat},
         ),
         "player": NamespaceRules(
             history_size=500,
