@@ -13,15 +13,21 @@ import httpx
 import pytest
 
 from tests.services import fresh_postgres_database
-from tests.support import API_KEY, ServerProcess, timeout, token
+from tests.support import API_KEY, ServerProcess, running_server, timeout, token
 
 from .cluster import cluster, private_redis
 from .livelog import live_log
-from .wsclient import http, publish, ws_connect
+from .wsclient import http, publish, write_config, ws_connect
 
 pytestmark = pytest.mark.e2e
 
 ADMIN = {"Authorization": f"Bearer {API_KEY}"}
+UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
 async def test_admin_routes_need_an_admin_key(server: ServerProcess) -> None:
@@ -279,3 +285,22 @@ async def test_the_live_log_follows_a_connection_from_open_to_close(
         closed = await log.until(lambda r: r["kind"] == "connection.closed")
         assert closed["client"] == client
         assert closed["reason"] == "operator"
+
+
+async def test_refused_tokens_and_rate_limits_show_in_the_live_log(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "limits.toml", "[limits]\nclient_rate = 1\nclient_burst = 2\n")
+    with running_server(tmp_path, config=config) as server:
+        async with live_log(server) as log, http(server) as api:
+            r = await api.get("/ws", params={"token": "not-a-jwt"}, headers=UPGRADE)
+            assert r.status_code == 401
+            refused = await log.until(lambda r: r["kind"] == "auth.failed")
+            assert refused["path"] == "/ws"
+            assert refused["code"] == "invalid_token"
+            assert "not-a-jwt" not in json.dumps(log.seen)
+
+            async with ws_connect(server, token("p-fast")) as ws:
+                for n in range(5):
+                    await ws.send({"type": "ping", "id": n})
+                limited = await log.until(lambda r: r["kind"] == "rate_limited")
+                assert limited["player"] == "p-fast"
+                assert limited["client"] == ws.connected["client"]
