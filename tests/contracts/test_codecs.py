@@ -30,6 +30,9 @@ from croupier.services.rooms.engine import Room
 from croupier.services.rooms.socket import RoomCodec
 from croupier.services.sports.events_ws import EventsCodec
 from croupier.services.tournaments.listener import ALL_GROUPS, ListenerCodec
+from croupier.transports.centrifugo import WIRE as CENTRIFUGO_WIRE
+from croupier.transports.centrifugo import CentrifugoCodec
+from croupier.transports.centrifugo import encode_event as encode_centrifugo
 from croupier.transports.codec import BaseCodec
 from croupier.transports.compat import CASINO, POKER, encode_casino, encode_poker
 from croupier.transports.connection import Connection
@@ -333,6 +336,57 @@ class PusherDriver(Driver):
         return out
 
 
+class CentrifugoDriver(Driver):
+    """Centrifugo's client protocol: connect and subscribe in one frame, as its SDKs send
+    them; recovered publications come inside the subscribe reply; a close frame alone says
+    why the server closed (its reason text is the protocol's)."""
+
+    name = "centrifugo"
+    REASONS: ClassVar[dict[str, str]] = {
+        "shutdown": "shutdown",
+        "slow": "slow_consumer",
+        "no pong": "idle_timeout",
+        "connection expired": "token_expired",
+    }
+
+    def codec(self, gateway: Gateway, channel: str, since: Position | None) -> BaseCodec:
+        gateway.hub.add_wire(CENTRIFUGO_WIRE, encode_centrifugo)
+        return CentrifugoCodec(gateway.settings, gateway.auth.verify_token)
+
+    async def subscribe(self, conn: Connection, channel: str, since: Position | None) -> None:
+        subscribe: dict[str, Any] = {"channel": channel}
+        if since is not None:
+            subscribe.update(recover=True, offset=since.offset, epoch=since.epoch)
+        frame = [{"id": 1, "connect": {}}, {"id": 2, "subscribe": subscribe}]
+        conn.receive(b"\n".join(orjson.dumps(command) for command in frame))
+
+    def refuse(self, conn: Connection) -> None:
+        conn.receive(orjson.dumps({"id": 9, "subscribe": {"channel": "player:1001:someone-else"}}))
+
+    def records(self, transport: FakeTransport) -> list[Record]:
+        frames = server_frames(bytes(transport.data))
+        out: list[Record] = []
+        for op, payload in frames:
+            if op == 8:
+                reason = payload[2:].decode()
+                out.append(("disconnect", self.REASONS.get(reason, reason)))
+                out.append(("close", int.from_bytes(payload[:2], "big")))
+                continue
+            for line in payload.split(b"\n"):
+                doc = orjson.loads(line)
+                if "subscribe" in doc:
+                    out.append(("subscribed", doc["subscribe"].get("recovered", False)))
+                    for pub in doc["subscribe"].get("publications", ()):
+                        out.append(("event", pub["tags"]["type"], pub["offset"]))
+                elif "error" in doc:
+                    out.append(("error", doc["error"]["code"]))
+                elif "pub" in doc.get("push", {}):
+                    pub = doc["push"]["pub"]
+                    if "offset" in pub:
+                        out.append(("event", pub["tags"]["type"], pub["offset"]))
+        return out
+
+
 DRIVERS = [
     NativeDriver(),
     RoomDriver(),
@@ -342,6 +396,7 @@ DRIVERS = [
     PokerDriver(),
     CasinoDriver(),
     PusherDriver(),
+    CentrifugoDriver(),
 ]
 
 
