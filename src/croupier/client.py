@@ -6,7 +6,9 @@
             ...
 
 ``subscribe`` keeps each channel's last offset and epoch; after a dropped connection it
-reconnects with exponential backoff and jitter and subscribes again with ``since``, so no
+reconnects with exponential backoff and jitter (or, when the server is over its admission
+budget, after the wait it asks for plus up to as long again at random) and subscribes again
+with ``since``, so no
 stored event is lost or repeated. When history cannot cover the gap it yields a
 ``{"type": "reset", "channel": …}`` message so the caller reloads state.
 
@@ -44,6 +46,15 @@ _REFUSED_AT_CONNECT = {401: "unauthorized", 403: "forbidden"}
 def new_idempotency_key() -> str:
     """A fresh random idempotency key (32 hex digits)."""
     return uuid.uuid4().hex
+
+
+def _seconds(value: Any) -> float | None:
+    """A server's retry hint (``Retry-After``, ``retry_after``) in seconds, if it is one."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return min(seconds, 300.0) if seconds > 0 else None
 
 
 class ClientError(CroupierError):
@@ -276,6 +287,7 @@ class Client:
         ws_url = self.url.replace("http", "ws", 1) + "/ws"
         attempt = 0
         while True:
+            hint: float | None = None  # the server's "come back in" (overloaded), seconds
             try:
                 async with self.http.ws_connect(
                     ws_url,
@@ -309,6 +321,7 @@ class Client:
                                 if code in _REFUSED:
                                     raise ClientError(_REFUSED[code], code, doc.get("message", ""))
                             elif kind == "disconnect":
+                                hint = _seconds(doc.get("retry_after"))
                                 break
                             elif kind not in _CONTROL:
                                 offset = doc.get("offset")
@@ -327,9 +340,16 @@ class Client:
                         _REFUSED_AT_CONNECT[exc.status],
                         f"the server refused the connection: {exc.message}",
                     ) from None
+                if exc.status == 503 and exc.headers is not None:
+                    hint = _seconds(exc.headers.get("Retry-After"))
             except (TimeoutError, aiohttp.ClientError, OSError):
                 pass
             attempt += 1
+            if hint is not None:
+                # Told when to come back: then, plus up to as long again at random, so a
+                # crowd refused together does not return together.
+                await asyncio.sleep(hint + random.uniform(0, hint))
+                continue
             delay = min(self.max_backoff, 0.1 * 2 ** min(attempt, 10))
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
 

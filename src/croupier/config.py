@@ -152,6 +152,8 @@ class Limits:
     sse_keepalive: float = 15.0
     sse_retry_ms: int = 1000
     token_cache: int = 65_536  # verified player tokens remembered until they expire (0: off)
+    admit_rate: float = 0.0  # new connections (streams, WebSockets) a second per node; 0: any
+    admit_burst: int = 0  # how many of them at once (0: one second's worth)
     max_json_depth: int = DEFAULT_MAX_DEPTH  # nested arrays/objects in any JSON received
 
 
@@ -438,7 +440,14 @@ def _load(config_file: str | os.PathLike[str] | None, env: Mapping[str, str]) ->
     namespaces = _defaults()
     for name, raw in doc.get("namespaces", {}).items():
         namespaces[name] = _namespace(raw, namespaces.get(name))
-    limits = Limits(**doc.get("limits", {}))
+    limit_values = dict(doc.get("limits", {}))
+    for name, variable, kind in (
+        ("admit_rate", "CROUPIER_ADMIT_RATE", float),
+        ("admit_burst", "CROUPIER_ADMIT_BURST", int),
+    ):
+        if env.get(variable):
+            limit_values[name] = kind(env[variable])
+    limits = Limits(**limit_values)
     if env.get("CROUPIER_MAX_JSON_DEPTH"):
         limits = replace(limits, max_json_depth=int(env["CROUPIER_MAX_JSON_DEPTH"]))
     if not 1 <= limits.max_json_depth <= HIGHEST_MAX_DEPTH:

@@ -10,6 +10,7 @@ __all__ = [
     "CroupierError",
     "Forbidden",
     "NotFound",
+    "Overloaded",
     "PayloadTooLarge",
     "RateLimited",
     "Unauthorized",
@@ -76,6 +77,19 @@ class Unavailable(CroupierError):
 
     code = "unavailable"
     status = 503
+
+
+class Overloaded(CroupierError):
+    """The node takes no more new connections this second; come back in ``retry_after`` s."""
+
+    code = "overloaded"
+    status = 503
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"this server is admitting no more new connections now: retry in {retry_after} s"
+        )
+        self.retry_after = retry_after
 
 
 def shown(value: object, limit: int = 80) -> str:

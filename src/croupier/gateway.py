@@ -18,9 +18,10 @@ from .auth import Authenticator
 from .brokers import Broker, broker_from_url
 from .cluster import Cluster
 from .config import NamespaceRules, Settings
+from .core.admission import Admission
 from .core.channels import Claims, namespace_of, resolve, validate_type
 from .debuglog import DebugLog
-from .errors import BadRequest, PayloadTooLarge, Unavailable
+from .errors import BadRequest, Overloaded, PayloadTooLarge, Unavailable
 from .events import Event, History, Position
 from .hub import Hub
 from .logs import Append, Appended, Log, log_from_url, now_ts
@@ -120,6 +121,8 @@ class Gateway:
         self.hub = Hub(self.log, self.broker, recover_max=settings.limits.recover_max)
         self.broker.bind(self.hub.deliver, self.hub.resync)
         self.auth = Authenticator(settings)
+        limits = settings.limits
+        self.admission = Admission(limits.admit_rate, limits.admit_burst, time.monotonic())
         self.metrics = Metrics()
         self.node = "n-" + secrets.token_hex(4)
         self.debug = DebugLog(self.node)
@@ -202,6 +205,11 @@ class Gateway:
                 "counter",
                 self.metrics.slow_consumers,
                 "Connections cut off because their outbox overflowed.",
+            ),
+            "croupier_refused_connections": (
+                "counter",
+                self.metrics.refused_connections,
+                "New connections refused over the admission budget (limits.admit_rate).",
             ),
         }
 
@@ -353,6 +361,17 @@ class Gateway:
         """Let ``starting_point`` say where new subscribers of ``namespace`` start (see
         :data:`StartingPoint`); subscribers that resume with a position are left alone."""
         self._starting_points[namespace] = starting_point
+
+    def admit(self) -> None:
+        """Count one new connection against the node's budget (``limits.admit_rate``).
+
+        Raises:
+            Overloaded: over budget; its ``retry_after`` says when to come back.
+        """
+        wait = self.admission.admit(time.monotonic())
+        if wait is not None:
+            self.metrics.refused_connections += 1
+            raise Overloaded(wait)
 
     def starting_point(self, channel: str) -> StartingPoint | None:
         """The starting point of ``channel``'s namespace, shared: the new subscribers of a

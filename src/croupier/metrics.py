@@ -40,6 +40,7 @@ class Metrics:
         )
         self.published = 0
         self.slow_consumers = 0
+        self.refused_connections = 0
         self.connections_total = 0
         self.rejected = 0
         self.broker_failures = 0

@@ -37,7 +37,7 @@ from aiohttp import web
 from ..appkeys import GATEWAY
 from ..config import ApiKey
 from ..core import jsonsafe
-from ..errors import BadRequest, CroupierError, PayloadTooLarge, shown
+from ..errors import BadRequest, CroupierError, Overloaded, PayloadTooLarge, shown
 from ..gateway import Gateway
 
 __all__ = [
@@ -76,8 +76,12 @@ def struct_response(value: Any, status: int = 200) -> web.Response:
 
 
 def error_response(exc: CroupierError) -> web.Response:
-    """The answer for ``exc``: ``{"error": {"code", "message"}}`` with its status."""
-    return json_response({"error": exc.as_dict()}, exc.status)
+    """The answer for ``exc``: ``{"error": {"code", "message"}}`` with its status (and, for
+    :class:`~croupier.errors.Overloaded`, ``Retry-After``)."""
+    response = json_response({"error": exc.as_dict()}, exc.status)
+    if isinstance(exc, Overloaded):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @web.middleware

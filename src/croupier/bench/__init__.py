@@ -561,6 +561,13 @@ def sports(viewers: int, reactions: float, duration: float, pin: bool, as_json: 
     type=click.IntRange(0),
     help="Client processes (default: one per 9,000 clients).",
 )
+@click.option(
+    "--admit-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="The server's limits.admit_rate: new connections a second (0: no limit).",
+)
 @click.option("--node/--no-node", default=True, show_default=True, help="Run the Node reference.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds a storm may take.")
 @pin_option
@@ -570,6 +577,7 @@ def storm(
     missed: int,
     channels: int,
     processes: int,
+    admit_rate: float,
     node: bool,
     timeout: float,
     pin: bool,
@@ -590,7 +598,8 @@ def storm(
     server_cpus, client_cpus = _cpus(pin)
     if client_cpus is not None:
         os.sched_setaffinity(0, client_cpus)
-    with BenchServer(cpus=server_cpus) as server:
+    env = {"CROUPIER_ADMIT_RATE": str(admit_rate)} if admit_rate else {}
+    with BenchServer(cpus=server_cpus, env=env) as server:
         ours = _run(
             lambda: run_storm(
                 server,
@@ -601,6 +610,7 @@ def storm(
                 timeout=timeout,
             )
         )
+    ours["admit_rate"] = admit_rate
     results = [ours]
     if node:
         with NodeReference(cpus=server_cpus) as reference:

@@ -104,6 +104,7 @@ class Client:
         "epoch",
         "expect",
         "failed",
+        "hint",
         "last",
         "outcome",
         "received",
@@ -124,6 +125,7 @@ class Client:
         self.resuming = False
         self.back = False
         self.failed: str | None = None
+        self.hint: float | None = None  # seconds the server said to wait (overloaded)
         self.transport: WSTransport | asyncio.Transport | None = None
         self.outcome: asyncio.Future[str] | None = None
 
@@ -200,6 +202,8 @@ class WsClient(WSListener):
                 phase.back(client)
                 client.settle("back")
         elif kind == "disconnect":
+            hint = doc.get("retry_after")
+            client.hint = float(hint) if isinstance(hint, int | float) and hint > 0 else None
             client.settle(f"disconnect: {doc.get('code')}")
         elif kind == "error":
             client.settle(f"error: {doc.get('code')}")
@@ -302,6 +306,10 @@ class Worker:
                 outcome = f"connect: {type(exc).__name__}"
             if outcome == "back":
                 return
+            if client.hint is not None:  # told by the protocol when to come back
+                phase.refused += 1
+                wait = client.hint + random.uniform(0, client.hint)
+                client.hint = None
             if outcome.startswith("error:") or outcome == "not recovered":
                 client.failed = outcome
                 return

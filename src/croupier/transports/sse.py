@@ -23,13 +23,14 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from ..api.toolkit import error_response
 from ..appkeys import GATEWAY
 from ..config import NamespaceRules, Settings
 from ..core import commands as c
 from ..core.channels import Claims, check_subscribe, resolve
 from ..core.sse import Cursor, data_frame, decode_cursor, id_line, parse_offset
 from ..core.wire import control, encode_event
-from ..errors import BadRequest, CroupierError
+from ..errors import BadRequest, CroupierError, Overloaded
 from ..events import Event
 from ..gateway import Gateway
 from ..logs import now_ts
@@ -229,6 +230,12 @@ async def open_stream(
     """
     if not gateway.ready:
         return _unavailable()
+    try:
+        gateway.admit()
+    except Overloaded as exc:
+        refusal = error_response(exc)
+        refusal.force_close()
+        return refusal
     if len(wants) > 1 and multi_dialect is not None:
         dialect = multi_dialect
     codec = SseCodec(gateway.settings, dialect, () if refused is not None else wants)

@@ -324,6 +324,7 @@ def endpoint_handler(endpoint: Endpoint) -> InfoHandler:
             claims = admit(gateway, request) if endpoint.player_token else None
             if not gateway.ready:
                 return _unavailable()
+            gateway.admit()
             upgrade = Upgrade(
                 gateway, claims, request.match_info, request.query, request.headers, request
             )

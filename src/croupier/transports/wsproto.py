@@ -21,9 +21,12 @@ from collections.abc import Callable
 from typing import cast
 from urllib.parse import parse_qsl, unquote
 
+import orjson
 from multidict import CIMultiDict, MultiDict
 
-from ..errors import CroupierError
+from ..core.frames import close_frame
+from ..core.wire import control, ws_frame
+from ..errors import CroupierError, Overloaded
 from ..gateway import Gateway
 from .websocket import Upgrade, WebSockets, admit, handshake_key, open_lean, switching_head
 
@@ -118,7 +121,12 @@ class Sniffer(asyncio.Protocol):
         gateway = self._gateway
         try:
             claims = admit(gateway, head) if endpoint.player_token else None
+            if gateway.ready:
+                gateway.admit()  # before the codec: a refused client costs nothing more
             codec = endpoint.open(Upgrade(gateway, claims, params, head.query, head.headers))
+        except Overloaded as exc:
+            self._refuse(overloaded(endpoint.pattern, key, exc.retry_after))
+            return
         except CroupierError:
             self._to_http(buffer)  # the endpoint's handler answers with the reason
             return
@@ -151,6 +159,16 @@ class Sniffer(asyncio.Protocol):
         self._cancel_timer()
         self._transport = None
 
+    def _refuse(self, answer: bytes) -> None:
+        """Write ``answer`` and close: the connection ends here."""
+        self._cancel_timer()
+        transport = self._transport
+        assert transport is not None
+        self._transport = None
+        self._buffer = b""
+        transport.write(answer)
+        transport.close()
+
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -167,3 +185,29 @@ class Sniffer(asyncio.Protocol):
         proto.connection_made(transport)
         proto.data_received(buffer)
         return proto
+
+
+def overloaded(pattern: str, key: str, retry_after: int) -> bytes:
+    """A refusal over the node's admission budget, on the lean path.
+
+    The native ``/ws`` is upgraded and told at once: a ``disconnect`` with ``retry_after``
+    and a close with 1013 (try again later), the only answer a browser's WebSocket lets a
+    page read. Other protocols get ``503`` with ``Retry-After`` before the upgrade.
+    """
+    if pattern == "/ws":
+        advice = control("disconnect", code="overloaded", reconnect=True, retry_after=retry_after)
+        return switching_head(key) + ws_frame(advice) + close_frame(1013, "overloaded")
+    body = orjson.dumps(
+        {
+            "error": {
+                "code": "overloaded",
+                "message": f"this server is admitting no more new connections now: "
+                f"retry in {retry_after} s",
+            }
+        }
+    )
+    return (
+        f"HTTP/1.1 503 Service Unavailable\r\nRetry-After: {retry_after}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body

@@ -244,6 +244,7 @@ export class Client extends Emitter {
     this.queue = [];
     this._useSse = this.mode === "sse";
     this._refused = 0;
+    this._retryAfter = 0; // ms an overloaded server asked to wait before the next attempt
     this._attempt = 0;
     this._probes = 0; // WebSocket probes while on SSE in "auto" mode
     this._nextId = 1;
@@ -404,7 +405,11 @@ export class Client extends Emitter {
       // The event stream is refused too: the server is down, not just its WebSocket.
       this._useSse = false;
     }
-    const delay = backoffDelay(this._attempt, this.backoff);
+    let delay = backoffDelay(this._attempt, this.backoff);
+    if (this._retryAfter) {
+      delay = Math.max(delay, Math.round(this._retryAfter * (1 + Math.random())));
+      this._retryAfter = 0;
+    }
     this._attempt += 1;
     this._setState("reconnecting", { attempt: this._attempt, delay, lost: was });
     this._later(() => this._open(), delay);
@@ -487,7 +492,7 @@ export class Client extends Emitter {
       }
     };
     ws.onclose = () => {
-      if (this._ws === ws) this._lost(!greeted);
+      if (this._ws === ws) this._lost(!greeted && !this._retryAfter);
     };
   }
 
@@ -651,6 +656,8 @@ export class Client extends Emitter {
         return;
       case "disconnect":
         if (message.code === "token_expired") this._tokenStale = true;
+        // An overloaded server says when to come back: then, plus up to as long again.
+        if (message.retry_after > 0) this._retryAfter = message.retry_after * 1000;
         this._emit("disconnect", message);
         if (message.reconnect === false) {
           this._emit("error", message);
