@@ -25,7 +25,7 @@ from croupier.config import Limits, PusherApp, PusherChannelRule, Settings
 from croupier.core.channels import Claims
 from croupier.core.commands import Since, Subscribe
 from croupier.events import Position
-from croupier.gateway import Gateway
+from croupier.gateway import Gateway, PublishRequest
 from croupier.services.rooms.engine import Room
 from croupier.services.rooms.socket import RoomCodec
 from croupier.services.sports.events_ws import EventsCodec
@@ -415,6 +415,12 @@ class World:
         self.tags += 1
         return self.driver.channel(f"c{self.tags}")
 
+    async def burst(self, channel: str, numbers: range) -> None:
+        """Several events published at once: they reach the hub in one loop turn."""
+        await self.gateway.publish_many(
+            [PublishRequest(channel, TYPE, orjson.dumps({"kind": TYPE, "n": n})) for n in numbers]
+        )
+
     async def publish(self, channel: str, n: int) -> Position:
         result = await self.gateway.publish_json(channel, TYPE, {"kind": TYPE, "n": n})
         position = result.event.position
@@ -536,3 +542,27 @@ async def test_a_slow_consumer_is_cut_by_the_same_bound(world: World) -> None:
     assert len(events(records)) <= world.gateway.settings.limits.outbox_messages
     if world.driver.close_codes:
         assert records[-1] == ("close", conn.codec.close_code("slow_consumer"))
+
+
+async def test_a_burst_arrives_complete_in_order_and_in_one_write(world: World) -> None:
+    channel = world.fresh()
+    _, transport = await world.driver.connect(world.gateway, channel)
+    before = len(transport.writes)
+    await world.burst(channel, range(1, 6))
+    await settle()
+    assert events(world.driver.records(transport)) == [1, 2, 3, 4, 5]
+    assert len(transport.writes) == before + 1  # one write per connection per turn
+
+
+async def test_a_slow_consumer_under_bursts_is_cut_by_the_same_bound(world: World) -> None:
+    channel = world.fresh()
+    conn, transport = await world.driver.connect(world.gateway, channel)
+    transport.buffered = 1  # the client stopped reading
+    await world.burst(channel, range(1, 11))
+    await settle()
+    assert conn.closed
+    assert world.gateway.metrics.slow_consumers == 1
+    records = world.driver.records(transport)
+    assert events(records) == list(range(1, 1 + len(events(records))))
+    assert len(events(records)) <= world.gateway.settings.limits.outbox_messages
+    assert ("disconnect", "slow_consumer") in records

@@ -14,6 +14,7 @@ class FakeTransport:
 
     def __init__(self) -> None:
         self.data = bytearray()
+        self.writes: list[bytes] = []  # each write call's bytes
         self.buffered = 0
         self.closing = False
         self.eof = False
@@ -23,6 +24,7 @@ class FakeTransport:
     def write(self, data: bytes) -> None:
         assert not self.eof, "written after the write side was shut"
         self.data += data
+        self.writes.append(bytes(data))
 
     def get_write_buffer_size(self) -> int:
         return self.buffered

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -93,6 +94,60 @@ PRESENCE_MAX = 10_000
 _cleanups: set[asyncio.Task[None]] = set()
 
 
+# Past this many bytes waiting for the end of the turn, a connection writes at once: a long
+# replay goes to the kernel as it is made, and the outbox bound then reads the real buffer.
+_FLUSH_AT = 64 * 1024
+
+
+class _Flusher:
+    """The connections with writes waiting in this loop turn; one callback writes them all.
+
+    Scheduled once per turn (by the first connection that writes, see
+    :meth:`Connection.write`), it runs right after the turn's other callbacks: nothing waits
+    longer than the turn it was written in.
+    """
+
+    __slots__ = ("dirty", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.dirty: list[Connection] = []
+
+    def schedule(self) -> None:
+        self.loop.call_soon(self.run)
+
+    def run(self) -> None:
+        dirty = self.dirty
+        batch = dirty[:]  # the same list object stays every connection's ``dirty``
+        dirty.clear()
+        for conn in batch:
+            pending = conn.pending
+            if pending is None:
+                continue  # written already (past the size threshold, or a close)
+            conn.pending = None
+            transport = conn.transport
+            assert transport is not None  # only an attached connection writes
+            if isinstance(pending, bytes):
+                transport.write(pending)
+            else:
+                conn.pending_bytes = 0
+                transport.write(b"".join(pending))
+
+
+# One flusher per event loop (a loop that is gone takes its flusher with it).
+_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _flusher() -> _Flusher:
+    loop = asyncio.get_running_loop()
+    flusher = _flushers.get(loop)
+    if flusher is None:
+        flusher = _flushers[loop] = _Flusher(loop)
+    return flusher
+
+
 class Connection:
     """One client connection: the hub's sink and the session's executor.
 
@@ -117,9 +172,10 @@ class Connection:
         "closed",
         "closer",
         "codec",
-        "corked",
         "created",
+        "dirty",
         "ended",
+        "flusher",
         "gateway",
         "held",
         "inbox",
@@ -131,6 +187,8 @@ class Connection:
         "max_messages",
         "on_event",
         "origin",
+        "pending",
+        "pending_bytes",
         "reads",
         "seen",
         "session",
@@ -177,13 +235,17 @@ class Connection:
         self.last_seen = now  # the client's last message (pongs count only for quiet ones)
         self.last_ping = now
         self.held: list[tuple[bytes, Event | None]] | None = None if transport else []
-        self.corked: list[bytes] | None = None  # written this loop turn, sent at its end
         # Only while a message awaits (subscribe, publish): the ones behind it, and the task.
         self.inbox: deque[bytes | str | None] | None = None
         self.task: asyncio.Task[None] | None = None
         self.seen: dict[str, Event] = {}  # the last stored event pushed, per channel
         self.starts: dict[str, Position | None] = {}  # where each subscription started
         self._waiter: asyncio.Future[None] | None = None
+        # What was written this loop turn and leaves at its end (bytes, or several).
+        self.pending: bytes | list[bytes] | None = None
+        self.pending_bytes = 0
+        self.flusher = _flusher()
+        self.dirty = self.flusher.dirty
 
     @property
     def channels(self) -> dict[str, NamespaceRules]:
@@ -214,44 +276,56 @@ class Connection:
             self.write(frame)
 
     def write(self, frame: bytes) -> None:
-        """Write through the bounded outbox: the socket's own write buffer.
+        """Queue ``frame`` through the bounded outbox; it leaves at the end of this turn.
 
-        While the buffer holds unsent data, each write counts against ``outbox_messages``;
-        past that, or past ``outbox_bytes`` buffered, the connection is cut off as a slow
-        consumer (it reconnects and resumes from its last offset).
+        Everything written to a connection in one loop turn leaves in one
+        ``transport.write`` (see :class:`_Flusher`), or sooner once :data:`_FLUSH_AT`
+        bytes wait. The outbox is the socket's own write buffer plus what waits for the
+        turn's end: while the buffer holds unsent data, each write counts against
+        ``outbox_messages``; past that, or past ``outbox_bytes`` buffered and waiting, the
+        connection is cut off as a slow consumer (it reconnects and resumes from its last
+        offset).
         """
         transport = self.transport
         if transport is None:
             self._hold(frame, None)
             return
-        corked = self.corked
-        if corked is not None:
-            corked.append(frame)
-            return
         size = transport.get_write_buffer_size()
+        pending = self.pending
         if size:
             self.backlog += 1
-            if self.backlog > self.max_messages or size > self.max_bytes:
+            if self.backlog > self.max_messages or size + self.pending_bytes > self.max_bytes:
                 self._slow_consumer()
                 return
-        else:
+        elif pending is None:
             self.backlog = 0
-        transport.write(frame)
+        if pending is None:
+            # The first write of the turn (the whole of a steady fan-out): no list, no count.
+            self.pending = frame
+            dirty = self.dirty
+            if not dirty:
+                self.flusher.schedule()
+            dirty.append(self)
+            return
+        if isinstance(pending, bytes):
+            pending = self.pending = [pending, frame]
+            self.pending_bytes = len(pending[0]) + len(frame)
+        else:
+            pending.append(frame)
+            self.pending_bytes += len(frame)
+        if self.pending_bytes >= _FLUSH_AT:
+            self.flush()
 
-    def cork(self) -> None:
-        """Gather what is written for the rest of this loop turn into one write at its end.
-
-        A subscribe's reply and the events it replays leave in one write, not one each: on
-        a reconnect storm the kernel's per-send cost is most of a resume's.
-        """
-        if self.corked is None and self.transport is not None and not self.closed:
-            self.corked = []
-            asyncio.get_running_loop().call_soon(self._uncork)
-
-    def _uncork(self) -> None:
-        frames, self.corked = self.corked, None
-        if frames and not self.closed:
-            self.write(frames[0] if len(frames) == 1 else b"".join(frames))
+    def flush(self) -> None:
+        """Write what waits for the end of the turn, in one ``transport.write``."""
+        pending = self.pending
+        if pending is None:
+            return
+        self.pending = None
+        self.pending_bytes = 0
+        transport = self.transport
+        if transport is not None:
+            transport.write(pending if isinstance(pending, bytes) else b"".join(pending))
 
     def _hold(self, frame: bytes, event: Event | None) -> None:
         held = self.held
@@ -305,9 +379,7 @@ class Connection:
         codec = self.codec
         last = codec.encode(Disconnect(reason, reconnect))
         self.ended = (reason, codec.close_code(reason))
-        corked, self.corked = self.corked, None
-        if corked:
-            last = b"".join([*corked, last])
+        self.flush()  # what is queued goes first
         transport = self.transport
         if transport is not None and not transport.is_closing():
             self.closer(transport, last, codec.close_code(reason), codec.close_reason(reason))
@@ -318,15 +390,16 @@ class Connection:
         self.held = None
         if self.ended is None:
             self.ended = (reason or ("client_closed" if code == 1000 else "closed"), code)
-        corked, self.corked = self.corked, None
+        self.flush()
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            self.closer(transport, b"".join(corked or ()), code, reason)
+            self.closer(transport, b"", code, reason)
 
     def lost(self) -> None:
         """The socket is gone: leave the hub and presence once any message in hand is done."""
         self.closed = True
         self.held = None
+        self.pending = None
         self._wake()
         if self.task is not None:
             self.task.add_done_callback(lambda _: self._spawn_cleanup())
@@ -648,7 +721,6 @@ class Connection:
                         offset=None if result.position is None else result.position.offset,
                         since=None if since is None else since.offset,
                     )
-                self.cork()  # the reply and the replay that follows it: one write
                 position = result.position
                 if snapshot is not None and result.recovered:
                     position = since  # the events that follow continue the snapshot
@@ -754,7 +826,7 @@ class Connection:
             "created": int(self.created * 1000),
             "last_activity": int((now - (time.monotonic() - self.last_seen)) * 1000),
             "subscriptions": subscriptions,
-            "outbox": buffered,
+            "outbox": buffered + self.pending_bytes,
             "outbox_messages": self.backlog,
             "outbox_limits": {"bytes": self.max_bytes, "messages": self.max_messages},
             "closed": self.closed,

@@ -271,8 +271,7 @@ def open_lean(
     conn = Connection(gateway, codec, claims, close_websocket, transport=transport, origin=origin)
     reader = WebSocketReader(conn, FrameParser(max_message_bytes(gateway.settings.limits)))
     if head:
-        conn.cork()
-        conn.write(head)
+        conn.write(head)  # with what follows this turn: one write
     conn.open()
     return reader
 
