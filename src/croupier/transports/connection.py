@@ -359,7 +359,10 @@ class Connection:
             transport = self.transport
             self._log(
                 "slow_consumer",
-                outbox=transport.get_write_buffer_size() if transport is not None else None,
+                # The bound counts what waits for the turn's end as well as the buffer.
+                outbox=(transport.get_write_buffer_size() + self.pending_bytes)
+                if transport is not None
+                else None,
                 messages=self.backlog,
             )
         self.disconnect("slow_consumer", reconnect=True)
