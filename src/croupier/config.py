@@ -50,11 +50,16 @@ class SubscribeMode(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PublishRule:
-    """An event type players may publish in a namespace, with its size and rate limits."""
+    """An event type players may publish in a namespace, with its size and rate limits.
+
+    ``private``: the event reaches only its sender's own connections and backend listeners
+    (a request to the backend, such as a rebuy), never the other players; it is never stored.
+    """
 
     max_bytes: int = 1024
     rate: float = 5.0  # tokens per second, per connection
     burst: int = 10
+    private: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +85,10 @@ def _defaults() -> dict[str, NamespaceRules]:
             history_size=2000,
             history_ttl=86400.0,
             # A player asks for a rebuy; the tournaments service answers (rebuy.requested).
-            client_publish={"rebuy.request": PublishRule(max_bytes=256, rate=1.0, burst=3)},
+            # The other players never see the request.
+            client_publish={
+                "rebuy.request": PublishRule(max_bytes=256, rate=1.0, burst=3, private=True)
+            },
         ),
         "room": NamespaceRules(
             history_size=1000,

@@ -38,6 +38,9 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     ephemeral ones, which are never replayed. ``ts`` is an ISO-8601 UTC timestamp.
     ``exclude`` names one client connection that must not get the event live (the one that
     sent it, as Pusher's ``socket_id`` asks); it is not stored, so a replay includes it.
+    ``only`` names the one player (:func:`~croupier.core.channels.player_of`) whose
+    connections get the event, besides backend listeners (a private client publish, such as
+    a ``rebuy.request``); such an event is never stored, so no history or replay shows it.
     """
 
     channel: str
@@ -47,6 +50,7 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     offset: int | None = None
     epoch: str | None = None
     exclude: str | None = None
+    only: str | None = None
 
     @property
     def stored(self) -> bool:

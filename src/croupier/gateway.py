@@ -54,6 +54,7 @@ class PublishRequest(msgspec.Struct, frozen=True, gc=False):
     idempotency_key: str | None = None
     ephemeral: bool = False
     exclude: str | None = None  # a client connection not to deliver it to (see Event)
+    only: str | None = None  # the one player to deliver it to (see Event); never stored
     # Who publishes, for the live log: an API key's name ("key:backend") or a player
     # ("player:1001/p1"). Never a secret.
     source: str | None = None
@@ -267,8 +268,15 @@ class Gateway:
             rules = check(request)
             # Stored and sent as given: SSE framing takes care of line breaks (core.sse).
             payload = request.payload
-            if request.ephemeral or not rules.stored:
-                event = Event(request.channel, request.type, payload, ts, exclude=request.exclude)
+            if request.ephemeral or not rules.stored or request.only is not None:
+                event = Event(
+                    request.channel,
+                    request.type,
+                    payload,
+                    ts,
+                    exclude=request.exclude,
+                    only=request.only,
+                )
                 results.append(PublishResult(event))
             else:
                 where.append(len(results))

@@ -61,6 +61,23 @@ async def test_ephemeral_events_pass_through(broker: BrokerHarness) -> None:
     assert broker.received[0].offset is None
 
 
+async def test_who_an_ephemeral_event_is_for_travels_with_it(broker: BrokerHarness) -> None:
+    """``only`` (one player's event) and ``exclude`` (not back to the sender) reach every
+    node: a node that lost them would show a private event to everyone."""
+    channel = broker.ch("tournament:t1")
+    await broker.broker.subscribe(channel)
+    ts = now_ts()
+    sent = [
+        Event(channel, "rebuy.request", b'{"n":1}', ts, only="1001/ann"),
+        Event(channel, "client-x", b'{"n":2}', ts, exclude="1.2"),
+        Event(channel, "t.x", b'{"n":3}', ts, exclude="1.3", only="1001/bob"),
+        Event(channel, "t.x", b'{"n":4}', ts),
+    ]
+    await broker.broker.publish(sent)
+    await until(lambda: len(broker.received) == 4)
+    assert broker.received == sent
+
+
 async def test_publish_nothing_is_harmless(broker: BrokerHarness) -> None:
     await broker.broker.subscribe(broker.ch("room:a"))
     await broker.broker.publish([])

@@ -82,6 +82,7 @@ class Driver:
     resumes: ClassVar[bool] = True
     in_presence: ClassVar[bool] = True
     close_codes: ClassVar[bool] = True  # a WebSocket: the close frame carries a code
+    backend: ClassVar[bool] = False  # a backend listener: hears events meant for one player
 
     def channel(self, tag: str) -> str:
         return f"{self.namespace}:{tag}"
@@ -179,6 +180,7 @@ class SportsDriver(Driver):
 class ListenerDriver(Driver):
     name = "tournament-listener"
     in_presence = False  # a backend, not a player
+    backend = True
 
     def codec(self, gateway: Gateway, channel: str, since: Position | None) -> BaseCodec:
         return ListenerCodec(gateway.settings, channel)
@@ -454,6 +456,24 @@ async def test_a_live_event_arrives_once_after_the_subscription(world: World) ->
     assert all(i < records.index(("event", TYPE, 1)) for i in subscribed)
     assert not [r for r in records if r[0] in ("error", "reset", "disconnect")]
     assert not conn.closed
+
+
+async def test_an_event_for_one_player_reaches_that_player_and_backends_only(
+    world: World,
+) -> None:
+    channel = world.fresh()
+    _, transport = await world.driver.connect(world.gateway, channel)
+    for player in ("1001/p2", PLAYER.player, "p1"):  # another player; this one; no brand
+        data = {"kind": TYPE, "n": 0, "to": f"only-{player}"}
+        request = PublishRequest(channel, TYPE, orjson.dumps(data), only=player)
+        assert (await world.gateway.publish(request)).event.offset is None  # never stored
+    await world.publish(channel, 1)
+    await settle()
+    sent = bytes(transport.data)
+    assert [n for n in events(world.driver.records(transport)) if n] == [1]  # n 0: Pusher's
+    assert b"only-1001/p1" in sent
+    assert (b"only-1001/p2" in sent) is world.driver.backend
+    assert (b"only-p1" in sent) is world.driver.backend
 
 
 async def test_a_resume_replays_what_was_missed_in_order(world: World) -> None:

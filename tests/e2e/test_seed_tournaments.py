@@ -11,9 +11,17 @@ import aiohttp
 import httpx
 import pytest
 
-from tests.support import ServerProcess
+from tests.support import API_KEY, ServerProcess
 
-from .test_tournaments import BRAND, is_, ok, player_seat, running_tournament, score
+from .test_tournaments import (
+    BRAND,
+    Seat,
+    is_,
+    ok,
+    player_seat,
+    running_tournament,
+    score,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -120,3 +128,41 @@ async def test_tournament_win_carries_every_field_of_the_seed_s_example(
         assert details["tournament_position"] == 1
         assert details["prize_value"] == "100.00"
         assert details["casino_id"] == 1001
+
+
+async def test_a_rebuy_request_reaches_its_sender_and_backend_listeners_only(
+    server: ServerProcess, api: httpx.AsyncClient, session: aiohttp.ClientSession
+) -> None:
+    tid = await running_tournament(api, ["ann", "bob"], entryFee=5.0, maxEntries=2)
+    channel = f"tournament:{tid}"
+    listener = Seat(
+        await session.ws_connect(
+            server.url.replace("http", "ws") + f"/ws/tournaments/{tid}",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        )
+    )
+    await listener.send({"type": "subscribe", "events": ["player.updates"], "id": 1})
+    await listener.wait(is_("subscribed"))
+    ann = await player_seat(session, server, tid, "ann")
+    ann_tab = await player_seat(session, server, tid, "ann")  # a second tab of hers
+    bob = await player_seat(session, server, tid, "bob")
+    try:
+        # A player asks for a rebuy on the tournament's channel.
+        await ann.send(
+            {"type": "publish", "channel": channel, "event": "rebuy.request", "data": {}}
+        )
+        mine = await ann.wait(is_("rebuy.request", channel))
+        assert mine["data"]["from"] == {"id": "ann"}
+        await ann_tab.wait(is_("rebuy.request", channel))
+        heard = await listener.wait(is_("rebuy.request", channel))
+        assert heard["data"]["from"] == {"id": "ann"}
+        # The service's answer is public; the request fanned out before it, so by now bob
+        # would have had the request if it had reached him.
+        await bob.wait(is_("rebuy.requested", channel, playerId="ann"))
+        assert bob.events("rebuy.request") == []
+    finally:
+        for s in (ann, ann_tab, bob, listener):
+            await s.close()
+    # Never stored: no history read (nor a resume, which reads the same log) shows it.
+    history = await ok(await api.get(f"/api/v1/channels/{channel}/history"))
+    assert "rebuy.request" not in [e["type"] for e in history["events"]]

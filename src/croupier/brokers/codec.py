@@ -14,10 +14,13 @@ __all__ = ["decode_event", "encode_event"]
 
 
 def encode_event(event: Event) -> bytes:
-    """``[channel, type, ts, offset, epoch]`` (and ``exclude`` when set) + newline + payload."""
+    """``[channel, type, ts, offset, epoch]`` (then ``exclude`` and ``only`` when set) +
+    newline + payload."""
     fields = [event.channel, event.type, event.ts, event.offset, event.epoch]
-    if event.exclude is not None:
+    if event.exclude is not None or event.only is not None:
         fields.append(event.exclude)
+    if event.only is not None:
+        fields.append(event.only)
     return orjson.dumps(fields) + b"\n" + event.payload
 
 
@@ -27,4 +30,6 @@ def decode_event(raw: bytes) -> Event:
     if not sep:
         raise ValueError("not a Croupier broker message")
     channel, type_, ts, offset, epoch, *rest = orjson.loads(header)
-    return Event(channel, type_, payload, ts, offset, epoch, rest[0] if rest else None)
+    exclude = rest[0] if rest else None
+    only = rest[1] if len(rest) > 1 else None
+    return Event(channel, type_, payload, ts, offset, epoch, exclude, only)

@@ -39,13 +39,16 @@ _READ_BATCH = 1000
 
 
 class _Note(msgspec.Struct, frozen=True):
-    """A notification: a stored channel's newest offset ``o``, or an ephemeral event."""
+    """A notification: a stored channel's newest offset ``o``, or an ephemeral event (with
+    its ``exclude`` as ``x`` and its ``only`` as ``p``, when set)."""
 
     c: str
     o: int | None = None
     t: str = ""
     ts: str = ""
     d: msgspec.Raw = msgspec.Raw(b"null")  # the event's data, passed on as it came
+    x: str | None = None
+    p: str | None = None
 
 
 _decode_note = msgspec.json.Decoder(_Note).decode
@@ -117,14 +120,17 @@ class PostgresBroker:
             if event.offset is not None:
                 newest[event.channel] = max(newest.get(event.channel, 0), event.offset)
                 continue
-            body = orjson.dumps(
-                {
-                    "c": event.channel,
-                    "t": event.type,
-                    "ts": event.ts,
-                    "d": orjson.Fragment(event.payload),
-                }
-            )
+            note: dict[str, Any] = {
+                "c": event.channel,
+                "t": event.type,
+                "ts": event.ts,
+                "d": orjson.Fragment(event.payload),
+            }
+            if event.exclude is not None:
+                note["x"] = event.exclude
+            if event.only is not None:
+                note["p"] = event.only
+            body = orjson.dumps(note)
             if len(body) > _MAX_NOTIFY:
                 log.warning(
                     "ephemeral %s on %s is too large for NOTIFY; dropped", event.type, event.channel
@@ -164,7 +170,7 @@ class PostgresBroker:
         if name not in self._channels:
             return
         if note.o is None:
-            self._handler(Event(name, note.t, bytes(note.d), note.ts))
+            self._handler(Event(name, note.t, bytes(note.d), note.ts, exclude=note.x, only=note.p))
             return
         offset = note.o
         if offset <= max(self._wanted.get(name, 0), self._channels[name]):

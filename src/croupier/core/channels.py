@@ -27,6 +27,12 @@ class Claims:
     channels: tuple[str, ...] = ()
     exp: float | None = None
 
+    @property
+    def player(self) -> str:
+        """Who the holder is across brands (``{brand}/{sub}``): what
+        :attr:`Event.only <croupier.events.Event.only>` names."""
+        return f"{self.brand or ''}/{self.sub}"
+
 
 def validate_channel(channel: object) -> str:
     """Return ``channel`` if it is a well-formed name.

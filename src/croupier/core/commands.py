@@ -325,7 +325,8 @@ class DoPublish:
     """A checked player publish; ``payload`` carries the server-set ``from``.
 
     ``exclude``: a client id the event must not reach live (the sender, for a protocol whose
-    clients do not hear their own publishes); see :attr:`Event.exclude`.
+    clients do not hear their own publishes); see :attr:`Event.exclude`. ``only``: the one
+    player it may reach (a private publish rule: the sender); see :attr:`Event.only`.
     """
 
     channel: str
@@ -334,6 +335,7 @@ class DoPublish:
     payload: bytes
     id: MessageId
     exclude: str | None = None
+    only: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -274,7 +274,8 @@ class Session:
         if self.claims.name:
             sender["name"] = self.claims.name
         data["from"] = sender
-        return DoPublish(channel, rules, command.type, orjson.dumps(data), command.id)
+        only = self.claims.player if rule.private else None
+        return DoPublish(channel, rules, command.type, orjson.dumps(data), command.id, only=only)
 
     # -- the token -------------------------------------------------------------------------
 

@@ -36,6 +36,8 @@ class Codec(Protocol):
         on_event: ``None``, or a per-connection look at each event the hub pushes: returns
             the bytes to send (the frame, or the frame with something of this client's in
             front) or ``None`` to skip the event.
+        hears_private: a backend listener: it gets the events meant for one player
+            (:attr:`Event.only <croupier.events.Event.only>`), which other players never see.
         start: ``None``, or a starting point for this endpoint's new subscribers that
             overrides the gateway's service ones; a ``CroupierError`` refuses the subscribe.
     """
@@ -45,6 +47,7 @@ class Codec(Protocol):
     ping_interval: float
     quiet_client: bool
     replay_in_reply: bool
+    hears_private: bool
     on_event: Callable[[bytes, Event], bytes | None] | None
     start: StartingPoint | None
 
@@ -101,6 +104,7 @@ class BaseCodec:
     wire = "ws"
     quiet_client = False
     replay_in_reply = False
+    hears_private = False
     on_event: Callable[[bytes, Event], bytes | None] | None = None
     start: StartingPoint | None = None
 

@@ -258,6 +258,8 @@ class Connection:
         """Queue an event the hub encoded for :attr:`wire`. Never blocks or raises."""
         if self.closed:
             return
+        if event.only is not None and not self.meant_for(event.only):
+            return
         if event.offset is not None:
             self.seen[event.channel] = event
         if self.on_event is not None:
@@ -269,6 +271,14 @@ class Connection:
                 return
             frame = shown
         self.write(frame)
+
+    def meant_for(self, player: str) -> bool:
+        """Whether an event meant for one player (:attr:`Event.only`) reaches this connection:
+        that player's own, or a backend listener's (:attr:`Codec.hears_private`)."""
+        if self.codec.hears_private:
+            return True
+        claims = self.session.claims
+        return claims is not None and claims.player == player
 
     def send(self, frame: bytes) -> None:
         """Queue bytes that are not an event (a reply, a heartbeat), behind what is queued."""
@@ -617,6 +627,7 @@ class Connection:
                         outcome.payload,
                         ephemeral=True,
                         exclude=outcome.exclude,
+                        only=outcome.only,
                         source=self._source(),
                     )
                 )

@@ -67,6 +67,7 @@ class ListenerCodec(NativeCodec):
 
     name = "tournament-listener"
     quiet_client = True
+    hears_private = True  # a player's rebuy.request is for the backend
 
     def __init__(self, settings: Settings, channel: str) -> None:
         super().__init__(settings)
