@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -41,6 +42,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _KNOWN_MAX = 50_000  # remembered channel names and types, each
+START_REUSE = 1.0  # seconds a starting point's answer serves a channel where nothing moved
 _PENDING = Appended(Event("", "", b"null", ""))  # a placeholder until the log answers
 PRESENCE_THROTTLE = 1.0  # seconds between presence.count broadcasts on one channel
 LEAVE_DELAY = 3.0  # a leave is announced only if the player has not come back by then
@@ -141,7 +143,8 @@ class Gateway:
         self._presence_listeners: list[PresenceListener] = []
         self._starting_points: dict[str, StartingPoint] = {}
         self._rpc_handlers: dict[str, RpcHandler] = {}
-        self._starts: dict[str, asyncio.Future[_Start]] = {}  # starting points running
+        # channel -> (its delivered offset when asked, when answered, the answer)
+        self._starts: dict[str, tuple[int | None, float, asyncio.Future[_Start]]] = {}
         self.metrics.add_source(self._counts)
 
     async def __aenter__(self) -> Self:
@@ -383,8 +386,9 @@ class Gateway:
 
     def starting_point(self, channel: str) -> StartingPoint | None:
         """The starting point of ``channel``'s namespace, shared: the new subscribers of a
-        channel that arrive while it runs take its answer instead of asking again (a crowd
-        arriving at once costs the service one answer, not one each)."""
+        channel that arrive while it runs take its answer instead of asking again, and so do
+        those that arrive within :data:`START_REUSE` of it while nothing new was delivered on
+        the channel (a crowd arriving at once costs the service one answer, not one each)."""
         if not self._starting_points:
             return None
         start = self._starting_points.get(namespace_of(channel))
@@ -397,21 +401,29 @@ class Gateway:
         return shared
 
     async def _shared_start(self, start: StartingPoint, channel: str) -> _Start:
-        running = self._starts.get(channel)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[_Start] = asyncio.get_running_loop().create_future()
-        self._starts[channel] = future
+        at = self.hub.delivered_to(channel)
+        found = self._starts.get(channel)
+        if found is not None:
+            asked_at, answered, future = found
+            if not future.done() or (
+                at is not None and asked_at == at and time.monotonic() - answered < START_REUSE
+            ):
+                return await asyncio.shield(future)
+        future = asyncio.get_running_loop().create_future()
+        self._starts[channel] = (at, math.inf, future)
         try:
             answer = await start(channel)
         except BaseException as exc:
+            if self._starts.get(channel, (None, 0.0, None))[2] is future:
+                del self._starts[channel]
             future.set_exception(exc)
             future.exception()  # retrieved: the subscribers waiting see it through await
             raise
-        else:
-            future.set_result(answer)
-        finally:
-            del self._starts[channel]
+        future.set_result(answer)
+        if self._starts.get(channel, (None, 0.0, None))[2] is future:
+            self._starts[channel] = (at, time.monotonic(), future)
+        if len(self._starts) > _KNOWN_MAX:
+            self._starts = {c: v for c, v in self._starts.items() if not v[2].done()}
         return answer
 
     def handle_rpc(self, method: str, handler: RpcHandler) -> None:

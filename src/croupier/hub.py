@@ -175,6 +175,11 @@ class Hub:
             if name.startswith(prefix) and not ch.empty()
         ]
 
+    def delivered_to(self, channel: str) -> int | None:
+        """The channel's last stored offset delivered in order here (None: not known)."""
+        ch = self._channels.get(channel)
+        return None if ch is None else ch.last
+
     def subscribers(self, channel: str) -> int:
         ch = self._channels.get(channel)
         if ch is None:

@@ -85,3 +85,25 @@ async def test_a_failure_is_not_kept(gateway: Gateway) -> None:
 async def test_no_starting_point_for_other_namespaces(gateway: Gateway) -> None:
     start_of(gateway, "match:1")
     assert gateway.starting_point("room:1") is None
+
+
+class Sink:
+    wire = "ws"
+
+    def push(self, frame: bytes, event: object) -> None:
+        pass
+
+
+async def test_an_answer_serves_a_channel_where_nothing_moved(gateway: Gateway) -> None:
+    start = start_of(gateway, "match:1")
+    await gateway.publish_json("match:1", "t.x", {"n": 1})
+    await gateway.hub.subscribe(
+        Sink(), "match:1", since=None, stored=True, announce=lambda result: None
+    )
+    shared = gateway.starting_point("match:1")
+    assert shared is not None
+    first = await shared("match:1")
+    assert await shared("match:1") == first
+    assert len(start.calls) == 1
+    await gateway.publish_json("match:1", "t.x", {"n": 2})  # delivered: the answer is old
+    assert await shared("match:1") == (Position(2, "e"), b"snapshot 2")
