@@ -123,12 +123,12 @@ class RawStream:
         return out
 
     def next_message(self, seconds: float = 5.0) -> bytes:
-        """The next block that is neither a keep-alive nor a presence count."""
+        """The next block that is neither a keep-alive nor a presence or viewer count."""
         while True:
             block = self.read_until(b"\n\n", seconds)
             if block.startswith((b": keepalive", b": heartbeat")):
                 continue
-            if b'"presence.count"' in block:
+            if b'"presence.count"' in block or b'"viewers.count"' in block:
                 continue
             return block
 

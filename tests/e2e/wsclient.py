@@ -19,8 +19,9 @@ import httpx
 
 from tests.support import ServerProcess, timeout
 
-# Ephemeral notices the server sends on its own (presence); tests that count events skip them.
-NOISE = frozenset({"presence.count", "presence.join", "presence.leave"})
+# Ephemeral notices the server sends on its own (presence, a match's viewer count); tests that
+# count events skip them.
+NOISE = frozenset({"presence.count", "presence.join", "presence.leave", "viewers.count"})
 CLOSED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
 
 
