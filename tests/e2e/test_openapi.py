@@ -28,11 +28,12 @@ from croupier.api.openapi import OPERATIONS, Operation
 from croupier.app import build_app
 from croupier.config import Settings
 from croupier.gateway import Gateway
+from tests.fuzzing import SCALE
 from tests.support import ServerProcess, running_server, timeout
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.fuzz]
 
-MAX_EXAMPLES = 30
+MAX_EXAMPLES = 20 * SCALE  # per operation and mode (tests/fuzzing.py)
 SEED = 20250101
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from croupier.core import jsonsafe
 from croupier.errors import BadRequest
+from tests.fuzzing import budget
 
 
 def nested(levels: int, inner: str = "1", opener: str = "[", closer: str = "]") -> str:
@@ -136,6 +137,8 @@ def depth(value: object) -> int:
     return 0
 
 
+@pytest.mark.fuzz
+@budget(300)
 @given(JSON, st.integers(1, 8), st.booleans())
 def test_accepts_exactly_what_fits(value: object, limit: int, indent: bool) -> None:
     """Any document of safe numbers passes iff it nests at most ``limit`` deep, and what

@@ -306,6 +306,48 @@ def _narrow(node: Any, pattern: str) -> Any:
     return node
 
 
+_JSON_VALUE_REF = _REF.format(name="JsonValue")
+_JSON_VALUE = {
+    "description": "Any JSON value within the server's limits (see core.jsonsafe): arrays and "
+    "objects nested at most `limits.max_json_depth` deep (64 by default, the body's own levels "
+    "included); integers from -2^63 to 2^64-1; other numbers finite. Anything else is refused "
+    "with 400 `too_deep` or `bad_number`.",
+    "anyOf": [
+        {"type": "null"},
+        {"type": "boolean"},
+        {"type": "string"},
+        {"type": "integer", "minimum": -(2**63), "maximum": 2**64 - 1},
+        # JSON Schema cannot tell 1e20 from 100000000000000000000 (the server takes the
+        # first, a finite double, and refuses the second): every number passes here.
+        {"type": "number"},
+        {"type": "array", "items": {"$ref": _JSON_VALUE_REF}},
+        {"type": "object", "additionalProperties": {"$ref": _JSON_VALUE_REF}},
+    ],
+}
+# Keywords that say what a schema holds; a schema with none of them takes any value.
+_SAYS_WHAT = frozenset({"type", "$ref", "anyOf", "oneOf", "allOf", "enum", "const", "not"})
+
+
+def _bounded(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with every value it leaves open (``Any``, raw event data, the fields of an
+    object beyond those it names) documented as a ``JsonValue``: the limits the server
+    applies to the whole body."""
+    out = dict(schema)
+    if not _SAYS_WHAT & out.keys():
+        out["$ref"] = _JSON_VALUE_REF
+    if out.get("type") == "object" and "additionalProperties" not in out:
+        out["additionalProperties"] = {"$ref": _JSON_VALUE_REF}  # the fields it ignores too
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {k: _bounded(v) for k, v in out["properties"].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(out.get(key), dict):
+            out[key] = _bounded(out[key])
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        if isinstance(out.get(key), list):
+            out[key] = [_bounded(v) for v in out[key]]
+    return out
+
+
 def _error_response(status: int) -> dict[str, Any]:
     code, message = _ERROR_EXAMPLE[status]
     return {
@@ -391,6 +433,8 @@ def build_openapi(settings: Settings, extra: Sequence[Operation] = ()) -> dict[s
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
     pattern = _channel_pattern(settings)
     components = _narrow(components, pattern)
+    components = {name: _bounded(schema) for name, schema in components.items()}
+    components["JsonValue"] = _JSON_VALUE
     components["BatchBody"]["properties"]["events"]["maxItems"] = settings.limits.max_batch
     paths: dict[str, dict[str, Any]] = {}
     for op in (*OPERATIONS, *extra):
