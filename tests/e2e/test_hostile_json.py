@@ -7,12 +7,16 @@ document, keeps the connection, and stores valid data as the bytes that were sen
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import orjson
+import pusher
 import pytest
 
 from tests.support import API_KEY, ServerProcess, running_server, timeout
@@ -173,3 +177,61 @@ def test_valid_data_with_line_breaks_is_stored_and_sent_as_sent(
     event = data_of(block)
     assert event["data"] == orjson.loads(data)
     assert event["data"]["big"] == 2**64 - 1
+
+
+PUSHER_CONFIG = '[[pusher.apps]]\nid = "4242"\nkey = "app-key"\nsecret = "app-secret"\n'
+
+
+@pytest.fixture(scope="module")
+def pusher_srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    tmp = tmp_path_factory.mktemp("hostile-pusher")
+    config = tmp / "croupier.toml"
+    config.write_text(PUSHER_CONFIG)
+    with running_server(tmp, config=config) as server:
+        yield server
+
+
+def pusher_post(server: ServerProcess, path: str, body: bytes) -> httpx.Response:
+    """``body`` to Pusher's HTTP API, signed as Pusher's server SDKs sign (their library's
+    signing function): the body's bytes are signed, so this route reads them itself."""
+    query = {
+        "auth_key": "app-key",
+        "auth_timestamp": str(int(time.time())),
+        "auth_version": "1.0",
+        "body_md5": hashlib.md5(body).hexdigest(),
+    }
+    text = "&".join(f"{k}={query[k]}" for k in sorted(query))
+    signature = pusher.signature.sign("app-secret", f"POST\n{path}\n{text}")
+    return httpx.post(
+        f"{server.url}{path}?{text}&auth_signature={signature}",
+        content=body,
+        headers={"Content-Type": "application/json"},
+        timeout=timeout(10),
+    )
+
+
+def test_pusher_http_api_bodies_are_under_the_same_limits(pusher_srv: ServerProcess) -> None:
+    event = b'{"name":"score","channels":["orders"],"data":"{}","x":%s}'
+    for path, body, code in [
+        ("/apps/4242/events", event % nested(1000), "too_deep"),
+        ("/apps/4242/events", event % b"1e999", "bad_number"),
+        ("/apps/4242/batch_events", b'{"batch":[%s]}' % (event % nested(600)), "too_deep"),
+    ]:
+        response = pusher_post(pusher_srv, path, body)
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.json()["error"]["code"] == code
+    # A data string holding JSON past the limits is kept as the string it is.
+    deep = nested(300).decode()
+    ok = pusher_post(
+        pusher_srv,
+        "/apps/4242/events",
+        orjson.dumps({"name": "score", "channels": ["orders"], "data": deep}),
+    )
+    assert ok.status_code == 200, ok.text
+    stored = httpx.get(
+        f"{pusher_srv.url}/api/v1/channels/pusher:orders/history",
+        headers=pusher_srv.headers,
+        timeout=timeout(10),
+    ).json()["events"]
+    assert [e["data"] for e in stored] == [deep]

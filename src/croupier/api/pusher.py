@@ -20,6 +20,7 @@ import msgspec
 from aiohttp import web
 
 from ..config import PusherApp
+from ..core import jsonsafe
 from ..core.channels import namespace_of
 from ..core.pusher import (
     ChannelKind,
@@ -99,6 +100,8 @@ async def _signed(request: web.Request, app: PusherApp | None = None) -> tuple[P
     if len(body) > MAX_BODY:
         raise PayloadTooLarge(f"request body over {MAX_BODY} bytes")
     check_request(app, request.method, request.path, query, body, time.time())
+    # The body is read here, not by the toolkit (its bytes are signed): the same JSON limits.
+    jsonsafe.check(body, gateway.settings.limits.max_json_depth)
     return app, body
 
 

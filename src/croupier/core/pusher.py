@@ -35,6 +35,7 @@ import orjson
 
 from ..config import PusherApp
 from ..errors import BadRequest, Unauthorized, shown
+from . import jsonsafe
 from .channels import validate_channel, validate_type
 
 __all__ = [
@@ -150,8 +151,11 @@ def payload_from_pusher(data: str) -> bytes:
     """The stored JSON of a Pusher event's data string (see the module rules)."""
     raw = data.encode()
     try:
+        # JSON past the limits (core.jsonsafe) stays a string too: Pusher clients get the
+        # same data string either way, and no other reader meets what it cannot decode.
+        jsonsafe.check(raw)
         orjson.loads(raw)
-    except orjson.JSONDecodeError:
+    except (BadRequest, orjson.JSONDecodeError):
         return orjson.dumps(data)
     return raw
 
