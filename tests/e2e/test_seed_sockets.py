@@ -168,8 +168,8 @@ async def test_sports_viewer_of_seed_002_reacts_and_resumes(
     await _until(viewer, "joined", seen)
     await _until(viewer, "snapshot", seen)
 
-    # The seed's reaction: no type, its id is the viewer's own.
-    await viewer.send({"id": "fan1", "emoji": "🔥", "comment": "lesssgoooo"})
+    # The seed's reaction exactly as its example shows: no type, its id is the viewer's own.
+    await viewer.send({"id": "fan1", "emoji": ":)", "comment": "lesssgoooo"})
     summary = await _until(viewer, "reactions.summary", seen)
     assert summary["data"]["total"] >= 1
     await viewer.send({"id": "someone-else", "emoji": "🔥", "comment": "impostor"})
