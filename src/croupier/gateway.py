@@ -8,7 +8,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -20,23 +20,20 @@ from .brokers import Broker, broker_from_url
 from .cluster import Cluster
 from .config import NamespaceRules, Settings
 from .core.admission import Admission
-from .core.channels import Claims, namespace_of, resolve, validate_type
+from .core.channels import namespace_of, resolve, validate_type
 from .debuglog import DebugLog
 from .errors import BadRequest, Overloaded, PayloadTooLarge, Unavailable
 from .events import Event, History, Position
+from .hooks import Hooks, StartingPoint
 from .hub import Hub
 from .logs import Append, Appended, Log, log_from_url, now_ts
 from .metrics import Metrics
 from .presence import Presence, presence_from_url
 
 __all__ = [
-    "ClientPublishHandler",
     "Gateway",
-    "PresenceListener",
     "PublishRequest",
     "PublishResult",
-    "RpcHandler",
-    "StartingPoint",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,24 +59,7 @@ class PublishRequest(msgspec.Struct, frozen=True, gc=False):
     source: str | None = None
 
 
-# A service's handler for what players publish of one type in one namespace, instead of the
-# hub: called with the channel and the checked data (with its server-set "from"). It must not
-# block; raising a CroupierError answers the client with that error.
-ClientPublishHandler = Callable[[str, bytes], None]
-# Told (channel, client, member info, joined) on every presence join and leave, whatever the
-# namespace's presence rule. It must be quick and must not block.
-PresenceListener = Callable[[str, str, dict[str, Any], bool], None]
-# A service's starting point for a subscriber of one of its channels who did not say where it
-# stands: the position to replay from, and a message to send right after ``subscribed`` (a
-# scoreboard snapshot that the replayed events continue). (None, None): nothing special.
-_Start = tuple[Position | None, bytes | None]
-StartingPoint = Callable[[str], Awaitable[_Start]]
-# A service's handler of a client's RPC (a Centrifugo SDK's ``rpc``, or its one-way ``send``
-# under the method ``""``): called with the caller's claims (``None``: anonymous) and the
-# decoded data; returns a JSON-serialisable result. Raising a CroupierError answers the
-# client with that error.
-RpcHandler = Callable[[Claims | None, Any], Awaitable[Any]]
-
+_Start = tuple[Position | None, bytes | None]  # what a starting point answers
 
 # What a publish returns: the event (numbered, when stored) and whether an idempotency key
 # made it a repeat of an earlier one. The log's own answer, passed through as it is.
@@ -100,7 +80,8 @@ class Gateway:
     unless given.
 
     ``node`` is this node's id (random per process); ``debug`` is its side of the live log
-    (emit only ``if gateway.debug.watching``); ``cluster`` asks and tells the other nodes.
+    (emit only ``if gateway.debug.watching``); ``cluster`` asks and tells the other nodes;
+    ``hooks`` holds what services attached to it (:mod:`croupier.hooks`).
     """
 
     def __init__(
@@ -138,11 +119,7 @@ class Gateway:
         self.ready = False
         self._known_channels: dict[str, NamespaceRules] = {}
         self._known_types: set[str] = set()
-        self._listeners: list[Callable[[list[Event]], None]] = []
-        self._client_handlers: dict[tuple[str, str], ClientPublishHandler] = {}
-        self._presence_listeners: list[PresenceListener] = []
-        self._starting_points: dict[str, StartingPoint] = {}
-        self._rpc_handlers: dict[str, RpcHandler] = {}
+        self.hooks = Hooks()
         # channel -> (its delivered offset when asked, when answered, the answer)
         self._starts: dict[str, tuple[int | None, float, asyncio.Future[_Start]]] = {}
         self.metrics.add_source(self._counts)
@@ -320,11 +297,7 @@ class Gateway:
         self.metrics.published += len(fresh)
         if self.debug.watching:
             self._log_published(requests, done)
-        for listener in self._listeners:
-            try:
-                listener(fresh)
-            except Exception:
-                log.exception("a publish listener failed")
+        self.hooks.published(fresh)
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         return done
 
@@ -344,35 +317,6 @@ class Gateway:
                 duplicate=result.duplicate or None,
             )
 
-    def on_publish(self, listener: Callable[[list[Event]], None]) -> None:
-        """Call ``listener`` with the events each publish through this node stored or sent.
-
-        For services that react to events (webhooks, say). It runs on the publish path: it
-        must be quick and must not block; hand work to a task.
-        """
-        self._listeners.append(listener)
-
-    def handle_client_publish(
-        self, namespace: str, type: str, handler: ClientPublishHandler
-    ) -> None:
-        """Hand what players publish as ``type`` in ``namespace`` to ``handler``, not the hub.
-
-        The transport still applies every session check (permissions, size, per-connection
-        rate) first. For events that must be summarised rather than fanned out one by one.
-        """
-        self._client_handlers[(namespace, type)] = handler
-
-    def client_handler(self, channel: str, type: str) -> ClientPublishHandler | None:
-        """The handler of players' ``type`` events on ``channel``, if a service took them."""
-        if not self._client_handlers:
-            return None
-        return self._client_handlers.get((namespace_of(channel), type))
-
-    def on_fresh_subscribe(self, namespace: str, starting_point: StartingPoint) -> None:
-        """Let ``starting_point`` say where new subscribers of ``namespace`` start (see
-        :data:`StartingPoint`); subscribers that resume with a position are left alone."""
-        self._starting_points[namespace] = starting_point
-
     def admit(self) -> None:
         """Count one new connection against the node's budget (``limits.admit_rate``).
 
@@ -389,9 +333,7 @@ class Gateway:
         channel that arrive while it runs take its answer instead of asking again, and so do
         those that arrive within :data:`START_REUSE` of it while nothing new was delivered on
         the channel (a crowd arriving at once costs the service one answer, not one each)."""
-        if not self._starting_points:
-            return None
-        start = self._starting_points.get(namespace_of(channel))
+        start = self.hooks.starting_point(channel)
         if start is None:
             return None
 
@@ -425,13 +367,6 @@ class Gateway:
         if len(self._starts) > _KNOWN_MAX:
             self._starts = {c: v for c, v in self._starts.items() if not v[2].done()}
         return answer
-
-    def handle_rpc(self, method: str, handler: RpcHandler) -> None:
-        """Answer clients' RPCs of ``method`` with ``handler`` (see :data:`RpcHandler`)."""
-        self._rpc_handlers[method] = handler
-
-    def rpc_handler(self, method: str) -> RpcHandler | None:
-        return self._rpc_handlers.get(method)
 
     async def history(
         self,
@@ -478,17 +413,6 @@ class Gateway:
         events = [e for e in history.events if e.offset is not None and e.offset < before]
         return History(tuple(reversed(events[-limit:])), history.position, history.first)
 
-    def on_presence(self, listener: PresenceListener) -> None:
-        """Call ``listener`` on every subscriber join and leave this node records."""
-        self._presence_listeners.append(listener)
-
-    def _tell_presence(self, channel: str, client: str, info: dict[str, Any], joined: bool) -> None:
-        for listener in self._presence_listeners:
-            try:
-                listener(channel, client, info, joined)
-            except Exception:
-                log.exception("a presence listener failed")
-
     async def _republish(self, events: list[Event]) -> None:
         delay = 0.2
         for _ in range(12):  # about a minute in all
@@ -512,8 +436,8 @@ class Gateway:
         self, channel: str, client: str, info: dict[str, Any], rules: NamespaceRules
     ) -> int:
         """Record a subscriber in presence; return the channel's count."""
-        if self._presence_listeners:
-            self._tell_presence(channel, client, info, True)
+        if self.hooks.hears_presence:
+            self.hooks.presence(channel, client, info, True)
         if not rules.presence:
             return 0
         user = info.get("id")
@@ -534,8 +458,8 @@ class Gateway:
     async def leave(
         self, channel: str, client: str, info: dict[str, Any], rules: NamespaceRules
     ) -> None:
-        if self._presence_listeners:
-            self._tell_presence(channel, client, info, False)
+        if self.hooks.hears_presence:
+            self.hooks.presence(channel, client, info, False)
         if not rules.presence:
             return
         try:

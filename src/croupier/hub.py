@@ -4,42 +4,50 @@ Rules:
 
 * An event is encoded once per wire format; every subscriber of that format gets the same
   bytes. Fan-out calls :meth:`Sink.push` and never awaits a client.
-* Per channel, stored events are delivered in strictly increasing offset order with no gap:
-  an event that arrives ahead of its predecessor waits while the missing range is read from
-  the log; one at or below the last delivered offset is a duplicate and is dropped.
-* A new subscriber is registered *before* its history is read, and buffers what arrives
-  meanwhile; it joins the live set once history and buffer have brought it level with the
-  channel. So nothing published during a subscribe is lost or sent twice.
-* The log is read once per channel, not once per subscriber: a subscriber that needs no
-  history gets the position the channel's delivery stands at (no read at all once it is
-  known); resumes share the read under way and, for a while after, its events, which the
-  hub extends with what it delivers (see :class:`_Recent`). A storm of reconnects to one
-  channel costs one read.
+* Per channel, stored events are delivered in strictly increasing offset order with no gap,
+  and a new subscriber is registered *before* its history is read, so nothing published
+  during a subscribe is lost or sent twice. The rules are :mod:`croupier.core.ordering`'s;
+  the hub does the log reads they ask for and pushes what they return.
+* The log is read once per channel, not once per subscriber (resumes share the last read).
+* Services that react to a channel's events (not clients) :meth:`~Hub.listen` to it: they
+  get each event as the channel's subscribers do, live, without encoding.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from .brokers.base import Broker
-from .core.recovery import can_recover
+from .core.ordering import (
+    Arrival,
+    ChannelOrder,
+    PendingTake,
+    RecentHistory,
+    continuing,
+    history_after,
+    pending_take,
+    resume,
+)
+from .core.ordering import settle as settle_buffer
 from .core.wire import encode_event, ws_frame
 from .errors import Unavailable
 from .events import Event, History, Position
 from .logs.base import Log
 
-__all__ = ["Encoder", "Hub", "Sink", "SubscribeResult"]
+__all__ = ["Encoder", "Hub", "Listener", "Sink", "SubscribeResult"]
 
 log = logging.getLogger(__name__)
 
 Encoder = Callable[[Event], bytes]
+
+Listener = Callable[[Event], None]
+"""A service's callback for a channel's events (see :meth:`Hub.listen`). It runs on the
+event loop during fan-out: it must be quick and must not block."""
 
 
 class Sink(Protocol):
@@ -65,72 +73,19 @@ class _Pending:
     buffer: list[Event] = field(default_factory=list)
 
 
-# How long a channel keeps the events of its last history read for further resumes, and how
-# many of them (the newest) at most.
-RECENT_IDLE = 10.0
-RECENT_MAX = 1000
-
-
-class _Recent:
-    """The events after offset ``after`` up to ``top``, without a gap: a history read kept
-    for the resumes that follow it, extended with each event the hub delivers in order.
-
-    ``first`` is the lowest offset the log held when it was read. Frames are encoded once
-    per wire, however many subscribers replay them.
-    """
-
-    __slots__ = ("after", "events", "first", "frames", "top", "used")
-
-    def __init__(self, history: History, now: float) -> None:
-        self.events: deque[Event] = deque(history.events, maxlen=RECENT_MAX)
-        position = history.position
-        if self.events:
-            # Only what was read: a log that reports a top beyond its last event returned
-            # must not make the events in between look covered.
-            first, last = self.events[0], self.events[-1]
-            self.after = (first.offset or 1) - 1
-            self.top = Position(last.offset or 0, last.epoch or position.epoch)
-        else:
-            self.after = position.offset
-            self.top = position
-        self.first = history.first
-        self.frames: dict[tuple[str, int, str | None], bytes] = {}
-        self.used = now
-
-    def covers(self, after: int, epoch: str) -> bool:
-        """Whether every stored event after ``after`` up to :attr:`top` is here."""
-        return self.after <= after <= self.top.offset and epoch == self.top.epoch
-
-    def since(self, after: int) -> History:
-        events = tuple(itertools.islice(self.events, max(0, after - self.after), None))
-        return History(events, self.top, self.first)
-
-    def extend(self, event: Event) -> bool:
-        """Take the next delivered event; False if it does not continue (drop this then)."""
-        if event.offset != self.top.offset + 1 or event.epoch != self.top.epoch:
-            return False
-        if len(self.events) == RECENT_MAX:
-            self.after += 1
-        self.events.append(event)
-        self.top = Position(event.offset, event.epoch)
-        return True
-
-
 @dataclass(slots=True)
 class _Channel:
     name: str
+    order: ChannelOrder = field(default_factory=ChannelOrder)
     live: dict[str, dict[Sink, None]] = field(default_factory=dict)
     pending: dict[Sink, _Pending] = field(default_factory=dict)
-    last: int | None = None  # highest stored offset delivered (or vouched for) in order
-    epoch: str | None = None  # the epoch of the offset ``last``, once known
+    listeners: dict[Listener, None] = field(default_factory=dict)
     ready: asyncio.Future[None] | None = None  # done once the broker subscription holds
-    held: list[Event] | None = None  # events waiting while a gap is read from the log
-    behind: bool = False  # the broker lost messages while a fill was already running
-    recent: _Recent | None = None  # the last history read, for the resumes that follow
+    recent: RecentHistory | None = None  # the last history read, for the resumes that follow
     reading: asyncio.Future[tuple[int, History]] | None = None  # a read under way
 
     def empty(self) -> bool:
-        return not self.pending and not any(self.live.values())
+        return not self.pending and not self.listeners and not any(self.live.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,14 +109,10 @@ class Hub:
         self._taps: dict[str, Callable[[Event], None]] = {}
         self.recover_max = recover_max
         self.delivered = 0
-        self.published = 0
 
     def add_wire(self, name: str, encoder: Encoder) -> None:
         """Register a wire format; sinks with ``wire == name`` get ``encoder(event)``."""
         self._encoders[name] = encoder
-
-    def encode(self, wire: str, event: Event) -> bytes:
-        return self._encoders[wire](event)
 
     @property
     def channel_count(self) -> int:
@@ -178,15 +129,45 @@ class Hub:
     def delivered_to(self, channel: str) -> int | None:
         """The channel's last stored offset delivered in order here (None: not known)."""
         ch = self._channels.get(channel)
-        return None if ch is None else ch.last
+        return None if ch is None else ch.order.last
 
     def subscribers(self, channel: str) -> int:
+        """Subscribers of ``channel`` on this node (a service's listener counts as one)."""
         ch = self._channels.get(channel)
         if ch is None:
             return 0
-        return len(ch.pending) + sum(len(s) for s in ch.live.values())
+        return len(ch.pending) + len(ch.listeners) + sum(len(s) for s in ch.live.values())
 
     # -- subscribing -----------------------------------------------------------------------
+
+    async def _open(self, channel: str) -> _Channel:
+        """The channel's state, once the broker subscription that feeds it holds.
+
+        Raises:
+            Unavailable: the broker could not subscribe.
+        """
+        while True:
+            ch = self._channels.get(channel)
+            if ch is None:
+                ch = self._channels[channel] = _Channel(channel)
+                ch.ready = asyncio.get_running_loop().create_future()
+                try:
+                    await self._broker.subscribe(channel)
+                except BaseException as exc:
+                    ch.ready.set_exception(Unavailable(f"cannot subscribe to {channel}: {exc}"))
+                    ch.ready.exception()  # retrieved: later waiters see it through await
+                    if self._channels.get(channel) is ch:
+                        del self._channels[channel]
+                    raise Unavailable(f"the broker cannot subscribe to {channel}: {exc}") from exc
+                ch.ready.set_result(None)
+                return ch
+            if ch.ready is None or ch.ready.done():
+                return ch
+            # Another subscriber is making the broker subscription: nothing published
+            # before it takes effect would reach this node, so wait for it.
+            await asyncio.shield(ch.ready)
+            if self._channels.get(channel) is ch:
+                return ch
 
     async def subscribe(
         self,
@@ -211,27 +192,7 @@ class Hub:
         Raises:
             Unavailable: the log could not be read; the sink is not subscribed.
         """
-        ch = self._channels.get(channel)
-        if ch is None:
-            ch = self._channels[channel] = _Channel(channel)
-            ch.ready = asyncio.get_running_loop().create_future()
-            try:
-                await self._broker.subscribe(channel)
-            except BaseException as exc:
-                ch.ready.set_exception(Unavailable(f"cannot subscribe to {channel}: {exc}"))
-                ch.ready.exception()  # retrieved: later waiters see it through await
-                if self._channels.get(channel) is ch:
-                    del self._channels[channel]
-                raise Unavailable(f"the broker cannot subscribe to {channel}: {exc}") from exc
-            ch.ready.set_result(None)
-        elif ch.ready is not None and not ch.ready.done():
-            # Another subscriber is making the broker subscription: nothing published
-            # before it takes effect would reach this node, so wait for it.
-            await asyncio.shield(ch.ready)
-            if self._channels.get(channel) is not ch:
-                return await self.subscribe(
-                    sink, channel, since=since, stored=stored, announce=announce, replay=replay
-                )
+        ch = await self._open(channel)
         if not stored:
             ch.live.setdefault(sink.wire, {})[sink] = None
             result = SubscribeResult(recovered=False, position=None, replayed=0)
@@ -240,50 +201,32 @@ class Hub:
         pending = ch.pending[sink] = _Pending()
         try:
             history = await self._history(ch, since)
-            recovered = since is not None and can_recover(
-                since, history.position, history.first, self.recover_max
-            )
         except BaseException:
             self._drop_pending(ch, sink)
             raise
         if ch.pending.get(sink) is not pending:
             return None
-        top = history.position.offset
-        if recovered:
-            # The sink stands where its replay ends. A log whose read is not one snapshot may
-            # report a top beyond the last event it returned; what lies between arrives
-            # through the buffer or the catch-up read below.
-            assert since is not None
-            top = since.offset
-            if history.events and history.events[-1].offset is not None:
-                top = history.events[-1].offset
-        result = SubscribeResult(
-            recovered,
-            history.position,
-            len(history.events) if recovered else 0,
-            history.events if recovered and not replay else (),
-        )
+        recovered, top = resume(since, history, self.recover_max)
+        events = history.events if recovered else ()
+        result = SubscribeResult(recovered, history.position, len(events), () if replay else events)
         announce(result)
-        if recovered and replay:
+        if replay and events:
             frame = self._replay_frame(ch, sink.wire)
-            for event in history.events:
+            for event in events:
                 sink.push(frame(event), event)
-        if ch.last is None:
-            ch.last = top
-            ch.epoch = history.position.epoch
-        while top < ch.last:
+        ch.order.vouch(top, history.position.epoch)
+        encoder = self._encoders[sink.wire]
+        while (missing := ch.order.catch_up(top)) is not None:
             # The channel has moved past what this read saw and the events in between
             # reached the hub before this sink was buffering them: read them too.
-            more = await self._log.read(channel, top, ch.last - top)
+            more = await self._log.read(channel, missing.after, missing.limit)
             if ch.pending.get(sink) is not pending:
                 return None
             if not more.events:
                 break
-            encoder = self._encoders[sink.wire]
-            for event in more.events:
-                if event.offset is not None and event.offset > top:
-                    sink.push(encoder(event), event)
-                    top = event.offset
+            for event in continuing(top, more.events):
+                sink.push(encoder(event), event)
+                top = event.offset or top
         self._settle(ch, sink, pending, top)
         return result
 
@@ -292,19 +235,19 @@ class Hub:
         recovery bound) and the channel's position, or only the position.
         """
         if since is None:
-            if ch.last is not None and ch.epoch is not None:
-                return History((), Position(ch.last, ch.epoch), 0)  # where delivery stands
+            stands = ch.order.position()
+            if stands is not None:
+                return History((), stands, 0)  # where delivery stands: no read
             return History((), await self._log.position(ch.name), 0)
         after = since.offset
         recent = ch.recent
         if recent is not None and recent.covers(after, since.epoch):
-            recent.used = time.monotonic()
-            return recent.since(after)
+            return recent.since(after, time.monotonic())
         reading = ch.reading
         if reading is not None:
             start, history = await asyncio.shield(reading)
             if start <= after and len(history.events) < self.recover_max:
-                return _after(history, after)
+                return history_after(history, after)
         return await self._read(ch, after)
 
     async def _read(self, ch: _Channel, after: int) -> History:
@@ -324,8 +267,8 @@ class Hub:
             ch.reading = None
             future.set_result((after, history))
             if len(history.events) < self.recover_max and self._channels.get(ch.name) is ch:
-                recent = _Recent(history, time.monotonic())
-                if ch.recent is None or recent.after <= ch.recent.after:
+                recent = RecentHistory(history, time.monotonic())
+                if recent.replaces(ch.recent):
                     ch.recent = recent
         return history
 
@@ -348,28 +291,16 @@ class Hub:
 
     def _settle(self, ch: _Channel, sink: Sink, pending: _Pending, top: int) -> None:
         encoder = self._encoders[sink.wire]
-        # Events buffered before the channel had a known position came in broker order,
-        # which across nodes need not be offset order, and need not be complete: an event
-        # published before this node's broker subscription took effect is not among them.
-        # Only the run that continues ``top`` is pushed; what lies beyond a gap goes through
-        # the hub's own ordering, which reads the gap from the log first.
-        pending.buffer.sort(key=lambda e: e.offset or 0)
-        beyond: list[Event] = []
-        for event in pending.buffer:
-            if event.offset is None:
-                sink.push(encoder(event), event)
-            elif event.offset == top + 1 and not beyond:
-                sink.push(encoder(event), event)
-                top = event.offset
-            elif event.offset > top:
-                beyond.append(event)
+        settled = settle_buffer(top, pending.buffer)
         pending.buffer.clear()
-        if top == ch.last:
+        for event in settled.now:
+            sink.push(encoder(event), event)
+        if settled.top == ch.order.last:
             del ch.pending[sink]
             ch.live.setdefault(sink.wire, {})[sink] = None
         else:
-            pending.top = top  # not level with the hub: pending until the hub gets there
-        for event in beyond:
+            pending.top = settled.top  # not level with the hub: pending until it gets there
+        for event in settled.beyond:
             self.deliver(event)
 
     def _drop_pending(self, ch: _Channel, sink: Sink) -> None:
@@ -388,6 +319,29 @@ class Hub:
             found = True
         self._maybe_forget(ch)
         return found
+
+    async def listen(self, channel: str, listener: Listener) -> None:
+        """Call ``listener`` with every event this node delivers on ``channel`` from now on.
+
+        For services reacting to a channel (a room's player actions, the nodes' sync
+        messages of a leaderboard): the listener gets events live, as a subscriber that did
+        not ask for history, in the channel's order, without any encoding. Exceptions it
+        raises are logged and do not stop the fan-out. Stop with :meth:`unlisten`.
+
+        Raises:
+            Unavailable: the broker could not subscribe to the channel.
+        """
+        ch = await self._open(channel)
+        ch.listeners[listener] = None
+
+    def unlisten(self, channel: str, listener: Listener) -> bool:
+        """Stop calling ``listener`` for ``channel``; return whether it was listening."""
+        ch = self._channels.get(channel)
+        if ch is None or listener not in ch.listeners:
+            return False
+        del ch.listeners[listener]
+        self._maybe_forget(ch)
+        return True
 
     def _maybe_forget(self, ch: _Channel) -> None:
         if ch.empty() and self._channels.get(ch.name) is ch:
@@ -418,36 +372,24 @@ class Hub:
             if tap is not None:
                 tap(event)
             return
-        offset = event.offset
-        if offset is None:
+        arrival = ch.order.arrive(event)
+        if arrival is Arrival.DELIVER:
             self._fanout(ch, event)
-            return
-        if ch.held is not None:
-            ch.held.append(event)
-            return
-        last = ch.last
-        if last is None:
+        elif arrival is Arrival.BUFFER:
             # No subscriber has finished reading history: everyone is still buffering.
             for pending in ch.pending.values():
                 pending.buffer.append(event)
-            return
-        if offset <= last:
-            return
-        if offset > last + 1:
-            ch.held = [event]
+        elif arrival is Arrival.FILL:
             self._spawn(self._fill(ch))
-            return
-        ch.last = offset
-        self._fanout(ch, event)
 
     def _fanout(self, ch: _Channel, event: Event) -> None:
-        if event.offset is not None:
-            ch.epoch = event.epoch
-            recent = ch.recent
-            if recent is not None and (
-                not recent.extend(event) or time.monotonic() - recent.used > RECENT_IDLE
-            ):
-                ch.recent = None
+        recent = ch.recent
+        if (
+            recent is not None
+            and event.offset is not None
+            and not recent.keep(event, time.monotonic())
+        ):
+            ch.recent = None
         for wire, sinks in ch.live.items():
             if sinks:
                 frame = self._encoders[wire](event)
@@ -456,17 +398,22 @@ class Hub:
                 self.delivered += len(sinks)
         if ch.pending:
             self._feed_pending(ch, event)
+        if ch.listeners:
+            for listener in list(ch.listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("a listener of %s failed", ch.name)
 
     def _feed_pending(self, ch: _Channel, event: Event) -> None:
-        offset = event.offset
         promoted = []
         for sink, pending in ch.pending.items():
-            if pending.top is None:
-                if offset is not None:
-                    pending.buffer.append(event)
-            elif offset is None or offset > pending.top:
+            take = pending_take(pending.top, event.offset)
+            if take is PendingTake.BUFFER:
+                pending.buffer.append(event)
+            elif take is not PendingTake.SKIP:
                 sink.push(self._encoders[sink.wire](event), event)
-                if offset is not None:
+                if take is PendingTake.JOIN:
                     promoted.append(sink)
         for sink in promoted:
             del ch.pending[sink]
@@ -482,61 +429,46 @@ class Hub:
         growing pause: the missing offsets are stored, so skipping them would lose them.
         If the broker brings the whole missing range meanwhile, no read is needed.
         """
+        order = ch.order
         pause = 0.1
-        while (ch.held or catch_up or ch.behind) and self._channels.get(ch.name) is ch:
-            catch_up = catch_up or ch.behind
-            ch.behind = False
-            held = sorted(ch.held or [], key=lambda e: e.offset or 0)
-            ch.held = []
-            last = ch.last or 0
-            merged: dict[int, Event] = {}
-            arrived = {e.offset: e for e in held if e.offset is not None and e.offset > last}
-            want = max(arrived, default=last) - last
-            if catch_up or want > len(arrived):
+        while order.wants_fill(catch_up) and self._channels.get(ch.name) is ch:
+            catch_up = catch_up or order.behind
+            order.behind = False
+            fill = order.next_fill(catch_up, self.recover_max)
+            events: tuple[Event, ...] = ()
+            if fill.read is not None:
                 try:
-                    history = await self._log.read(
-                        ch.name, last, max(want, self.recover_max if catch_up else 0)
-                    )
+                    history = await self._log.read(ch.name, fill.read.after, fill.read.limit)
                 except Exception as exc:
                     log.warning(
                         "channel %s: cannot read the events after offset %d yet (%s); retrying",
                         ch.name,
-                        last,
+                        fill.read.after,
                         exc,
                     )
-                    ch.held = held + ch.held
+                    order.retry(fill)
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 5.0)
                     continue
                 catch_up = False
-                merged = {e.offset: e for e in history.events if e.offset}
-            for offset, event in arrived.items():
-                merged.setdefault(offset, event)
-            for offset in sorted(merged):
-                expected = (ch.last or 0) + 1
-                if offset < expected:
-                    continue
-                if offset > expected:
+                events = history.events
+            for event, skipped in order.fill(fill, events):
+                if skipped:
+                    offset = event.offset or 0
                     log.warning(
                         "channel %s: offsets %d-%d are not in the log; skipping them",
                         ch.name,
-                        expected,
+                        offset - skipped,
                         offset - 1,
                     )
-                ch.last = offset
-                self._fanout(ch, merged[offset])
-        ch.held = None
+                self._fanout(ch, event)
+        order.filled()
 
     def resync(self) -> None:
         """Catch every channel up from the log (the broker may have lost messages)."""
         for ch in list(self._channels.values()):
-            if ch.last is None:
-                continue
-            if ch.held is None:
-                ch.held = []
+            if ch.order.resync():
                 self._spawn(self._fill(ch, catch_up=True))
-            else:
-                ch.behind = True  # the running fill reads to the end of the log as well
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
@@ -547,9 +479,3 @@ class Hub:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def _after(history: History, after: int) -> History:
-    """``history`` without its events at or before offset ``after``."""
-    events = tuple(e for e in history.events if e.offset is not None and e.offset > after)
-    return History(events, history.position, history.first)

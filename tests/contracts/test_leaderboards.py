@@ -58,7 +58,7 @@ class Recorder:
 
     def __init__(self, gateway: Gateway) -> None:
         self.events: list[tuple[float, Event]] = []
-        gateway.on_publish(self._take)
+        gateway.hooks.on_publish(self._take)
 
     def _take(self, events: list[Event]) -> None:
         now = time.monotonic()

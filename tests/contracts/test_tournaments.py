@@ -45,7 +45,7 @@ def seam(request: pytest.FixtureRequest) -> str:
 class Recorder:
     def __init__(self, gateway: Gateway) -> None:
         self.events: list[Event] = []
-        gateway.on_publish(self.events.extend)
+        gateway.hooks.on_publish(self.events.extend)
 
     def of(self, type: str, channel: str | None = None) -> list[Any]:
         return [

@@ -264,8 +264,8 @@ async def test_rpc_and_send_reach_the_handlers_a_service_registered() -> None:
         sent.append((None if claims is None else claims.sub, data))
         arrived.set()
 
-    gateway.handle_rpc("whoami", whoami)
-    gateway.handle_rpc("", inbox)
+    gateway.hooks.handle_rpc("whoami", whoami)
+    gateway.hooks.handle_rpc("", inbox)
     runner = web.AppRunner(build_app(gateway))
     await runner.setup()
     port = free_port()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from croupier import hub as hub_module
+from croupier.core import ordering
 from croupier.events import History, Position
 from croupier.logs import Log, MemoryLog
 
@@ -145,7 +145,7 @@ async def test_a_resume_from_before_the_kept_events_reads_the_log() -> None:
 
 
 async def test_kept_events_are_dropped_once_idle(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hub_module, "RECENT_IDLE", 0.0)
+    monkeypatch.setattr(ordering, "RECENT_IDLE", 0.0)
     node, log = counting_node()
     try:
         events = await node.publish(3)

@@ -112,10 +112,10 @@ async def test_a_newcomer_starts_from_the_snapshot_s_own_update(
 async def test_reactions_are_tallied_not_fanned_out(sports: tuple[Sports, FlakyLog]) -> None:
     service, _ = sports
     seen: list[Event] = []
-    service.gateway.on_publish(seen.extend)
-    handler = service.gateway.client_handler("match:m1", "reaction")
+    service.gateway.hooks.on_publish(seen.extend)
+    handler = service.gateway.hooks.client_handler("match:m1", "reaction")
     assert handler is not None
-    assert service.gateway.client_handler("room:r1", "reaction") is None
+    assert service.gateway.hooks.client_handler("room:r1", "reaction") is None
     for emoji in ("🔥", "🔥", "👏"):
         handler("match:m1", orjson.dumps({"emoji": emoji, "from": {"id": "fan"}}))
     with pytest.raises(BadRequest):

@@ -36,7 +36,7 @@ async def gateway() -> AsyncIterator[Gateway]:
 
 def start_of(gateway: Gateway, channel: str) -> Start:
     start = Start()
-    gateway.on_fresh_subscribe(channel.split(":", 1)[0], start)
+    gateway.hooks.on_fresh_subscribe(channel.split(":", 1)[0], start)
     return start
 
 

@@ -90,7 +90,7 @@ async def run_leaderboard(
         url = database_url or f"sqlite:///{Path(tmp) / 'services.db'}"
         pushes: list[Event] = []
         async with Gateway(Settings(database_url="memory://")) as gateway:
-            gateway.on_publish(
+            gateway.hooks.on_publish(
                 lambda events: pushes.extend(e for e in events if e.type == "leaderboard.updated")
             )
             async with database_from_url(url) as database, Leaderboards(gateway, database) as lb:

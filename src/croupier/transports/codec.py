@@ -16,7 +16,7 @@ from ..config import NamespaceRules, Settings
 from ..core.channels import Claims, check_subscribe
 from ..core.commands import Command, Refused, Reply
 from ..events import Event
-from ..gateway import StartingPoint
+from ..hooks import StartingPoint
 
 __all__ = ["BaseCodec", "Codec"]
 

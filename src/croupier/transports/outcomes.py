@@ -77,7 +77,7 @@ class Outcomes:
         if isinstance(outcome, DoSubscribe | DoUnsubscribe | DoPresence | DoHistory | DoRpc):
             return False
         if isinstance(outcome, DoPublish):
-            handler = self.gateway.client_handler(outcome.channel, outcome.type)
+            handler = self.gateway.hooks.client_handler(outcome.channel, outcome.type)
             if handler is None:
                 return False
             # A service summarises these (reactions): they never reach the hub one by one.
@@ -168,7 +168,7 @@ class Outcomes:
                 reverse=outcome.reverse,
             )
             return HistoryPage(outcome.channel, outcome.id, history.events, history.position)
-        handler = gateway.rpc_handler(outcome.method)
+        handler = gateway.hooks.rpc_handler(outcome.method)
         if handler is None:
             if outcome.id is None:
                 return None  # a one-way message nobody takes: nothing to answer

@@ -49,8 +49,6 @@ __all__ = ["Leaderboards"]
 
 log = logging.getLogger(__name__)
 
-_WIRE = "croupier-leaderboards"
-
 
 @dataclass(slots=True)
 class _Op:
@@ -77,25 +75,6 @@ class _Board:
     timer: asyncio.TimerHandle | None = None
 
 
-class _Sink:
-    """The service as a hub subscriber of its internal channels."""
-
-    wire = _WIRE
-
-    def __init__(self, service: Leaderboards) -> None:
-        self._service = service
-
-    def push(self, frame: bytes, event: Event) -> None:
-        try:
-            self._service._received(event)
-        except Exception:
-            log.exception("a leaderboard sync message could not be applied")
-
-
-def _no_frame(event: Event) -> bytes:
-    return b""
-
-
 class Leaderboards:
     """The leaderboards service. Use as ``async with Leaderboards(gateway, database):``.
 
@@ -112,7 +91,6 @@ class Leaderboards:
         self._boards: dict[str, _Board] = {}
         self._queue: deque[_Op] = deque()
         self._wake = asyncio.Event()
-        self._sink = _Sink(self)
         self._writer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._keys_purged = 0.0
@@ -129,8 +107,7 @@ class Leaderboards:
 
     async def __aenter__(self) -> Self:
         await store.migrate(self.database)
-        self.gateway.hub.add_wire(_WIRE, _no_frame)
-        await self._subscribe(CONTROL_CHANNEL)
+        await self._listen(CONTROL_CHANNEL)
         self._writer = asyncio.create_task(self._write_forever())
         for name, watch in await store.watches(self.database):
             (await self._board(name)).watch = watch
@@ -156,7 +133,7 @@ class Leaderboards:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for channel in self._subscribed:
-            self.gateway.hub.unsubscribe(self._sink, channel)
+            self.gateway.hub.unlisten(channel, self._received)
         self._subscribed.clear()
 
     def _spawn(self, coro: Any) -> None:
@@ -164,10 +141,9 @@ class Leaderboards:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _subscribe(self, channel: str) -> None:
-        await self.gateway.hub.subscribe(
-            self._sink, channel, since=None, stored=False, announce=lambda result: None
-        )
+    async def _listen(self, channel: str) -> None:
+        """Take the nodes' internal messages on ``channel`` (see :meth:`_received`)."""
+        await self.gateway.hub.listen(channel, self._received)
         self._subscribed.append(channel)
 
     # -- boards ----------------------------------------------------------------------------
@@ -192,14 +168,14 @@ class Leaderboards:
 
     async def _load(self, board: _Board) -> None:
         try:
-            await self._subscribe(sync_channel(board.name))
+            await self._listen(sync_channel(board.name))
             entries = await store.board_entries(self.database, board.name)
         except BaseException:
             if self._boards.get(board.name) is board:
                 del self._boards[board.name]
             with contextlib.suppress(ValueError):
                 self._subscribed.remove(sync_channel(board.name))
-                self.gateway.hub.unsubscribe(self._sink, sync_channel(board.name))
+                self.gateway.hub.unlisten(sync_channel(board.name), self._received)
             raise
         put = board.ranking.put
         for entry in entries:

@@ -122,7 +122,7 @@ class Matchmaking:
         await self.db.migrate("matchmaking", store.MIGRATIONS)
         if await store.get_queue(self.db, DEFAULT_MODE) is None:
             await store.put_queue(self.db, Queue(DEFAULT_MODE, QueueRules(), "nim", {}))
-        self.gateway.on_publish(self._published)
+        self.gateway.hooks.on_publish(self._published)
         if self.rooms is not None:
             await self._open_missing_rooms()
         self._loop = asyncio.get_running_loop().create_task(self._passes())

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 __all__ = [
     "OPERATIONS",
     "CreateRoomBody",
-    "JoinBody",
     "RoomOptions",
     "RoomReply",
     "RoomSocketInfo",
@@ -47,9 +46,6 @@ _R = _BASE + "/{roomId}"
 class SeatBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
     player_id: PlayerId
     brand: Brand | None = None
-
-
-JoinBody = SeatBody
 
 
 class RoomOptions(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):

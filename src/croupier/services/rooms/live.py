@@ -1,27 +1,15 @@
-"""What a node holds for each room it runs, and how player actions reach it."""
+"""What a node holds for each room it runs."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...events import Event
 from .engine import Room
 from .handler import RoomHandler
 
-__all__ = ["WIRE", "LiveRoom", "RoomSink", "no_frame"]
-
-log = logging.getLogger(__name__)
-
-WIRE = "croupier-rooms"  # the hub's name for the rooms service as a subscriber
-
-
-def no_frame(event: Event) -> bytes:
-    """The service reads events, not frames: the hub encodes nothing for it."""
-    return b""
+__all__ = ["LiveRoom"]
 
 
 @dataclass(slots=True)
@@ -43,20 +31,3 @@ class LiveRoom:
     epoch: str | None = None
     saved_seq: int = 0
     save_timer: asyncio.TimerHandle | None = None
-
-
-class RoomSink:
-    """The rooms service as a hub subscriber of its rooms' channels: it takes
-    ``player.action`` events (from this node or, through the broker, any other)."""
-
-    wire = WIRE
-
-    def __init__(self, received: Callable[[Event], None]) -> None:
-        self._received = received
-
-    def push(self, frame: bytes, event: Event) -> None:
-        if event.type == "player.action":
-            try:
-                self._received(event)
-            except Exception:
-                log.exception("a player.action could not be taken")

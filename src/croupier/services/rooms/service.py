@@ -41,7 +41,7 @@ from ..leaderboards import Leaderboards, check_board
 from . import engine, store
 from .engine import Room, RoomStatus, Step
 from .handler import ActionRejected, Move, RoomHandler
-from .live import WIRE, LiveRoom, RoomSink, no_frame
+from .live import LiveRoom
 from .nim import Nim
 from .recovery import replay_log
 
@@ -74,7 +74,6 @@ class Rooms:
         self.single = gateway.settings.broker_url.split(":", 1)[0] == "local"
         self._live: dict[str, LiveRoom] = {}
         self._ended: dict[str, LiveRoom] = {}  # finished or closed here lately: late actions
-        self._sink = RoomSink(self._received)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._keeper: asyncio.Task[None] | None = None
 
@@ -93,7 +92,6 @@ class Rooms:
 
     async def __aenter__(self) -> Self:
         await self.db.migrate("rooms", store.MIGRATIONS)
-        self.gateway.hub.add_wire(WIRE, no_frame)
         await self._take_over(any_owner=self.single)
         for rid in await store.unposted_rooms(self.db, 1000):
             self._spawn(self._post_results(rid))
@@ -125,7 +123,7 @@ class Rooms:
             with contextlib.suppress(Exception):
                 await self._save(live)
                 await store.release(self.db, rid, self.node)
-            self.gateway.hub.unsubscribe(self._sink, live.room.channel)
+            self.gateway.hub.unlisten(live.room.channel, self._received)
         self._live.clear()
 
     def _spawn(self, coro: Any) -> None:
@@ -304,12 +302,14 @@ class Rooms:
         """Start serving ``live``: subscribe to its channel, start its task and deadline."""
         rid = live.room.id
         self._live[rid] = live
-        await self.gateway.hub.subscribe(
-            self._sink, live.room.channel, since=None, stored=False, announce=lambda r: None
-        )
+        await self.gateway.hub.listen(live.room.channel, self._received)
         live.task = asyncio.get_running_loop().create_task(self._serve(live))
 
     def _received(self, event: Event) -> None:
+        """A room channel's event (from this node or, through the broker, any other): its
+        ``player.action`` events go to the room's inbox."""
+        if event.type != "player.action":
+            return
         rid = event.channel[5:]
         live = self._live.get(rid)
         doc = orjson.loads(event.payload)
@@ -464,7 +464,7 @@ class Rooms:
     def _forget(self, room_id: str) -> None:
         ended = self._ended.pop(room_id, None)
         if ended is not None:
-            self.gateway.hub.unsubscribe(self._sink, ended.room.channel)
+            self.gateway.hub.unlisten(ended.room.channel, self._received)
 
     async def _post_results(self, room_id: str) -> None:
         """Put a finished room's totals on its leaderboard (``options.leaderboard``, by
@@ -550,9 +550,7 @@ class Rooms:
             room, handler, dict(stored.brands), offset=stored.log_offset, epoch=stored.log_epoch
         )
         self._live[room.id] = live  # actions arriving from here on wait in its inbox
-        await self.gateway.hub.subscribe(
-            self._sink, room.channel, since=None, stored=False, announce=lambda r: None
-        )
+        await self.gateway.hub.listen(room.channel, self._received)
         back = await replay_log(
             self.gateway.log, room, handler, stored.log_offset, stored.log_epoch
         )

@@ -38,7 +38,6 @@ from ...api.openapi import Operation
 from ...errors import Conflict, NotFound
 from ...events import Event, Position
 from ...gateway import Gateway
-from ...hub import SubscribeResult
 from ...logs import now_ts
 from ...storage import Database
 from ...tasks import stop_task
@@ -63,14 +62,12 @@ def iso(seconds: float) -> str:
 
 
 class _Partials:
-    """The hub sink of :data:`PARTIALS`: merges every node's partial tally."""
-
-    wire = "sports"
+    """The listener of :data:`PARTIALS`: merges every node's partial tally."""
 
     def __init__(self, merged: Tally) -> None:
         self.merged = merged
 
-    def push(self, frame: bytes, event: Event) -> None:
+    def __call__(self, event: Event) -> None:
         try:
             doc = orjson.loads(event.payload)
             for event_id, part in doc["events"].items():
@@ -97,7 +94,7 @@ class Sports:
         self.local = Tally()  # this node's reactions since the last flush
         self.merged = Tally()  # every node's partials since the last summary
         self.book = ViewerBook()
-        self._sink = _Partials(self.merged)
+        self._partials = _Partials(self.merged)
         # One lock per event while anyone holds or waits for it: (lock, users).
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._joined: list[tuple[str, str]] = []  # newly counted, not yet in presence
@@ -121,17 +118,10 @@ class Sports:
     async def __aenter__(self) -> Self:
         await self.db.migrate("sports", store.MIGRATIONS)
         gateway = self.gateway
-        gateway.handle_client_publish("match", "reaction", self.react)
-        gateway.on_presence(self._on_presence)
-        gateway.on_fresh_subscribe("match", self.starting_point)
-        gateway.hub.add_wire(_Partials.wire, lambda event: b"")
-
-        def announce(result: SubscribeResult) -> None:
-            pass
-
-        await gateway.hub.subscribe(
-            self._sink, PARTIALS, since=None, stored=False, announce=announce
-        )
+        gateway.hooks.handle_client_publish("match", "reaction", self.react)
+        gateway.hooks.on_presence(self._on_presence)
+        gateway.hooks.on_fresh_subscribe("match", self.starting_point)
+        await gateway.hub.listen(PARTIALS, self._partials)
         self._task = asyncio.ensure_future(self._tick_forever())
         return self
 
@@ -143,7 +133,7 @@ class Sports:
     ) -> None:
         await stop_task(self._task)
         self._task = None
-        self.gateway.hub.unsubscribe(self._sink, PARTIALS)
+        self.gateway.hub.unlisten(PARTIALS, self._partials)
 
     @contextlib.asynccontextmanager
     async def _serial(self, event_id: str) -> AsyncIterator[None]:

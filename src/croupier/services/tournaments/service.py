@@ -97,10 +97,10 @@ class Tournaments:
     async def __aenter__(self) -> Self:
         await self.db.migrate("tournaments", store.MIGRATIONS)
         await migrate_table(self.db)  # a win is kept in the notification centre
-        self.gateway.on_publish(self._published)
-        self.gateway.on_fresh_subscribe("player", self.player_starting_point)
+        self.gateway.hooks.on_publish(self._published)
+        self.gateway.hooks.on_fresh_subscribe("player", self.player_starting_point)
         if self.leaderboards is not None:
-            self.gateway.on_fresh_subscribe("tournament", self.starting_point)
+            self.gateway.hooks.on_fresh_subscribe("tournament", self.starting_point)
             # A crash between a start and its watch would leave the board unwatched.
             for t in await store.list_tournaments(self.db, Status.RUNNING.value, 10_000):
                 await self._watch(t)

@@ -82,8 +82,8 @@ class PusherWebhooks:
             for url in app.webhooks:
                 await self._ensure(app, url, now)
         if not self._listening:
-            self.gateway.on_presence(self._presence)
-            self.gateway.on_publish(self._published)
+            self.gateway.hooks.on_presence(self._presence)
+            self.gateway.hooks.on_publish(self._published)
             self._listening = True
         self._task = asyncio.create_task(self._write_forever())
         return self

@@ -155,7 +155,7 @@ class WebhookService:
         await self.outbox.migrate()
         await self.refresh()
         if not self._listening:  # the gateway has no way to remove a listener
-            self.gateway.on_publish(self._on_publish)
+            self.gateway.hooks.on_publish(self._on_publish)
             self.gateway.metrics.add_source(self._counts)
             self._listening = True
         self._open = True
