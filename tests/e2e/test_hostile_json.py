@@ -1,8 +1,9 @@
 """Hostile JSON over real sockets: nesting past the limit, numbers no decoder keeps, and
 line breaks in valid data (issue 14, defects 1 and 2).
 
-Every body-taking publish route answers the same clear error whatever the layout of the
-document, keeps the connection, and stores valid data as the bytes that were sent.
+Every body-taking publish route and the WebSocket answer the same clear error whatever the
+layout of the document, keep the connection, and store valid data as the bytes that were
+sent.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import orjson
 import pusher
 import pytest
 
-from tests.support import API_KEY, ServerProcess, running_server, timeout
+from tests.support import API_KEY, ServerProcess, running_server, timeout, token
 
 from .sseclient import RawStream, data_of
+from .wsclient import ws_connect
 
 pytestmark = pytest.mark.e2e
 
@@ -235,3 +237,39 @@ def test_pusher_http_api_bodies_are_under_the_same_limits(pusher_srv: ServerProc
         timeout=timeout(10),
     ).json()["events"]
     assert [e["data"] for e in stored] == [deep]
+
+
+async def test_websocket_refuses_deep_and_non_finite_data_and_keeps_the_connection(
+    srv: ServerProcess, conn: KeepAlive
+) -> None:
+    channel = fresh("room")  # players may publish chat.message here
+    async with ws_connect(srv, token("p1")) as ws:
+        await ws.subscribe(channel)
+        message = b'{"type":"publish","channel":"%s","event":"chat.message","data":%s,"id":%d}'
+        # Too deep to read, so the error cannot name the message's id; a number out of range
+        # is found once the message is read, and its error does.
+        for n, (data, code, answer_id) in enumerate(
+            [
+                (nested(1000), "too_deep", None),
+                (b"[1e999,\n1]", "bad_number", 1),
+                (b'{"n":' + b"9" * 400 + b"}", "bad_number", 2),
+            ]
+        ):
+            await ws.send_raw((message % (channel.encode(), data, n)).decode())
+            error = await ws.expect("error")
+            assert (error["code"], error.get("id")) == (code, answer_id), error
+            assert error["message"], error
+        # A subscribe carrying a deep extra field: the same error, before anything else.
+        await ws.send(
+            {"type": "subscribe", "channel": channel, "x": orjson.loads(nested(LIMIT + 1))}
+        )
+        assert (await ws.expect("error"))["code"] == "too_deep"
+        # The connection stays, and valid data with line breaks is delivered.
+        await ws.send_raw(
+            (message % (channel.encode(), b'{"text":"gl",\n"n":[1,\r\n2]}', 9)).decode()
+        )
+        replies = {doc["type"]: doc for doc in [await ws.recv_quiet(), await ws.recv_quiet()]}
+        assert set(replies) == {"chat.message", "published"}, replies
+        assert replies["chat.message"]["data"]["text"] == "gl"
+        assert replies["chat.message"]["data"]["n"] == [1, 2]
+        assert await ws.barrier() == []

@@ -126,6 +126,15 @@ messages = st.one_of(
     st.binary(max_size=40),
     st.text(max_size=40),
     st.sampled_from(["{", "[]", "null", '"ping"', '{"type":"ping"}' * 2, "\ud800"]),
+    # Nested past the limit (64), up to what would exhaust a recursive decoder's stack.
+    st.integers(1, 2000).map(
+        lambda n: (
+            '{"type":"publish","channel":"chat:1","event":"chat.message","data":{"n":'
+            + "[" * n
+            + "]" * n
+            + "}}"
+        )
+    ),
 )
 
 

@@ -220,9 +220,20 @@ def test_publish_data_must_be_an_object(data: Any) -> None:
     assert error_code(send(session(), pub("chat:1", "chat.message", data))) == "bad_message"
 
 
-def test_publish_data_orjson_cannot_read_is_a_bad_message() -> None:
-    raw = '{"type":"publish","channel":"chat:1","event":"chat.message","data":{"n":1e400}}'
-    assert error_code(send(session(), raw)) == "bad_message"
+def test_publish_data_with_a_number_out_of_range_is_refused() -> None:
+    for number in ("1e400", "18446744073709551616"):
+        raw = '{"type":"publish","channel":"chat:1","event":"chat.message","id":4,\n'
+        raw += f'"data":{{"n":{number}}}}}'
+        doc = reply(send(session(), raw))
+        assert (doc["code"], doc["id"]) == ("bad_number", 4), doc
+
+
+def test_messages_nested_past_the_limit_are_refused_and_the_session_goes_on() -> None:
+    s = session(max_json_depth=8)
+    deep = pub("chat:1", "chat.message", {"a": [[[[[[[1]]]]]]]})  # 9 levels with the message
+    assert error_code(send(s, deep)) == "too_deep"
+    assert error_code(send(s, "[" * 5000)) == "too_deep"
+    assert isinstance(send(s, pub("chat:1", "chat.message", {"a": [[[[[[1]]]]]]}))[0], DoPublish)
 
 
 def test_publish_rate_per_type() -> None:

@@ -36,6 +36,7 @@ from ..errors import (
     RateLimited,
     Unauthorized,
 )
+from . import jsonsafe
 from .channels import Claims, check_subscribe, resolve
 from .commands import (
     Auth,
@@ -139,6 +140,7 @@ class Session:
                 )
             if not self._bucket.take(now):
                 raise RateLimited("too many messages: slow down")
+            jsonsafe.check_depth(raw, self.limits.max_json_depth)  # decoders recurse
             commands = decode(raw)
         except CroupierError as exc:
             return self._failed(refused(exc))
@@ -262,6 +264,7 @@ class Session:
             bucket = self._publish_buckets[key] = TokenBucket(rule.rate, rule.burst, now)
         if not bucket.take(now):
             raise RateLimited(f"{command.type} is limited to {rule.rate:g}/s in {key[0]}")
+        jsonsafe.check_numbers(raw)  # so that the data decodes and encodes again unchanged
         try:
             data: Any = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
