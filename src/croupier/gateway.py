@@ -20,11 +20,11 @@ from .brokers import Broker, broker_from_url
 from .cluster import Cluster
 from .config import NamespaceRules, Settings
 from .core.admission import Admission
-from .core.channels import namespace_of, resolve, validate_type
+from .core.channels import Claims, namespace_of, resolve, validate_type
 from .debuglog import DebugLog
 from .errors import BadRequest, Overloaded, PayloadTooLarge, Unavailable
-from .events import Event, History, Position
-from .hooks import Hooks, StartingPoint
+from .events import Event, History
+from .hooks import ChannelStart, Hooks, Start, StartingPoint
 from .hub import Hub
 from .logs import Append, Appended, Log, log_from_url, now_ts
 from .metrics import Metrics
@@ -58,8 +58,6 @@ class PublishRequest(msgspec.Struct, frozen=True, gc=False):
     # ("player:1001/p1"). Never a secret.
     source: str | None = None
 
-
-_Start = tuple[Position | None, bytes | None]  # what a starting point answers
 
 # What a publish returns: the event (numbered, when stored) and whether an idempotency key
 # made it a repeat of an earlier one. The log's own answer, passed through as it is.
@@ -121,7 +119,7 @@ class Gateway:
         self._known_types: set[str] = set()
         self.hooks = Hooks()
         # channel -> (its delivered offset when asked, when answered, the answer)
-        self._starts: dict[str, tuple[int | None, float, asyncio.Future[_Start]]] = {}
+        self._starts: dict[str, tuple[int | None, float, asyncio.Future[Start]]] = {}
         self.metrics.add_source(self._counts)
 
     async def __aenter__(self) -> Self:
@@ -329,20 +327,29 @@ class Gateway:
             raise Overloaded(wait)
 
     def starting_point(self, channel: str) -> StartingPoint | None:
-        """The starting point of ``channel``'s namespace, shared: the new subscribers of a
-        channel that arrive while it runs take its answer instead of asking again, and so do
-        those that arrive within :data:`START_REUSE` of it while nothing new was delivered on
-        the channel (a crowd arriving at once costs the service one answer, not one each)."""
-        start = self.hooks.starting_point(channel)
-        if start is None:
+        """The starting point of ``channel``'s namespace. Its channel part is shared: the
+        new subscribers of a channel that arrive while it runs take its answer instead of
+        asking again, and so do those that arrive within :data:`START_REUSE` of it while
+        nothing new was delivered on the channel (a crowd arriving at once costs the service
+        one answer, not one each); a greeting's messages follow it, asked for each
+        subscriber."""
+        hooks = self.hooks.starting_point(channel)
+        if hooks is None:
             return None
+        start, greeting = hooks
 
-        async def shared(channel: str) -> _Start:
-            return await self._shared_start(start, channel)
+        async def begin(channel: str, claims: Claims | None) -> Start:
+            answer = Start() if start is None else await self._shared_start(start, channel)
+            if greeting is None:
+                return answer
+            messages = await greeting(channel, claims)
+            if not messages:
+                return answer
+            return Start(answer.position, (*answer.messages, *messages))
 
-        return shared
+        return begin
 
-    async def _shared_start(self, start: StartingPoint, channel: str) -> _Start:
+    async def _shared_start(self, start: ChannelStart, channel: str) -> Start:
         at = self.hub.delivered_to(channel)
         found = self._starts.get(channel)
         if found is not None:

@@ -8,8 +8,10 @@ and the connection core call them. Five kinds:
 * **client-publish handlers** take what players publish of one type in one namespace instead
   of the hub (reactions, summarised rather than fanned out one by one);
 * **presence listeners** hear every subscriber join and leave this node records;
-* **starting points** say where a new subscriber of a namespace starts (a scoreboard
-  snapshot that the replayed events continue);
+* **starting points** say where a new subscriber of a namespace starts and what it is told
+  first: the channel's part (a scoreboard snapshot that the replayed events continue),
+  shared by a crowd of new subscribers, and a greeting for each subscriber (their own
+  position);
 * **RPC handlers** answer a client's call of a method (a Centrifugo SDK's ``rpc``, or its
   one-way ``send`` under the method ``""``).
 
@@ -27,15 +29,20 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from .core.channels import Claims, namespace_of
 from .events import Event, Position
 
 __all__ = [
+    "ChannelStart",
     "ClientPublishHandler",
+    "Greeting",
     "Hooks",
     "PresenceListener",
     "PublishListener",
     "RpcHandler",
+    "Start",
     "StartingPoint",
 ]
 
@@ -52,9 +59,32 @@ PresenceListener = Callable[[str, str, dict[str, Any], bool], None]
 """Called with (channel, client, member info, joined) on every presence join and leave,
 whatever the namespace's presence rule."""
 
-StartingPoint = Callable[[str], Awaitable[tuple[Position | None, bytes | None]]]
-"""For a subscriber of a channel who did not say where it stands: the position to replay
-from, and a message to send right after ``subscribed``. (None, None): nothing special."""
+
+class Start(msgspec.Struct, frozen=True, gc=False):
+    """Where a new subscriber of a channel starts, as a service says.
+
+    ``position``: where its replay starts (``None``: from the channel's own rule);
+    ``messages``: sent right after ``subscribed``, in order, each in the native JSON shape of
+    an unstored event (a scoreboard snapshot that the replayed events continue, a greeting).
+    ``Start()``: nothing special.
+    """
+
+    position: Position | None = None
+    messages: tuple[bytes, ...] = ()
+
+
+StartingPoint = Callable[[str, Claims | None], Awaitable[Start]]
+"""What the connection core asks of a channel with a starting point, for a subscriber who did
+not say where it stands: given the channel and the subscriber's claims (``None``:
+anonymous), where it starts and what it is told first."""
+
+ChannelStart = Callable[[str], Awaitable[Start]]
+"""A service's part of a channel's starting point that is the same for every subscriber:
+one answer serves the crowd of new subscribers arriving while it runs."""
+
+Greeting = Callable[[str, Claims | None], Awaitable[tuple[bytes, ...]]]
+"""A service's part for one subscriber (their own position, say): messages sent after the
+channel's. It runs for each new subscriber, so it must be a quick lookup."""
 
 RpcHandler = Callable[[Claims | None, Any], Awaitable[Any]]
 """Called with the caller's claims (``None``: anonymous) and the decoded data of a client's
@@ -70,7 +100,7 @@ class Hooks:
         self._published: list[PublishListener] = []
         self._client_publish: dict[tuple[str, str], ClientPublishHandler] = {}
         self._presence: list[PresenceListener] = []
-        self._starting_points: dict[str, StartingPoint] = {}
+        self._starting_points: dict[str, tuple[ChannelStart | None, Greeting | None]] = {}
         self._rpc: dict[str, RpcHandler] = {}
 
     # -- registering (services) ------------------------------------------------------------
@@ -93,10 +123,19 @@ class Hooks:
         """Call ``listener`` on every subscriber join and leave this node records."""
         self._presence.append(listener)
 
-    def on_fresh_subscribe(self, namespace: str, starting_point: StartingPoint) -> None:
-        """Let ``starting_point`` say where new subscribers of ``namespace`` start;
-        subscribers that resume with a position are left alone."""
-        self._starting_points[namespace] = starting_point
+    def on_fresh_subscribe(
+        self,
+        namespace: str,
+        starting_point: ChannelStart | None = None,
+        *,
+        greeting: Greeting | None = None,
+    ) -> None:
+        """Let a service say where new subscribers of ``namespace`` start and what they are
+        told first: ``starting_point`` for what every subscriber of a channel gets (see
+        :data:`ChannelStart`), ``greeting`` for what one subscriber gets (see
+        :data:`Greeting`). Subscribers that resume with a position keep it; the messages are
+        their fallback when history cannot cover their gap."""
+        self._starting_points[namespace] = (starting_point, greeting)
 
     def handle_rpc(self, method: str, handler: RpcHandler) -> None:
         """Answer clients' RPCs of ``method`` with ``handler``."""
@@ -130,8 +169,9 @@ class Hooks:
             except Exception:
                 log.exception("a presence listener failed")
 
-    def starting_point(self, channel: str) -> StartingPoint | None:
-        """The starting point of new subscribers of ``channel``'s namespace, if any."""
+    def starting_point(self, channel: str) -> tuple[ChannelStart | None, Greeting | None] | None:
+        """The starting point of new subscribers of ``channel``'s namespace, if any: its
+        channel part and its greeting."""
         if not self._starting_points:
             return None
         return self._starting_points.get(namespace_of(channel))

@@ -11,7 +11,7 @@ import aiohttp
 import httpx
 import pytest
 
-from tests.support import API_KEY, ServerProcess
+from tests.support import API_KEY, ServerProcess, token
 
 from .test_tournaments import (
     BRAND,
@@ -78,23 +78,64 @@ async def test_a_late_subscriber_gets_the_top_10_at_once_with_the_push_s_field_n
     ] == board
 
 
-async def test_a_registered_player_who_connects_later_gets_tournament_connected(
-    server: ServerProcess, api: httpx.AsyncClient, session: aiohttp.ClientSession
-) -> None:
+async def ann_second_to_bob(api: httpx.AsyncClient) -> tuple[str, dict[str, object]]:
+    """A running tournament where ann stands 2nd, and her ``tournament.connected`` data."""
     tid = await running_tournament(api, ["ann", "bob"])
     await score(api, tid, "bob-1", "bob", points=50.0)
     await score(api, tid, "ann-1", "ann", points=20.0)
-    ann = await player_seat(session, server, tid, "ann")  # long after registering
-    try:
-        hello = await ann.wait(is_("tournament.connected", f"player:{BRAND}:ann"))
-    finally:
-        await ann.close()
-    assert hello["data"] == {
+    return tid, {
         "tournamentId": tid,
         "playerId": "ann",
         "status": "active",
         "playerInfo": {"displayName": "Player ann", "position": 2, "entryCount": 1},
     }
+
+
+async def test_a_registered_player_who_connects_later_gets_tournament_connected(
+    server: ServerProcess, api: httpx.AsyncClient, session: aiohttp.ClientSession
+) -> None:
+    tid, expected = await ann_second_to_bob(api)
+    ann = await player_seat(session, server, tid, "ann")  # long after registering
+    try:
+        hello = await ann.wait(is_("tournament.connected", f"player:{BRAND}:ann"))
+    finally:
+        await ann.close()
+    assert hello["data"] == expected
+
+
+async def test_a_registered_player_who_subscribes_to_the_tournament_later_gets_connected(
+    server: ServerProcess, api: httpx.AsyncClient, session: aiohttp.ClientSession
+) -> None:
+    """The seed's tournament socket is the tournament's channel alone, not the player's."""
+    tid, expected = await ann_second_to_bob(api)
+    channel = f"tournament:{tid}"
+
+    async def subscribe(pid: str, brand: str = BRAND) -> Seat:
+        ws = await session.ws_connect(server.ws_url, params={"token": token(pid, brand=brand)})
+        seat = Seat(ws)
+        await seat.send({"type": "subscribe", "channel": channel, "id": 1})
+        await seat.wait(is_("subscribed", channel))
+        return seat
+
+    ann = await subscribe("ann")
+    watcher = await subscribe("carol")  # not registered
+    stranger = await subscribe("ann", brand="other-brand")  # another casino's ann
+    try:
+        hello = await ann.wait(is_("tournament.connected", channel))
+        # Each sees the board (the subscribe's snapshot); only ann is greeted after it.
+        for seat in (watcher, stranger):
+            await seat.wait(is_("leaderboard.updated", channel))
+    finally:
+        for seat in (ann, watcher, stranger):
+            await seat.close()
+    assert hello["data"] == expected
+    assert [d["type"] for d in ann.seen if d.get("channel") == channel][:3] == [
+        "subscribed",
+        "leaderboard.updated",
+        "tournament.connected",
+    ]
+    assert watcher.events("tournament.connected") == []
+    assert stranger.events("tournament.connected") == []
 
 
 async def test_tournament_win_carries_every_field_of_the_seed_s_example(

@@ -16,6 +16,7 @@ from croupier.core.session import Session
 from croupier.errors import BadRequest, Conflict, NotFound, RateLimited, Unavailable
 from croupier.events import Event
 from croupier.gateway import Gateway
+from croupier.hooks import Start
 from croupier.logs import Append, Appended, MemoryLog
 from croupier.services.sports import Sports
 from croupier.services.sports.events_ws import EventsCodec
@@ -90,23 +91,23 @@ async def test_a_newcomer_starts_from_the_snapshot_s_own_update(
     service, log = sports
     await service.create("m1", "cricket", "A v B", ("A", "B"), None)
     await service.set_status("m1", Status.LIVE)
-    since, frame = await service.starting_point("match:m1")
+    start = await service.starting_point("match:m1")
+    since, (frame,) = start.position, start.messages
     assert since is not None
     assert since.offset == 0  # nothing scored: every stored event is news
-    assert frame is not None
     assert orjson.loads(frame)["data"]["seq"] == 0
     for n in (1, 2):
         await service.update("m1", ball(n))
-    since, frame = await service.starting_point("match:m1")
+    start = await service.starting_point("match:m1")
+    since, (frame,) = start.position, start.messages
     assert since is not None
-    assert frame is not None
     snapshot = orjson.loads(frame)["data"]
     assert snapshot["seq"] == 2
     assert snapshot["snapshot"]["score"] == "2/0"
     after = await log.read("match:m1", since.offset, 10)
     assert after.events == ()  # the snapshot's update is the channel's last event
-    assert await service.starting_point("match:nothing") == (None, None)
-    assert await service.starting_point("lobby") == (None, None)
+    assert await service.starting_point("match:nothing") == Start()
+    assert await service.starting_point("lobby") == Start()
 
 
 async def test_reactions_are_tallied_not_fanned_out(sports: tuple[Sports, FlakyLog]) -> None:

@@ -204,18 +204,19 @@ class Outcomes:
                     count = await gateway.join(channel, self.client, member, rules)
                 except Exception:
                     log.exception("presence join failed for %s", channel)
-            # A service's starting point: where a new subscriber starts, and its snapshot. A
-            # resuming one keeps its own position; the snapshot is its fallback when history
-            # cannot cover its gap (it reloads from it instead of from nothing).
-            snapshot: bytes | None = None
-            fallback: bytes | None = None
+            # A service's starting point: where a new subscriber starts, and its snapshot and
+            # greeting. A resuming one keeps its own position; the messages are its fallback
+            # when history cannot cover its gap (it reloads from them instead of from nothing).
+            snapshot: tuple[bytes, ...] = ()
+            fallback: tuple[bytes, ...] = ()
             start = codec.start or gateway.starting_point(channel)
             if start is not None:
                 try:
+                    begun = await start(channel, self.session.claims)
                     if since is None:
-                        since, snapshot = await start(channel)
+                        since, snapshot = begun.position, begun.messages
                     else:
-                        _, fallback = await start(channel)
+                        fallback = begun.messages
                 except CroupierError:
                     raise
                 except Exception:
@@ -238,7 +239,7 @@ class Outcomes:
                         since=None if since is None else since.offset,
                     )
                 position = result.position
-                if snapshot is not None and result.recovered:
+                if snapshot and result.recovered:
                     position = since  # the events that follow continue the snapshot
                 start_at = since if result.recovered else result.position
                 self.starts[channel] = start_at if rules.stored else None
@@ -252,16 +253,14 @@ class Outcomes:
                             position,
                             since if result.recovered else None,
                             presence,
-                            resumed and snapshot is None,
+                            resumed and not snapshot,
                             events,
                             members,
                         )
                     )
                 )
-                if snapshot is not None:
-                    self.send(codec.encode(Snapshot(channel, snapshot)))
-                elif fallback is not None and not result.recovered:
-                    self.send(codec.encode(Snapshot(channel, fallback)))
+                for message in snapshot or (() if result.recovered else fallback):
+                    self.send(codec.encode(Snapshot(channel, message)))
 
             await gateway.hub.subscribe(
                 self,

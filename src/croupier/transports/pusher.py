@@ -45,7 +45,8 @@ from ..core.pusher import (
 from ..core.ratelimit import TokenBucket
 from ..core.wire import ws_frame
 from ..errors import BadRequest, CroupierError, Forbidden, RateLimited, Unauthorized, shown
-from ..events import Event, Position
+from ..events import Event
+from ..hooks import Start
 from .codec import BaseCodec
 from .websocket import Endpoint, Upgrade
 
@@ -72,9 +73,9 @@ class _Pending:
     channel_data: str | None
 
 
-async def _no_start(channel: str) -> tuple[Position | None, bytes | None]:
+async def _no_start(channel: str, claims: Claims | None) -> Start:
     """Pusher clients start at the live edge: no service snapshot, no replay."""
-    return None, None
+    return Start()
 
 
 class PusherCodec(BaseCodec):

@@ -37,7 +37,7 @@ from ...config import Settings
 from ...core import commands as c
 from ...core.channels import Claims
 from ...core.wire import control, decode_client, ws_frame
-from ...events import Position
+from ...hooks import Start
 from ...transports.native import NativeCodec, native_command
 from ...transports.websocket import Endpoint, InfoHandler, Upgrade, endpoint_handler
 
@@ -81,7 +81,7 @@ class EventsCodec(NativeCodec):
     def channel(self) -> str | None:
         return None if self.event_id is None else f"match:{self.event_id}"
 
-    async def _start(self, channel: str) -> tuple[Position | None, bytes | None]:
+    async def _start(self, channel: str, claims: Claims | None) -> Start:
         assert self.event_id is not None
         event = await self.service.get(self.event_id)  # NotFound refuses the join
         return await self.service.start_of(event)

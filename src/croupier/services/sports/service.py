@@ -38,6 +38,7 @@ from ...api.openapi import Operation
 from ...errors import Conflict, NotFound
 from ...events import Event, Position
 from ...gateway import Gateway
+from ...hooks import Start
 from ...logs import now_ts
 from ...storage import Database
 from ...tasks import stop_task
@@ -296,14 +297,15 @@ class Sports:
         )
         return published
 
-    async def starting_point(self, channel: str) -> tuple[Position | None, bytes | None]:
-        """Where a new subscriber of ``channel`` starts: the snapshot, and its position."""
+    async def starting_point(self, channel: str) -> Start:
+        """Where a new subscriber of ``channel`` starts: the snapshot, and its position (the
+        same for every viewer: see :data:`~croupier.gateway.ChannelStart`)."""
         event = await store.get(self.db, channel[6:]) if channel.startswith("match:") else None
         if event is None:
-            return None, None  # a match channel without a sporting event: a plain channel
+            return Start()  # a match channel without a sporting event: a plain channel
         return await self.start_of(event)
 
-    async def start_of(self, event: SportEvent) -> tuple[Position, bytes]:
+    async def start_of(self, event: SportEvent) -> Start:
         """The ``snapshot`` message of ``event`` and the channel position it stands at.
 
         Subscribing from that position gives every later update exactly once: the snapshot
@@ -330,7 +332,7 @@ class Sports:
                 },
             }
         )
-        return since, snapshot
+        return Start(since, (snapshot,))
 
     def view(self, event: SportEvent) -> dict[str, Any]:
         """The sporting event resource."""

@@ -28,9 +28,11 @@ from typing import Any, Self
 import orjson
 from aiohttp import web
 
+from ...core.channels import Claims
 from ...errors import BadRequest, Conflict, CroupierError, NotFound
-from ...events import Event, Position
+from ...events import Event
 from ...gateway import Gateway, PublishRequest
+from ...hooks import Start
 from ...logs import now_ts
 from ...storage import Database, Transaction
 from ..leaderboards import Leaderboards
@@ -99,8 +101,12 @@ class Tournaments:
         await migrate_table(self.db)  # a win is kept in the notification centre
         self.gateway.hooks.on_publish(self._published)
         self.gateway.hooks.on_fresh_subscribe("player", self.player_starting_point)
+        self.gateway.hooks.on_fresh_subscribe(
+            "tournament",
+            self.starting_point if self.leaderboards is not None else None,
+            greeting=self.greeting,
+        )
         if self.leaderboards is not None:
-            self.gateway.hooks.on_fresh_subscribe("tournament", self.starting_point)
             # A crash between a start and its watch would leave the board unwatched.
             for t in await store.list_tournaments(self.db, Status.RUNNING.value, 10_000):
                 await self._watch(t)
@@ -390,39 +396,61 @@ class Tournaments:
                 await self.leaderboards.unwatch(board_of(t.id))
         return t
 
-    async def starting_point(self, channel: str) -> tuple[Position | None, bytes | None]:
+    async def starting_point(self, channel: str) -> Start:
         """Where a new subscriber of ``channel`` starts: a running tournament's current top
         10, as a ``leaderboard.updated``, and the channel position it was read at, so the
-        events after it follow (see :data:`~croupier.gateway.StartingPoint`)."""
+        events after it follow (the same for every subscriber: see
+        :data:`~croupier.gateway.ChannelStart`)."""
         t = await store.get_tournament(self.db, channel.removeprefix("tournament:"))
         if t is None or t.status is not Status.RUNNING or self.leaderboards is None:
-            return None, None
+            return Start()
         # The position first: whatever changes the board after it reaches the subscriber.
         since = await self.gateway.log.position(channel)
         data = await self.leaderboards.pushed(board_of(t.id), t.id)
-        greeting = {"type": "leaderboard.updated", "channel": channel, "ts": now_ts(), "data": data}
-        return since, orjson.dumps(greeting)
+        board = {"type": "leaderboard.updated", "channel": channel, "ts": now_ts(), "data": data}
+        return Start(since, (orjson.dumps(board),))
 
-    async def player_starting_point(self, channel: str) -> tuple[Position | None, bytes | None]:
+    async def greeting(self, channel: str, claims: Claims | None) -> tuple[bytes, ...]:
+        """What one new subscriber of a tournament's channel is told after the board: if the
+        token's player is registered in it (same brand) and it is registering or running,
+        their ``tournament.connected`` with their position now, so a player who subscribes
+        after registering hears it here as on their own channel (see
+        :data:`~croupier.gateway.Greeting`)."""
+        if claims is None:
+            return ()
+        tid = channel.removeprefix("tournament:")
+        p = await store.get_player(self.db, tid, claims.sub)
+        if p is None or p.brand != claims.brand:
+            return ()
+        t = await store.get_tournament(self.db, tid)
+        if t is None or t.status not in (Status.REGISTERING, Status.RUNNING):
+            return ()
+        return (await self._connected_message(channel, p),)
+
+    async def player_starting_point(self, channel: str) -> Start:
         """Where a new subscriber of a player's channel starts: if the player is registered
         in a tournament that is registering or running (the latest, if several), its
         ``tournament.connected`` with their position now, so a player who connects after
         registering still hears it; then the channel's events from where it stands."""
         parts = channel.split(":")
         if len(parts) != 3:
-            return None, None
+            return Start()
         p = await store.latest_active(self.db, parts[1], parts[2])
         if p is None:
-            return None, None
+            return Start()
         since = await self.gateway.log.position(channel)
+        return Start(since, (await self._connected_message(channel, p),))
+
+    async def _connected_message(self, channel: str, p: Player) -> bytes:
+        """``tournament.connected`` of ``p`` on ``channel``, with their position now."""
         position = await self.positions.position(p)
-        greeting = {
+        message = {
             "type": "tournament.connected",
             "channel": channel,
             "ts": now_ts(),
             "data": _connected(p, position),
         }
-        return since, orjson.dumps(greeting)
+        return orjson.dumps(message)
 
     async def _watch(self, t: Tournament) -> None:
         assert self.leaderboards is not None
