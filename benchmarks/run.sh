@@ -16,3 +16,4 @@ $CROUPIER bench storm --clients 10000 --missed 10 --pin
 for n in 1 5 20 100; do
   $CROUPIER bench fanout --subscribers 1000 --rate 5 --duration 10 --burst $n --pin
 done
+$CROUPIER bench storm --clients 18000 --missed 10 --admit-rate 1000 --pin
