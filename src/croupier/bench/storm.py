@@ -182,7 +182,7 @@ async def run_storm(
     timeout: float,  # noqa: ASYNC109 - handed to the client processes
 ) -> dict[str, Any]:
     """The storm against Croupier: subscribe, cut off, publish ``missed``, resume at once."""
-    names = [f"tournament:storm-{time.monotonic_ns()}-{i}" for i in range(channels)]
+    names = [f"table:storm-{time.monotonic_ns()}-{i}" for i in range(channels)]
     await _publish(server.port, names, 1)  # a position to subscribe at
     url = f"ws://127.0.0.1:{server.port}"
     async with Workers(processes_for(clients, processes)) as workers:
@@ -255,7 +255,7 @@ async def run_storm_node(
             orjson.dumps(
                 {
                     "type": TICK,
-                    "channel": "tournament:storm",
+                    "channel": "table:storm",
                     "offset": i + 2,
                     "ts": "2026-01-01T00:00:00.000Z",
                     "data": {"t": time.time(), "m": True, "i": i},
@@ -296,7 +296,7 @@ async def run_connect(
 ) -> dict[str, Any]:
     """Server CPU per connection of ``kind`` (a key of :data:`CONNECT_KINDS`)."""
     worker_kind, token, subscribe = CONNECT_KINDS[kind]
-    channel = f"tournament:connect-{time.monotonic_ns()}"
+    channel = f"table:connect-{time.monotonic_ns()}"
     name = target.name
     async with Workers(processes_for(clients, processes)) as workers:
 
