@@ -16,11 +16,12 @@ import orjson
 import pytest
 
 from croupier.config import Settings
+from croupier.core.channels import Claims
 from croupier.errors import Conflict
 from croupier.events import Event
 from croupier.gateway import Gateway
 from croupier.services.leaderboards import Leaderboards
-from croupier.services.tournaments import Tournaments
+from croupier.services.tournaments import Tournaments, store
 from croupier.services.tournaments import schemas as s
 from croupier.services.tournaments.rules import Action
 from croupier.storage import database_from_url
@@ -135,6 +136,62 @@ async def test_positions_scores_and_settlement(database_url: str, seam: str) -> 
         notes = rec.of("notification")
         assert sorted(n["event_details"]["player_id"] for n in notes) == ["b", "c"]
         assert rec.of("player.score.updated", "player:7:c")[-1]["position"] == 2
+
+
+async def test_a_crowd_of_greetings_reads_the_store_once(
+    database_url: str, seam: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with service(database_url, seam) as (svc, _):
+        tid = await running(svc, ["ann", "bob"])
+        await svc.score(tid, points("s1", "bob", 5))
+    async with service(database_url, seam) as (svc, _):  # another node: nothing in memory yet
+        reads: list[str] = []
+        for name in ("active_players", "players", "get_player", "get_tournament"):
+            real = getattr(store, name)
+
+            def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+                reads.append(_name)
+                return _real(*args, **kw)
+
+            monkeypatch.setattr(store, name, counted)
+        channel = f"tournament:{tid}"
+
+        async def greeted(pid: str, brand: str = "7") -> list[Any]:
+            said = await svc.greeting(channel, Claims(pid, brand=brand))
+            return [orjson.loads(m) for m in said]
+
+        crowd = await asyncio.gather(
+            *(
+                greeted(pid, brand)
+                for pid, brand in [("ann", "7"), ("bob", "7"), ("ann", "8"), ("cy", "7")] * 25
+            )
+        )
+        assert reads == ["active_players"]
+        for (pid, brand), said in zip(
+            [("ann", "7"), ("bob", "7"), ("ann", "8"), ("cy", "7")] * 25, crowd, strict=True
+        ):
+            if brand != "7" or pid == "cy":
+                assert said == []  # another brand's namesake, a player not registered
+                continue
+            [message] = said
+            assert message["type"] == "tournament.connected"
+            assert message["channel"] == channel
+            assert message["data"]["playerId"] == pid
+            assert message["data"]["playerInfo"]["position"] == {"bob": 1, "ann": 2}[pid]
+
+        # This node's own changes are in memory at once: no new read.
+        reads.clear()
+        await svc.score(tid, points("s2", "ann", 9))
+        await svc.eliminate(tid, "bob")
+        reads.clear()
+        [ann] = await greeted("ann")
+        [bob] = await greeted("bob")
+        assert reads == []
+        assert ann["data"]["playerInfo"]["position"] == 1
+        assert (bob["data"]["status"], bob["data"]["playerInfo"]["position"]) == ("eliminated", 2)
+
+        await svc.transition(tid, Action.COMPLETE)
+        assert await greeted("ann") == []  # a completed tournament greets nobody
 
 
 async def test_concurrent_confirmations_never_exceed_the_maximum(database_url: str) -> None:

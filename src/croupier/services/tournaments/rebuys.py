@@ -39,14 +39,21 @@ class Rebuys:
         tournament: ``await tournament(tx, tid, lock=True)`` reads a tournament, or raises
             NotFound.
         flush: publishes what the outbox holds.
+        on_player: told each player a confirmed rebuy changed, once it is committed.
     """
 
     def __init__(
-        self, database: Database, tournament: Lookup, flush: Callable[[], Awaitable[None]]
+        self,
+        database: Database,
+        tournament: Lookup,
+        flush: Callable[[], Awaitable[None]],
+        *,
+        on_player: Callable[[Player], None] = lambda p: None,
     ) -> None:
         self.db = database
         self._tournament = tournament
         self.flush = flush
+        self.on_player = on_player
 
     def view(
         self, t: Tournament, r: Rebuy, entries: int, *, duplicate: bool = False
@@ -169,6 +176,8 @@ class Rebuys:
                 batch.add(p.channel, "rebuy.success", success)
             await store.put_rebuy(tx, r)
             t = await batch.write(tx, t)
+        if refused is None:
+            self.on_player(p)
         await self.flush()
         if refused is not None:
             raise refused

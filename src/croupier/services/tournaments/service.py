@@ -42,6 +42,7 @@ from . import schemas as s
 from .batch import Batch
 from .positions import LeaderboardPositions, Positions, TablePositions, board_of
 from .rebuys import Rebuys
+from .roster import Roster
 from .rules import Action, InvalidTransition, Op, Status
 from .settlement import refund, settle
 from .store import Player, Tournament
@@ -81,7 +82,8 @@ class Tournaments:
         self._unsent = True  # the outbox may hold events (at start, after a failure)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._clock: asyncio.Task[None] | None = None
-        self.rebuys = Rebuys(database, self._tournament, self.flush)
+        self.roster = Roster(database)
+        self.rebuys = Rebuys(database, self._tournament, self.flush, on_player=self.roster.note)
 
     # -- the Service face ------------------------------------------------------------------
 
@@ -388,6 +390,7 @@ class Tournaments:
                 t = replace(t, ended_at=now)
                 await refund(tx, t, batch, now)
             t = await batch.write(tx, t)
+        self.roster.status(tid, status)
         await self.flush()
         if self.leaderboards is not None:
             if action is Action.START:
@@ -415,16 +418,19 @@ class Tournaments:
         token's player is registered in it (same brand) and it is registering or running,
         their ``tournament.connected`` with their position now, so a player who subscribes
         after registering hears it here as on their own channel (see
-        :data:`~croupier.gateway.Greeting`)."""
+        :data:`~croupier.gateway.Greeting`).
+
+        It answers from the :class:`~.roster.Roster` (memory; one shared read per tournament
+        per short window), not from the database per subscriber: see that module for why it
+        stays right on several nodes. The position is the live ranking's when there is one
+        (the leaderboards' boards are replicated on every node), else the roster's."""
         if claims is None:
             return ()
-        tid = channel.removeprefix("tournament:")
-        p = await store.get_player(self.db, tid, claims.sub)
+        p = await self.roster.player(channel.removeprefix("tournament:"), claims.sub)
         if p is None or p.brand != claims.brand:
             return ()
-        t = await store.get_tournament(self.db, tid)
-        if t is None or t.status not in (Status.REGISTERING, Status.RUNNING):
-            return ()
+        if isinstance(self.positions, TablePositions):
+            return (self._message(channel, p, self.roster.position(p)),)
         return (await self._connected_message(channel, p),)
 
     async def player_starting_point(self, channel: str) -> Start:
@@ -443,7 +449,10 @@ class Tournaments:
 
     async def _connected_message(self, channel: str, p: Player) -> bytes:
         """``tournament.connected`` of ``p`` on ``channel``, with their position now."""
-        position = await self.positions.position(p)
+        return self._message(channel, p, await self.positions.position(p))
+
+    @staticmethod
+    def _message(channel: str, p: Player, position: int) -> bytes:
         message = {
             "type": "tournament.connected",
             "channel": channel,
@@ -537,6 +546,7 @@ class Tournaments:
                     },
                 )
                 t = await batch.write(tx, t)
+        self.roster.note(p)
         await self.flush()
         position = await self.positions.update(p)
         connected = _connected(p, position)
@@ -592,6 +602,7 @@ class Tournaments:
                     wins=p.wins + (body.win or 0.0),
                 )
                 await store.save_player(tx, p)
+        self.roster.note(p)
         position = await self.positions.update(p)
         if points is not None:
             update = {
@@ -632,6 +643,7 @@ class Tournaments:
                 _require(t, Op.ELIMINATE)
                 p = replace(p, eliminated_at=now, elimination_round=t.current_round)
                 await store.save_player(tx, p)
+        self.roster.note(p)
         position = await self.positions.position(p)
         assert p.eliminated_at is not None
         event = {

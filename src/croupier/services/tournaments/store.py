@@ -378,18 +378,31 @@ async def save_player(tx: Transaction, p: Player) -> None:
     )
 
 
+_ACTIVE_PLAYERS = (
+    "SELECT "
+    + ", ".join(f"p.{c.strip()}" for c in _P_COLUMNS.split(","))
+    + " FROM tournament_players p JOIN tournaments t ON t.id = p.tournament_id"
+    " WHERE t.status IN ('registering', 'running')"
+)  # players of tournaments that are registering or running; add conditions with AND
+
+
 async def latest_active(tx: Transaction, brand: str, pid: str) -> Player | None:
     """The player's entry in the tournament they registered in last, of those registering
     or running; None if there is none."""
-    columns = ", ".join(f"p.{c.strip()}" for c in _P_COLUMNS.split(","))
     row = await tx.fetchrow(
-        f"SELECT {columns} FROM tournament_players p JOIN tournaments t "
-        "ON t.id = p.tournament_id WHERE p.player_id = $1 AND p.brand = $2 "
-        "AND t.status IN ('registering', 'running') ORDER BY p.registered_at DESC LIMIT 1",
+        f"{_ACTIVE_PLAYERS} AND p.player_id = $1 AND p.brand = $2"
+        " ORDER BY p.registered_at DESC LIMIT 1",
         pid,
         brand,
     )
     return None if row is None else _player(row)
+
+
+async def active_players(tx: Transaction, tid: str) -> list[Player]:
+    """Every player of tournament ``tid`` if it is registering or running (one query); none
+    otherwise."""
+    rows = await tx.fetch(f"{_ACTIVE_PLAYERS} AND p.tournament_id = $1", tid)
+    return [_player(r) for r in rows]
 
 
 async def get_player(tx: Transaction, tid: str, pid: str, *, lock: bool = False) -> Player | None:
