@@ -183,7 +183,12 @@ class Cluster:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("ignoring a malformed node message: %.200r", event.payload)
             return
-        self._peers[sender] = time.monotonic()
+        now = time.monotonic()
+        if sender != self.node and now - self._peers.get(sender, -LEASE) >= LEASE:
+            # A node new to this one (or back) may have started after this one's last word:
+            # answer at once, so it need not wait an announce period to know this one is here.
+            self._send_soon("alive", {"watching": self._debug.watchers > 0})
+        self._peers[sender] = now
         kind = event.type
         if kind == "alive":
             self._debug.remote_lease(sender, LEASE if doc.get("watching") else 0)
