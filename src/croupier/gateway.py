@@ -43,7 +43,6 @@ START_REUSE = 1.0  # seconds a starting point's answer serves a channel where no
 _PENDING = Appended(Event("", "", b"null", ""))  # a placeholder until the log answers
 PRESENCE_THROTTLE = 1.0  # seconds between presence.count broadcasts on one channel
 LEAVE_DELAY = 3.0  # a leave is announced only if the player has not come back by then
-PRESENCE_SCAN = 10_000  # members read to tell whether a player is still in a channel
 
 
 class PublishRequest(msgspec.Struct, frozen=True, gc=False):
@@ -114,6 +113,9 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._presence_due: dict[str, asyncio.TimerHandle] = {}
         self._leaves: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._count_due: set[str] = set()  # channels whose count changed since last told
+        # channel -> player -> the notice about them still to publish (presence.join/leave)
+        self._notices: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {}
         self.ready = False
         self._known_channels: dict[str, NamespaceRules] = {}
         self._known_types: set[str] = set()
@@ -438,6 +440,11 @@ class Gateway:
         return await self.publish(PublishRequest(channel, type, orjson.dumps(data), **options))
 
     # -- presence --------------------------------------------------------------------------
+    #
+    # Per channel, at most one publish per PRESENCE_THROTTLE: the players who arrived or went
+    # meanwhile (one presence.join / presence.leave each, in the order it happened) and, if
+    # anyone joined or left, the count. Deciding whether a join or leave is a player's first
+    # or last connection costs the same whatever the channel's size (Presence.join/leave).
 
     async def join(
         self, channel: str, client: str, info: dict[str, Any], rules: NamespaceRules
@@ -447,20 +454,17 @@ class Gateway:
             self.hooks.presence(channel, client, info, True)
         if not rules.presence:
             return 0
+        change = await self.presence.join(channel, client, info)
+        self._presence_changed(channel)
         user = info.get("id")
-        announce = False
         if rules.join_leave and user is not None:
             handle = self._leaves.pop((channel, str(user)), None)
             if handle is not None:
                 handle.cancel()  # back within the grace period: nobody hears about it
-            else:
+            elif change.player:
                 # A player's second connection (another tab) is not a second arrival.
-                announce = not await self._present(channel, str(user))
-        count = await self.presence.join(channel, client, info)
-        self._presence_changed(channel)
-        if announce:
-            self._emit(channel, "presence.join", info)
-        return count
+                self._notice(channel, str(user), "presence.join", info)
+        return change.total
 
     async def leave(
         self, channel: str, client: str, info: dict[str, Any], rules: NamespaceRules
@@ -470,11 +474,12 @@ class Gateway:
         if not rules.presence:
             return
         try:
-            await self.presence.leave(channel, client)
+            last = (await self.presence.leave(channel, client)).player
         except Exception:
             log.exception("presence leave failed for %s", channel)
+            last = True  # the grace period's check decides
         self._presence_changed(channel)
-        if rules.join_leave and info.get("id") is not None:
+        if rules.join_leave and last and info.get("id") is not None:
             key = (channel, str(info["id"]))
             loop = asyncio.get_running_loop()
             old = self._leaves.pop(key, None)
@@ -487,53 +492,67 @@ class Gateway:
         self._spawn(self._leave_unless_present(key[0], key[1], info))
 
     async def _leave_unless_present(self, channel: str, user: str, info: dict[str, Any]) -> None:
-        """Announce that ``user`` left, unless another of their connections is still in."""
+        """Announce that ``user`` left, unless a connection of theirs is in again (on any
+        node)."""
         try:
-            if await self._present(channel, user):
+            if await self.presence.connections(channel, user):
                 return
         except Unavailable as exc:
             log.warning("presence of %s unavailable: %s", channel, exc)
-        await self._publish_quietly(
-            PublishRequest(channel, "presence.leave", orjson.dumps(info), ephemeral=True)
-        )
+        self._notice(channel, user, "presence.leave", info)
 
-    async def _present(self, channel: str, user: str) -> bool:
-        """Whether a connection of ``user`` is in ``channel``'s presence (on any node)."""
-        members = await self.presence.members(channel, PRESENCE_SCAN)
-        return any(str(m.get("id")) == user for m in members)
+    def _notice(self, channel: str, user: str, type: str, info: dict[str, Any]) -> None:
+        """Queue a join or leave notice for the channel's next presence publish.
+
+        A player whose opposite notice is still queued cancels it and stays silent: a join
+        then a leave (or a leave then a join) within one window changed nothing visible.
+        """
+        queued = self._notices.setdefault(channel, {})
+        previous = queued.pop(user, None)
+        if previous is None or previous[0] == type:
+            queued[user] = (type, info)
+        elif not queued:
+            del self._notices[channel]
+        self._presence_due_at(channel)
 
     def _presence_changed(self, channel: str) -> None:
+        self._count_due.add(channel)
+        self._presence_due_at(channel)
+
+    def _presence_due_at(self, channel: str) -> None:
         if channel in self._presence_due:
             return
         loop = asyncio.get_running_loop()
         self._presence_due[channel] = loop.call_later(
-            PRESENCE_THROTTLE, lambda: self._spawn(self._broadcast_count(channel))
+            PRESENCE_THROTTLE, lambda: self._spawn(self._broadcast_presence(channel))
         )
 
-    async def _broadcast_count(self, channel: str) -> None:
+    async def _broadcast_presence(self, channel: str) -> None:
+        """Publish what changed in ``channel``'s presence since the last time, in one go."""
         self._presence_due.pop(channel, None)
-        try:
-            count = await self.presence.count(channel)
-        except Unavailable as exc:
-            log.warning("presence count of %s unavailable: %s", channel, exc)
-            return
-        await self._publish_quietly(
-            PublishRequest(
-                channel, "presence.count", orjson.dumps({"count": count}), ephemeral=True
-            )
-        )
+        notices = self._notices.pop(channel, {})
+        requests = [
+            PublishRequest(channel, type, orjson.dumps(info), ephemeral=True)
+            for type, info in notices.values()
+        ]
+        if channel in self._count_due:
+            self._count_due.discard(channel)
+            try:
+                count = await self.presence.count(channel)
+            except Unavailable as exc:
+                log.warning("presence count of %s unavailable: %s", channel, exc)
+            else:
+                body = orjson.dumps({"count": count})
+                requests.append(PublishRequest(channel, "presence.count", body, ephemeral=True))
+        if requests:
+            await self._publish_quietly(requests)
 
-    def _emit(self, channel: str, type: str, data: dict[str, Any]) -> None:
-        self._spawn(
-            self._publish_quietly(PublishRequest(channel, type, orjson.dumps(data), ephemeral=True))
-        )
-
-    async def _publish_quietly(self, request: PublishRequest) -> None:
-        """Publish a presence notice; a broker outage costs only this notice."""
+    async def _publish_quietly(self, requests: list[PublishRequest]) -> None:
+        """Publish presence notices; a broker outage costs only these notices."""
         try:
-            await self.publish(request)
+            await self.publish_many(requests)
         except Unavailable as exc:
-            log.warning("%s on %s not sent: %s", request.type, request.channel, exc)
+            log.warning("presence of %s not sent: %s", requests[0].channel, exc)
 
     # -- retention -------------------------------------------------------------------------
 

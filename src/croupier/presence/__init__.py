@@ -2,11 +2,11 @@
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .base import Presence
+from .base import Change, Presence
 from .memory import MemoryPresence
 from .redis import RedisPresence
 
-__all__ = ["MemoryPresence", "Presence", "RedisPresence", "presence_from_url"]
+__all__ = ["Change", "MemoryPresence", "Presence", "RedisPresence", "presence_from_url"]
 
 
 def presence_from_url(url: str | None) -> Presence:

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, NamedTuple, Protocol, Self
 
-__all__ = ["Presence"]
+__all__ = ["Change", "Presence", "player_of"]
+
+
+class Change(NamedTuple):
+    """What a join or a leave did to a channel.
+
+    ``total``: the channel's connections after it. ``player``: whether the player (the
+    member info's ``id``) crossed the edge — on a join, this is their first connection in
+    the channel; on a leave, their last one is gone. Always false for members without an id.
+    """
+
+    total: int
+    player: bool
 
 
 class Presence(Protocol):
@@ -21,16 +33,29 @@ class Presence(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    async def join(self, channel: str, client: str, info: Mapping[str, Any]) -> int:
-        """Record ``client`` in ``channel``; return the channel's count after it."""
+    async def join(self, channel: str, client: str, info: Mapping[str, Any]) -> Change:
+        """Record ``client`` in ``channel`` (again: harmless); its player is ``info["id"]``.
+
+        Costs the same whatever the channel's size (one round trip when shared).
+        """
         ...
 
-    async def leave(self, channel: str, client: str) -> int:
-        """Forget ``client`` in ``channel``; return the channel's count after it."""
+    async def leave(self, channel: str, client: str) -> Change:
+        """Forget ``client`` in ``channel`` (an unknown one: harmless)."""
         ...
 
     async def count(self, channel: str) -> int: ...
 
+    async def connections(self, channel: str, player: str) -> int:
+        """How many connections of ``player`` are in ``channel`` (on any node)."""
+        ...
+
     async def members(self, channel: str, limit: int) -> list[Mapping[str, Any]]:
         """Up to ``limit`` members' info, each with its ``client`` id."""
         ...
+
+
+def player_of(info: Mapping[str, Any]) -> str | None:
+    """The player a member's info names (its ``id``), if any."""
+    player = info.get("id")
+    return None if player is None else str(player)

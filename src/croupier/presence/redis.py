@@ -1,9 +1,12 @@
 """Presence across nodes in Redis.
 
 Per channel, a sorted set maps each client id to the time its entry expires, and a hash
-holds each client's info. Every node refreshes the entries of its own clients well before
-they expire, so the entries of a node that died vanish on their own within ``ttl`` seconds;
-counts and member lists ignore expired entries and sweep them.
+holds each client's info; per player, another sorted set holds the player's own clients
+the same way, so whether a join is the player's first connection (or a leave their last)
+is answered in the same round trip, whatever the channel's size. Every node refreshes the
+entries of its own clients well before they expire, so the entries of a node that died
+vanish on their own within ``ttl`` seconds; counts and member lists ignore expired entries
+and sweep them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from redis.exceptions import RedisError
 
 from ..errors import Unavailable
 from ..tasks import stop_task
+from .base import Change, player_of
 
 __all__ = ["RedisPresence"]
 
@@ -40,7 +44,8 @@ class RedisPresence:
         self.url = url
         self.ttl = ttl
         self._client: aioredis.Redis | None = None
-        self._mine: dict[str, dict[str, bytes]] = {}  # channel -> client -> info JSON
+        # channel -> client -> (info JSON, player)
+        self._mine: dict[str, dict[str, tuple[bytes, str | None]]] = {}
         self._refresher: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
@@ -69,6 +74,9 @@ class RedisPresence:
                         if members:
                             pipe.zrem(PREFIX + channel, *members)
                             pipe.hdel(PREFIX + channel + ":info", *members)
+                        for client, (_, player) in members.items():
+                            if player is not None:
+                                pipe.zrem(_player_key(channel, player), client)
                     await pipe.execute()
             await self._client.aclose()
 
@@ -78,35 +86,62 @@ class RedisPresence:
             raise Unavailable("presence is closed")
         return self._client
 
-    async def join(self, channel: str, client: str, info: Mapping[str, Any]) -> int:
+    async def join(self, channel: str, client: str, info: Mapping[str, Any]) -> Change:
         body = orjson.dumps(dict(info))
-        self._mine.setdefault(channel, {})[client] = body
+        player = player_of(info)
+        self._mine.setdefault(channel, {})[client] = (body, player)
         now = time.time()
+        expires = now + self.ttl
         try:
             async with self.client.pipeline(transaction=True) as pipe:
-                pipe.zadd(PREFIX + channel, {client: now + self.ttl})
+                if player is not None:
+                    pkey = _player_key(channel, player)
+                    pipe.zcount(pkey, now, "+inf")
+                    pipe.zadd(pkey, {client: expires})
+                    pipe.pexpire(pkey, self._keep_ms)
+                pipe.zadd(PREFIX + channel, {client: expires})
                 pipe.hset(PREFIX + channel + ":info", client, body)
                 pipe.zcount(PREFIX + channel, now, "+inf")
                 results = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise Unavailable(f"presence is unavailable: {exc}") from exc
-        return int(results[-1])
+        return Change(int(results[-1]), player is not None and int(results[0]) == 0)
 
-    async def leave(self, channel: str, client: str) -> int:
+    async def leave(self, channel: str, client: str) -> Change:
+        player: str | None = None
         members = self._mine.get(channel)
         if members is not None:
-            members.pop(client, None)
+            mine = members.pop(client, None)
+            player = None if mine is None else mine[1]
             if not members:
                 del self._mine[channel]
+        now = time.time()
         try:
             async with self.client.pipeline(transaction=True) as pipe:
+                if player is not None:
+                    pkey = _player_key(channel, player)
+                    pipe.zrem(pkey, client)
+                    pipe.zcount(pkey, now, "+inf")
                 pipe.zrem(PREFIX + channel, client)
                 pipe.hdel(PREFIX + channel + ":info", client)
-                pipe.zcount(PREFIX + channel, time.time(), "+inf")
+                pipe.zcount(PREFIX + channel, now, "+inf")
                 results = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise Unavailable(f"presence is unavailable: {exc}") from exc
-        return int(results[-1])
+        last = player is not None and int(results[0]) == 1 and int(results[1]) == 0
+        return Change(int(results[-1]), last)
+
+    @property
+    def _keep_ms(self) -> int:
+        """How long a player's set outlives the last refresh of any of its entries."""
+        return int(self.ttl * 2000)
+
+    async def connections(self, channel: str, player: str) -> int:
+        try:
+            key = _player_key(channel, player)
+            return int(await self.client.zcount(key, time.time(), "+inf"))
+        except (RedisError, OSError) as exc:
+            raise Unavailable(f"presence is unavailable: {exc}") from exc
 
     async def _sweep(self, channel: str, now: float) -> None:
         key = PREFIX + channel
@@ -147,12 +182,34 @@ class RedisPresence:
             now = time.time()
             try:
                 async with self.client.pipeline(transaction=False) as pipe:
+                    expires = now + self.ttl
                     for channel, members in self._mine.items():
-                        if members:
-                            pipe.zadd(PREFIX + channel, dict.fromkeys(members, now + self.ttl))
-                            pipe.hset(PREFIX + channel + ":info", mapping=dict(members.items()))
+                        if not members:
+                            continue
+                        pipe.zadd(PREFIX + channel, dict.fromkeys(members, expires))
+                        pipe.hset(
+                            PREFIX + channel + ":info",
+                            mapping={client: body for client, (body, _) in members.items()},
+                        )
+                        for player, clients in _by_player(members).items():
+                            pkey = _player_key(channel, player)
+                            pipe.zremrangebyscore(pkey, "-inf", now)  # a dead node's
+                            pipe.zadd(pkey, dict.fromkeys(clients, expires))
+                            pipe.pexpire(pkey, self._keep_ms)
                     await pipe.execute()
                 for channel in list(self._mine):
                     await self._sweep(channel, now)
             except (RedisError, OSError) as exc:
                 log.warning("presence refresh failed: %s", exc)
+
+
+def _player_key(channel: str, player: str) -> str:
+    return f"{PREFIX}{channel}:player:{player}"
+
+
+def _by_player(members: Mapping[str, tuple[bytes, str | None]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for client, (_, player) in members.items():
+        if player is not None:
+            out.setdefault(player, []).append(client)
+    return out
