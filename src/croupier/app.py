@@ -1,9 +1,10 @@
 """The composition root: the application, its parts, and the server's lifecycle.
 
-:func:`build_app` is the one place the parts are wired: it builds the services' database
-and every service (:func:`build_services`), handing each the gateway and the others it
-uses, mounts the API, the transports and the services' routes, and orders their starts and
-stops. Reading it tells what depends on what.
+:func:`serve` builds the gateway from the settings (the command line only reads them) and
+:func:`build_app` wires the rest in one place: it builds the services' database and every
+service (:func:`build_services`), handing each the gateway and the others it uses, mounts
+the API, the transports and the services' routes, and orders their starts and stops.
+Reading the two tells what depends on what.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .api.http import SERVICE_OPERATIONS, routes
 from .api.pusher import pusher_routes
 from .api.toolkit import MAX_BODY, error_middleware
 from .appkeys import GATEWAY
+from .config import Settings
 from .gateway import Gateway
 from .gcpolicy import GcPolicy
 from .services import Service
@@ -200,17 +202,20 @@ async def shutdown_clients(gateway: Gateway) -> None:
 
 
 async def serve(
-    gateway: Gateway,
-    host: str,
-    port: int,
+    settings: Settings,
     *,
-    on_started: Callable[[], None] | None = None,
+    on_started: Callable[[Gateway], None] | None = None,
     on_stopping: Callable[[], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then stop accepting, disconnect clients, and exit.
+    """Build the gateway and the application for ``settings`` and serve them on
+    ``settings.host:settings.port`` until SIGTERM or SIGINT; then stop accepting, disconnect
+    clients, and exit.
 
-    ``on_started`` is called once the port listens, ``on_stopping`` as the shutdown begins.
+    ``on_started`` is called with the gateway once the port listens, ``on_stopping`` as the
+    shutdown begins.
     """
+    gateway = Gateway(settings)
+    host, port = settings.host, settings.port
     app = build_app(gateway)
     runner = web.AppRunner(
         app,
@@ -231,7 +236,7 @@ async def serve(
         reuse_address=True,
     )
     if on_started is not None:
-        on_started()
+        on_started(gateway)
     policy = GcPolicy().__enter__()  # see gcpolicy: no long full collections under load
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

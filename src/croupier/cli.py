@@ -89,10 +89,9 @@ def serve(
         click.echo("\n".join(lines), err=True)
 
     async def main_async() -> None:
-        gateway = Gateway(settings)
         tasks: list[asyncio.Task[None]] = []
 
-        def on_started() -> None:
+        def on_started(gateway: Gateway) -> None:
             started()
             if demo:
                 from .demo import run_demo_traffic
@@ -112,13 +111,7 @@ def serve(
                 task.cancel()
 
         try:
-            await run_server(
-                gateway,
-                settings.host,
-                settings.port,
-                on_started=on_started,
-                on_stopping=on_stopping,
-            )
+            await run_server(settings, on_started=on_started, on_stopping=on_stopping)
         finally:
             on_stopping()
 
