@@ -574,6 +574,27 @@ async def test_a_burst_arrives_complete_in_order_and_in_one_write(world: World) 
     assert len(transport.writes) == before + 1  # one write per connection per turn
 
 
+async def test_a_resume_racing_a_burst_gets_each_event_once_in_order(world: World) -> None:
+    if not world.driver.resumes:
+        pytest.skip(f"{world.driver.name} clients do not resume")
+    # The burst lands at a different point of the resume each time: before it reads the
+    # log, while it reads, as it settles, after.
+    for turns in (0, 1, 2, 3, 5, 8):
+        channel = world.fresh()  # one channel for every round on a player's own stream
+        base = (await world.gateway.log.position(channel)).offset  # n is the event's offset
+        first = await world.publish(channel, base + 1)
+        await world.burst(channel, range(base + 2, base + 6))
+        resume = asyncio.ensure_future(world.driver.connect(world.gateway, channel, since=first))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await world.burst(channel, range(base + 6, base + 16))
+        _, transport = await resume
+        await world.burst(channel, range(base + 16, base + 21))
+        await settle()
+        got = events(world.driver.records(transport))
+        assert got == list(range(base + 2, base + 21)), turns
+
+
 async def test_a_slow_consumer_under_bursts_is_cut_by_the_same_bound(world: World) -> None:
     channel = world.fresh()
     conn, transport = await world.driver.connect(world.gateway, channel)
