@@ -6,9 +6,11 @@ Rules:
   ``if gateway.debug.watching:``, one attribute read, so an unwatched node pays nothing
   else on its hot path.
 * While someone watches, each node records at most :data:`RATE` records a second (bursts of
-  :data:`BURST`). What the cap leaves out is counted, and the next record that gets through
-  says how many were skipped, so a busy node is never slowed by its own log and the
-  operator knows the log is sampled.
+  :data:`BURST`) of each of two classes: publishes (:data:`BULK`, as many as the traffic)
+  and everything else (connections, refusals, slow consumers…), so a flood of publishes
+  never crowds out the record that says why a player was cut off. What the cap leaves out
+  is counted, and the next record that gets through says how many were skipped, so a busy
+  node is never slowed by its own log and the operator knows the log is sampled.
 * Each watcher holds at most :data:`BACKLOG` records not yet read; a watcher that falls
   further behind loses the oldest and is told how many.
 * The log spans every node: a node with a watcher says so to the others (see
@@ -26,11 +28,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BACKLOG", "BURST", "KINDS", "RATE", "DebugLog", "Record", "Watcher"]
+__all__ = ["BACKLOG", "BULK", "BURST", "KINDS", "RATE", "DebugLog", "Record", "Watcher"]
 
 RATE = 200.0  # records per second per node while watched
 BURST = 400
 BACKLOG = 2000  # records a watcher may hold unread
+BULK = frozenset({"published"})  # kinds with a rate cap of their own
 FORWARD_EVERY = 0.1  # seconds between batches forwarded to watching nodes
 FORWARD_MAX = 100  # records per forwarded batch (each batch must fit a NOTIFY payload)
 
@@ -103,8 +106,8 @@ class DebugLog:
         self.recorded = 0
         self.skipped = 0  # left out by the rate cap since start
         self._unsaid = 0  # left out since the last record that got through
-        self._tokens = float(burst)
-        self._stamp = time.monotonic()
+        # One token bucket per class, [tokens, when last filled]: bulk kinds, then the rest.
+        self._buckets = ([float(burst), time.monotonic()], [float(burst), time.monotonic()])
         self._watchers: set[Watcher] = set()
         self._remote: dict[str, float] = {}  # node -> until when it watches (monotonic)
         self._remote_check: asyncio.TimerHandle | None = None
@@ -120,15 +123,16 @@ class DebugLog:
 
         ``fields`` must be JSON-serialisable and must not hold a secret.
         """
+        bucket = self._buckets[0 if kind in BULK else 1]
         now = time.monotonic()
-        tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
+        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+        bucket[1] = now
         if tokens < 1.0:
-            self._tokens = tokens
+            bucket[0] = tokens
             self.skipped += 1
             self._unsaid += 1
             return
-        self._tokens = tokens - 1.0
+        bucket[0] = tokens - 1.0
         record: Record = {"t": int(time.time() * 1000), "node": self.node, "kind": kind}
         record.update(fields)
         if self._unsaid:

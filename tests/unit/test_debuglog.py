@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from croupier import debuglog
 from croupier.debuglog import BACKLOG, DebugLog
 
 
@@ -19,18 +22,33 @@ async def test_nobody_watching_means_nothing_is_recorded() -> None:
     ]
 
 
-async def test_the_rate_cap_says_how_much_it_left_out() -> None:
-    debug = DebugLog("n-1", rate=0.0001, burst=3)  # three records, then (almost) no more
+async def test_the_rate_cap_says_how_much_it_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(debuglog.time, "monotonic", lambda: clock[0])
+    debug = DebugLog("n-1", rate=1.0, burst=3)  # three records, then one a second
     watcher = debug.watch()
     for n in range(10):
         debug.emit("published", n=n)
     assert [r["n"] for r in await watcher.take(0)] == [0, 1, 2]
     assert debug.skipped == 7
-    debug._tokens = 1.0  # the bucket refilled
+    clock[0] += 1.0  # the bucket refilled by one
     debug.emit("published", n=10)
     (record,) = await watcher.take(0)
     assert record["n"] == 10
     assert record["skipped"] == 7
+
+
+async def test_a_flood_of_publishes_does_not_crowd_out_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(debuglog.time, "monotonic", lambda: 1000.0)  # no refill at all
+    debug = DebugLog("n-1", rate=1.0, burst=3)
+    watcher = debug.watch()
+    for n in range(50):
+        debug.emit("published", n=n)
+    debug.emit("slow_consumer", player="p1")
+    kinds = [r["kind"] for r in await watcher.take(0)]
+    assert kinds == ["published"] * 3 + ["slow_consumer"]
 
 
 async def test_a_watcher_that_falls_behind_loses_the_oldest_and_is_told() -> None:

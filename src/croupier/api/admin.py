@@ -432,7 +432,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/v1/admin/log",
         "admin_log",
         "The live log of every node as an event stream (sampled: at most "
-        f"{int(RATE)} records a second per node)",
+        f"{int(RATE)} publish records and {int(RATE)} others a second per node)",
         "admin",
         scope="admin",
         media="text/event-stream",
