@@ -215,7 +215,7 @@ class Hub:
             for event in events:
                 sink.push(frame(event), event)
         ch.order.vouch(top, history.position.epoch)
-        encoder = self._encoders[sink.wire]
+        encoder = self._replay_frame(ch, sink.wire)
         while (missing := ch.order.catch_up(top)) is not None:
             # The channel has moved past what this read saw and the events in between
             # reached the hub before this sink was buffering them: read them too.
@@ -273,7 +273,9 @@ class Hub:
         return history
 
     def _replay_frame(self, ch: _Channel, wire: str) -> Callable[[Event], bytes]:
-        """Encode replayed events in ``wire``, each once per channel while it is recent."""
+        """Encode stored events in ``wire``, each once per channel while it is recent, for
+        what a crowd of new subscribers is pushed one by one (replays, catch-ups, the
+        events buffered while they read). Ephemeral events have no key: each is encoded."""
         encoder = self._encoders[wire]
         recent = ch.recent
         if recent is None:
@@ -281,7 +283,9 @@ class Hub:
         frames = recent.frames
 
         def frame(event: Event) -> bytes:
-            key = (wire, event.offset or 0, event.epoch)
+            if event.offset is None:
+                return encoder(event)
+            key = (wire, event.offset, event.epoch)
             found = frames.get(key)
             if found is None:
                 found = frames[key] = encoder(event)
@@ -290,7 +294,7 @@ class Hub:
         return frame
 
     def _settle(self, ch: _Channel, sink: Sink, pending: _Pending, top: int) -> None:
-        encoder = self._encoders[sink.wire]
+        encoder = self._replay_frame(ch, sink.wire)
         settled = settle_buffer(top, pending.buffer)
         pending.buffer.clear()
         for event in settled.now:
@@ -407,12 +411,16 @@ class Hub:
 
     def _feed_pending(self, ch: _Channel, event: Event) -> None:
         promoted = []
+        frames: dict[str, bytes] = {}  # the event in each wire, encoded once for them all
         for sink, pending in ch.pending.items():
             take = pending_take(pending.top, event.offset)
             if take is PendingTake.BUFFER:
                 pending.buffer.append(event)
             elif take is not PendingTake.SKIP:
-                sink.push(self._encoders[sink.wire](event), event)
+                frame = frames.get(sink.wire)
+                if frame is None:
+                    frame = frames[sink.wire] = self._encoders[sink.wire](event)
+                sink.push(frame, event)
                 if take is PendingTake.JOIN:
                     promoted.append(sink)
         for sink in promoted:

@@ -123,6 +123,31 @@ async def test_replayed_events_are_encoded_once_per_channel() -> None:
         await node.hub.close()
 
 
+@pytest.mark.parametrize("snapshot_first", [False, True], ids=["read-sees", "read-misses"])
+async def test_what_a_crowd_waits_for_while_reading_is_encoded_once(snapshot_first: bool) -> None:
+    node, log = counting_node(snapshot_first=snapshot_first)
+    try:
+        events = await node.publish(3)
+        epoch = events[0].epoch or ""
+        log.gate.clear()
+        sinks = [Sink() for _ in range(20)]
+        tasks = [asyncio.ensure_future(node.subscribe(s, Position(1, epoch))) for s in sinks]
+        await log.reading.wait()
+        await asyncio.sleep(0)
+        await node.publish(2)  # offsets 4 and 5, while the one read is held
+        log.gate.set()
+        await asyncio.gather(*tasks)
+        await node.publish(1)
+        await until(lambda: all(s.offsets[-1:] == [6] for s in sinks))
+        for sink in sinks:
+            assert sink.offsets == span(2, 6)
+        for n in range(len(sinks[0].frames)):
+            frames = {id(s.frames[n]) for s in sinks}
+            assert len(frames) == 1, f"frame {n}: one encoding for every waiting subscriber"
+    finally:
+        await node.hub.close()
+
+
 async def test_a_resume_from_before_the_kept_events_reads_the_log() -> None:
     node, log = counting_node()
     try:
