@@ -227,21 +227,32 @@ class SseDriver(Driver):
         for outcome in conn.session.handle(Subscribe("player:1001:someone-else"), 0.0):
             conn.send(codec.encode(outcome))  # type: ignore[arg-type]
 
+    kind_field = "type"  # the member naming what a message is
+    event_field = "type"  # the member naming an event's kind
+    noted_disconnects = False  # whether a disconnect comes as an SSE comment
+
+    def failure(self, doc: dict[str, Any]) -> Record | None:
+        """The error or disconnect ``doc`` reports, or None when it is neither."""
+        kind = doc.get("type")
+        if kind in ("error", "disconnect"):
+            return (kind, doc["code"])
+        return None
+
     def records(self, transport: FakeTransport) -> list[Record]:
         out: list[Record] = []
-        for ident, data, _ in _sse_messages(transport):
+        for ident, data, note in _sse_messages(transport):
+            if self.noted_disconnects and note is not None and note.startswith("disconnect "):
+                out.append(("disconnect", note.split(" ", 1)[1]))
             if data is None:
                 continue
             doc = orjson.loads(data)
-            kind = doc.get("type")
-            if kind == "error":
-                out.append(("error", doc["code"]))
-            elif kind == "disconnect":
-                out.append(("disconnect", doc["code"]))
-            elif kind == "reset":
+            failure = self.failure(doc)
+            if failure is not None:
+                out.append(failure)
+            elif doc.get(self.kind_field) == "reset":
                 out.append(("reset",))
             elif ident is not None:
-                out.append(("event", kind, int(ident)))
+                out.append(("event", doc[self.event_field], int(ident)))
         return out
 
 
@@ -249,22 +260,11 @@ class PokerDriver(SseDriver):
     name = "sse.poker"
     namespace = "table"
     dialect = POKER
+    kind_field = event_field = "kind"
+    noted_disconnects = True
 
-    def records(self, transport: FakeTransport) -> list[Record]:
-        out: list[Record] = []
-        for ident, data, note in _sse_messages(transport):
-            if note is not None and note.startswith("disconnect "):
-                out.append(("disconnect", note.split(" ", 1)[1]))
-            if data is None:
-                continue
-            doc = orjson.loads(data)
-            if doc.get("kind") == "error":
-                out.append(("error", doc["code"]))
-            elif doc.get("kind") == "reset":
-                out.append(("reset",))
-            elif ident is not None:
-                out.append(("event", doc["kind"], int(ident)))
-        return out
+    def failure(self, doc: dict[str, Any]) -> Record | None:
+        return ("error", doc["code"]) if doc.get("kind") == "error" else None
 
 
 class CasinoDriver(SseDriver):
@@ -276,23 +276,15 @@ class CasinoDriver(SseDriver):
     def channel(self, tag: str) -> str:
         return "player:1001:p1"  # the token's own stream
 
-    def records(self, transport: FakeTransport) -> list[Record]:
-        out: list[Record] = []
-        for ident, data, _ in _sse_messages(transport):
-            if data is None:
-                continue
-            doc = orjson.loads(data)
-            if doc.get("type") == "error":
-                message = doc["message"]
-                if message.startswith("disconnected: "):
-                    out.append(("disconnect", message[14:].split(";")[0]))
-                else:
-                    out.append(("error", message))
-            elif doc.get("type") == "reset":
-                out.append(("reset",))
-            elif ident is not None:
-                out.append(("event", doc["event_type"], int(ident)))
-        return out
+    event_field = "event_type"
+
+    def failure(self, doc: dict[str, Any]) -> Record | None:
+        if doc.get("type") != "error":
+            return None
+        message: str = doc["message"]
+        if message.startswith("disconnected: "):
+            return ("disconnect", message[14:].split(";")[0])
+        return ("error", message)
 
 
 class PusherDriver(Driver):
