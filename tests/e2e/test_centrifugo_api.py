@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -22,9 +21,9 @@ from cent import (
 )
 from cent.exceptions import CentApiResponseError, CentUnauthorizedError
 
-from tests.support import API_KEY, ServerProcess, running_server, timeout, token
+from tests.support import API_KEY, ServerProcess, timeout, token
 
-from .wsclient import write_config, ws_connect
+from .wsclient import channel_names, configured_server, ws_connect
 
 pytestmark = pytest.mark.e2e
 
@@ -47,17 +46,12 @@ scopes = ["publish", "read", "admin"]
 history_size = 3
 subscribe = "public"
 """
-_ids = itertools.count(1)
-
-
-def fresh(namespace: str = "tournament") -> str:
-    return f"{namespace}:cent-{next(_ids)}"
+fresh = channel_names("cent")
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    tmp = tmp_path_factory.mktemp("cent")
-    with running_server(tmp, config=write_config(tmp / "croupier.toml", CONFIG)) as server:
+    with configured_server(tmp_path_factory.mktemp("cent"), CONFIG) as server:
         yield server
 
 

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import API_KEY, ServerProcess, running_server, timeout, token
+from tests.support import API_KEY, ServerProcess, timeout, token
 
-from .wsclient import history, http, metric, publish, write_config, ws_connect
+from .wsclient import (
+    channel_names,
+    configured_server,
+    history,
+    http,
+    metric,
+    publish,
+    ws_connect,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -36,17 +43,12 @@ scopes = ["publish"]
 history_size = 5
 subscribe = "public"
 """
-_ids = itertools.count(1)
-
-
-def fresh(namespace: str = "tournament") -> str:
-    return f"{namespace}:api-{next(_ids)}"
+fresh = channel_names("api")
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    tmp = tmp_path_factory.mktemp("api")
-    with running_server(tmp, config=write_config(tmp / "croupier.toml", CONFIG)) as server:
+    with configured_server(tmp_path_factory.mktemp("api"), CONFIG) as server:
         yield server
 
 

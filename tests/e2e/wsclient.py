@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import socket
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 
-from tests.support import ServerProcess, timeout
+from tests.support import ServerProcess, running_server, timeout
 
 # Ephemeral notices the server sends on its own (presence, a match's viewer count); tests that
 # count events skip them.
@@ -187,6 +188,23 @@ def offsets(events: Iterable[Mapping[str, Any]]) -> list[int]:
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+@contextlib.contextmanager
+def configured_server(tmp: Path, config: str) -> Iterator[ServerProcess]:
+    """A real server in ``tmp`` started from the TOML text ``config``."""
+    with running_server(tmp, config=write_config(tmp / "croupier.toml", config)) as server:
+        yield server
+
+
+def channel_names(tag: str) -> Callable[[str], str]:
+    """A module's ``fresh(namespace)``: channels of ``namespace`` that no other test uses."""
+    ids = itertools.count(1)
+
+    def fresh(namespace: str = "tournament") -> str:
+        return f"{namespace}:{tag}-{next(ids)}"
+
+    return fresh
 
 
 def raw_handshake(
