@@ -15,6 +15,7 @@ import pytest
 from tests.support import ServerProcess, token
 
 from .roomclient import Player
+from .test_sports import live_match
 from .wsclient import WsClient, publish
 
 pytestmark = pytest.mark.e2e
@@ -105,22 +106,6 @@ async def test_game_room_socket_of_seed_000(
     assert not [m for m in ann.seen if m.get("type") == "error"]
 
 
-async def _match(api: httpx.AsyncClient, event_id: str) -> None:
-    created = await api.post(
-        "/api/v1/sports/events",
-        json={
-            "id": event_id,
-            "sport": "cricket",
-            "title": "Final",
-            "competitors": ["Mumbai Indians", "Chennai Super Kings"],
-            "startsAt": "2026-11-22T14:00:00Z",
-        },
-    )
-    assert created.status_code == 200, created.text
-    live = await api.post(f"/api/v1/sports/events/{event_id}/status", json={"status": "live"})
-    assert live.status_code == 200, live.text
-
-
 async def _ball(api: httpx.AsyncClient, event_id: str, n: int) -> None:
     update = {
         f"ball {n}": f"{n}/0",
@@ -162,7 +147,7 @@ async def _until(
 async def test_sports_viewer_of_seed_002_reacts_and_resumes(
     server: ServerProcess, session: aiohttp.ClientSession, api: httpx.AsyncClient
 ) -> None:
-    await _match(api, "seed-final")
+    await live_match(api, "seed-final")
     seen: list[dict[str, Any]] = []
     viewer = await _viewer(session, server, {"id": "fan1", "eventId": "seed-final"})
     await _until(viewer, "joined", seen)
