@@ -33,7 +33,6 @@ from ...errors import BadRequest, Conflict
 
 __all__ = [
     "MAX_UPDATE_BYTES",
-    "SPORTS",
     "TRANSITIONS",
     "ChessMove",
     "CricketBall",
@@ -157,7 +156,6 @@ class GenericUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     comment: Comment = ""
 
 
-SPORTS = ("cricket", "chess", "football", "generic")
 _SHAPES: dict[str, type[msgspec.Struct]] = {
     "cricket": CricketBall,
     "chess": ChessMove,
