@@ -24,6 +24,7 @@ from ...events import Event
 from ...gateway import Gateway, PublishRequest
 from ...logs import now_ts
 from ...storage import Database, Row
+from ...tasks import stop_task
 from . import store
 from .api import OPERATIONS, routes
 from .rules import (
@@ -119,9 +120,7 @@ class Leaderboards:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
+        await stop_task(self._writer)
         while self._queue:
             op = self._queue.popleft()
             if not op.done.done():

@@ -16,6 +16,7 @@ import aiohttp
 
 from ...debuglog import DebugLog
 from ...errors import BadRequest, Unavailable
+from ...tasks import stop_task
 from .outbox import Attempt, Delivery, DeliveryStatus, Outbox, WebhookFormat
 from .signing import (
     EVENT_HEADER,
@@ -142,9 +143,7 @@ class Deliverer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
+        await stop_task(self._runner)
         if self._inflight:
             # Let requests under way finish and be recorded; the rest are retried by whoever
             # claims them after their lease.
