@@ -28,10 +28,9 @@ from typing import Any
 
 import jwt
 import orjson
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import get_default_algorithms
 
 from .config import ApiKey, Settings
 from .core.channels import Claims
@@ -41,11 +40,8 @@ __all__ = ["Authenticator", "mint_token"]
 
 LEEWAY = 5.0  # seconds of clock skew allowed on exp, nbf and iat
 _HEADER_KEYS = frozenset({"alg", "typ", "kid"})
-_HASHES: dict[str, tuple[str, type[hashes.HashAlgorithm]]] = {
-    "256": ("sha256", hashes.SHA256),
-    "384": ("sha384", hashes.SHA384),
-    "512": ("sha512", hashes.SHA512),
-}
+_SIZES = frozenset({"256", "384", "512"})
+_VERIFIERS = get_default_algorithms()
 _CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 _FALLBACK = ""  # a parsed header that PyJWT must handle
 
@@ -86,7 +82,7 @@ class _Keys:
     def direct(self, alg: str) -> bool:
         """Whether :meth:`check` handles ``alg`` with the keys configured."""
         family, size = alg[:2], alg[2:]
-        if size not in _HASHES:
+        if size not in _SIZES:
             return False
         if family == "HS":
             return True  # refused by check() when the key is a public key
@@ -98,43 +94,23 @@ class _Keys:
 
     def check(self, alg: str, signing_input: bytes, signature: str) -> bool:
         """Whether ``signature`` (base64url, as in the token) signs ``signing_input``."""
-        family, (name, digest) = alg[:2], _HASHES[alg[2:]]
-        if family == "HS":
-            if self.secret is None:
-                return False  # a public key is configured: never an HMAC secret
-            mac = hmac.digest(self.secret, signing_input, name)
-            # Compared in its canonical text: another spelling of the same bytes is refused.
-            return hmac.compare_digest(_b64encode(mac), signature)
+        key: bytes | rsa.RSAPublicKey | ec.EllipticCurvePublicKey | None
+        if alg.startswith("HS"):
+            key = self.secret  # None when a public key is configured: never an HMAC secret
+        elif isinstance(self.public, ec.EllipticCurvePublicKey):
+            key = self.public if self.public.curve.name == _CURVES[alg] else None
+        else:
+            key = self.public
+        if key is None:
+            return False
         try:
             raw = _b64decode(signature)
         except (binascii.Error, ValueError):
             return False
         if _b64encode(raw) != signature:
             return False  # another spelling of some bytes: not the token that was signed
-        public = self.public
-        try:
-            if isinstance(public, rsa.RSAPublicKey):
-                if family == "RS":
-                    public.verify(raw, signing_input, padding.PKCS1v15(), digest())
-                else:
-                    pss = padding.PSS(
-                        mgf=padding.MGF1(digest()), salt_length=padding.PSS.DIGEST_LENGTH
-                    )
-                    public.verify(raw, signing_input, pss, digest())
-                return True
-            if isinstance(public, ec.EllipticCurvePublicKey):
-                if public.curve.name != _CURVES[alg]:
-                    return False
-                size = (public.curve.key_size + 7) // 8
-                if len(raw) != 2 * size:
-                    return False
-                r = int.from_bytes(raw[:size], "big")
-                s = int.from_bytes(raw[size:], "big")
-                public.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(digest()))
-                return True
-        except InvalidSignature:
-            return False
-        return False
+        # PyJWT's own verifiers: constant-time HMAC compare, PKCS#1/PSS, raw ECDSA pairs.
+        return _VERIFIERS[alg].verify(signing_input, key, raw)
 
 
 def _int_claim(payload: dict[str, Any], name: str) -> int | None:
