@@ -5,6 +5,7 @@ No timing assertions: the figures depend on the machine.
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from typing import Any
@@ -15,6 +16,11 @@ import pytest
 from .support import timeout
 
 pytestmark = pytest.mark.e2e
+
+
+def ratio(ours: dict[str, Any], theirs: dict[str, Any], key: str) -> Any:
+    """What ``cpu_vs_node`` must be: ours over Node's (NaN when Node's CPU did not register)."""
+    return pytest.approx(ours[key] / theirs[key] if theirs[key] else math.nan, nan_ok=True)
 
 
 def bench(*args: str) -> Any:
@@ -57,6 +63,7 @@ def test_fanout_bursts_beside_node() -> None:
         assert result["deliveries"] == 20 * 10 * 5
         assert result["lost"] == result["duplicates"] == result["disconnects"] == 0
     assert ours["cpu_vs_node"] >= 0
+    assert ours["cpu_vs_node"] == ratio(ours, node, "server_cpu_us_per_delivery")
 
 
 def test_idle() -> None:
@@ -85,6 +92,7 @@ def test_storm() -> None:
         assert result["server_cpu_us_per_client"] >= 0
     assert ours["duplicates"] == ours["gaps"] == ours["not_recovered"] == 0
     assert "cpu_vs_node" in ours
+    assert ours["cpu_vs_node"] == ratio(ours, node, "server_cpu_us_per_client")
 
 
 def test_connect() -> None:
