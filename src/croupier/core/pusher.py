@@ -76,7 +76,7 @@ def validate_pusher_channel(name: object) -> str:
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise BadRequest(
-            f"invalid Pusher channel name {repr(name)[:80]}: use 1-200 characters from "
+            f"invalid Pusher channel name {shown(name)}: use 1-200 characters from "
             "A-Z a-z 0-9 _ - = @ , . ;",
             code="bad_channel",
         )
@@ -91,7 +91,7 @@ def kind_of(name: str) -> ChannelKind:
     """
     if name.startswith("private-encrypted-"):
         raise BadRequest(
-            f"{name[:80]}: end-to-end encrypted channels are not supported",
+            f"{shown(name)}: end-to-end encrypted channels are not supported",
             code="not_supported",
         )
     if name.startswith("presence-"):
