@@ -48,12 +48,12 @@ from ..errors import BadRequest, CroupierError, Forbidden, RateLimited, Unauthor
 from ..events import Event
 from ..hooks import Start
 from .codec import BaseCodec
+from .native import PING_FRAME  # a WebSocket ping, as the native wire sends
 from .websocket import Endpoint, Upgrade
 
 __all__ = ["WIRE", "PusherCodec", "pusher_endpoint"]
 
 WIRE = "pusher"
-PING_FRAME = b"\x89\x00"
 _STATUS = {"unauthorized": 401, "forbidden": 403}
 _ERROR_CODES = {"rate_limited": 4301, "unauthorized": 4009}
 
