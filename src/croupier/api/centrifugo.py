@@ -306,9 +306,7 @@ def _api_key(request: web.Request) -> str | None:
     if key:
         return key.strip()
     header = request.headers.get("Authorization", "")
-    if header[:7].lower() == "apikey ":
-        return header[7:].strip() or None
-    if header[:7].lower() == "bearer ":
+    if header[:7].lower() in ("apikey ", "bearer "):
         return header[7:].strip() or None
     return None
 
