@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
+import pytest
 
 from croupier.auth import mint_token
 
@@ -25,6 +27,24 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 def timeout(seconds: float) -> float:
     return seconds * SCALE
+
+
+def node_or_skip(packages: Path, package: str, suite: str) -> str:
+    """The path of ``node``, once the npm ``package`` is installed under ``packages``
+    (``make js``). Without either the test is skipped; in CI, where ``suite`` must run, it
+    fails."""
+    node = shutil.which("node")
+    missing = None
+    if node is None:
+        missing = "Node.js is not installed"
+    elif not (packages / "node_modules" / package).is_dir():
+        missing = f"run `make js` (npm ci in {packages.name}) to install {package}"
+    if missing is not None:
+        if IN_CI:
+            pytest.fail(f"{suite} must run in CI: {missing}")
+        pytest.skip(missing)
+    assert node is not None
+    return node
 
 
 def free_port() -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import shutil
 import subprocess
 import threading
 import time
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from centrifuge import (
     ClientEventHandler,
     DisconnectedContext,
@@ -29,7 +27,8 @@ from centrifuge import (
     UnsubscribedContext,
 )
 
-from tests.support import IN_CI, ServerProcess, running_server, timeout
+from tests import support
+from tests.support import ServerProcess, running_server, timeout
 
 from .sseclient import write_config
 
@@ -61,18 +60,7 @@ def shared_server(tmp: Path) -> Iterator[ServerProcess]:
 
 
 def node_or_skip() -> str:
-    node = shutil.which("node")
-    missing = None
-    if node is None:
-        missing = "Node.js is not installed"
-    elif not (JS_DIR / "node_modules" / "centrifuge").is_dir():
-        missing = f"run `npm ci` in {JS_DIR} (make js) to install the centrifuge SDK"
-    if missing is not None:
-        if IN_CI:
-            pytest.fail(f"the Centrifugo SDK tests must run in CI: {missing}")
-        pytest.skip(missing)
-    assert node is not None
-    return node
+    return support.node_or_skip(JS_DIR, "centrifuge", "the Centrifugo SDK tests")
 
 
 def ws_url(server: ServerProcess) -> str:

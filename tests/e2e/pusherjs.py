@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,9 +18,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pusher
-import pytest
 
-from tests.support import IN_CI, ServerProcess, free_port, timeout
+from tests import support
+from tests.support import ServerProcess, free_port, timeout
 
 JS = Path(__file__).parent / "js" / "pusher"
 APP_ID, KEY, SECRET = "4242", "app-key", "app-secret"
@@ -40,18 +39,7 @@ MALLORY = "mallory"
 
 
 def node_or_skip() -> str:
-    node = shutil.which("node")
-    missing = None
-    if node is None:
-        missing = "node is not installed"
-    elif not (JS / "node_modules" / "pusher-js").is_dir():
-        missing = f"run `make js` (npm ci in {JS.name}) first"
-    if missing is not None:
-        if IN_CI:
-            pytest.fail(f"Pusher tests must run in CI: {missing}")
-        pytest.skip(missing)
-    assert node is not None
-    return node
+    return support.node_or_skip(JS, "pusher-js", "the Pusher tests")
 
 
 def sdk(server: ServerProcess | None = None, secret: str = SECRET) -> pusher.Pusher:
