@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 
+from .ratelimit import TokenBucket
+
 __all__ = ["MAX_RETRY_AFTER", "Admission"]
 
 MAX_RETRY_AFTER = 60  # seconds: the longest wait a client is told
@@ -29,26 +31,18 @@ class Admission:
     now: the clock reading at start (seconds, monotonic).
     """
 
-    __slots__ = ("_queue_until", "_stamp", "_tokens", "burst", "rate", "refused")
+    __slots__ = ("_bucket", "_queue_until", "rate", "refused")
 
     def __init__(self, rate: float, burst: int, now: float) -> None:
         self.rate = rate
-        self.burst = float(burst or max(1, math.ceil(rate)))
-        self._tokens = self.burst
-        self._stamp = now
+        self._bucket = TokenBucket(rate, float(burst or max(1, math.ceil(rate))), now)
         self._queue_until = now
         self.refused = 0  # refusals so far (a metric)
 
     def admit(self, now: float) -> int | None:
         """Take one connection: ``None`` if admitted, else the seconds to wait (≥ 1)."""
-        if self.rate <= 0:
+        if self.rate <= 0 or self._bucket.take(now):
             return None
-        tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
-            return None
-        self._tokens = tokens
         self.refused += 1
         self._queue_until = max(self._queue_until, now) + 1.0 / self.rate
         return min(MAX_RETRY_AFTER, max(1, math.ceil(self._queue_until - now)))
