@@ -366,8 +366,7 @@ class RedisBridge(Bridge):
             item = msgspec.convert(fields, NewNotification)
             [(_, _, duplicate)] = await self.notifications.create([(Player(brand, player), item)])
         except (msgspec.ValidationError, BadRequest, PayloadTooLarge, Conflict) as exc:
-            why = exc.message if isinstance(exc, BadRequest | PayloadTooLarge | Conflict) else exc
-            log.info("redis bridge: a notification not kept in the centre (%s)", why)
+            log.info("redis bridge: a notification not kept in the centre (%s)", exc)
             return False
         except Exception:
             log.exception("redis bridge: the notification centre failed; publishing as it came")
