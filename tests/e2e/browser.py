@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import orjson
@@ -119,7 +119,12 @@ class Publisher(threading.Thread):
 
 
 class Pages:
-    """A static web server on a loopback port: ``pages[path] = html`` and JSON handlers."""
+    """A static web server on a loopback port: ``pages[path] = html`` and JSON handlers.
+
+    A subclass answers other requests by overriding :meth:`get` and :meth:`post`, and adds
+    ``headers`` to every answer."""
+
+    headers: dict[str, str] = {}
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -129,25 +134,22 @@ class Pages:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                page = pages.pages.get(self.path.split("?")[0])
-                if page is None:
-                    self.send_error(404)
-                    return
-                self._send(200, "text/html; charset=utf-8", page.encode())
+                self._answer(pages.get(self.path.split("?")[0]))
 
             def do_POST(self) -> None:
-                handler = pages.posts.get(self.path)
-                if handler is None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self._answer(pages.post(self.path, self.rfile.read(length)))
+
+            def _answer(self, answer: tuple[int, str, bytes] | None) -> None:
+                if answer is None:
                     self.send_error(404)
                     return
-                length = int(self.headers.get("Content-Length") or 0)
-                body = orjson.loads(self.rfile.read(length) or b"null")
-                self._send(200, "application/json", orjson.dumps(handler(body)))
-
-            def _send(self, status: int, media: str, body: bytes) -> None:
+                status, media, body = answer
                 self.send_response(status)
                 self.send_header("Content-Type", media)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in pages.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -157,11 +159,25 @@ class Pages:
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def get(self, path: str) -> tuple[int, str, bytes] | None:
+        """The answer to ``GET path`` (status, media type, body); None: 404."""
+        page = self.pages.get(path)
+        if page is None:
+            return None
+        return 200, "text/html; charset=utf-8", page.encode()
+
+    def post(self, path: str, body: bytes) -> tuple[int, str, bytes] | None:
+        """The answer to ``POST path`` with ``body``; None: 404."""
+        handler = self.posts.get(path)
+        if handler is None:
+            return None
+        return 200, "application/json", orjson.dumps(handler(orjson.loads(body or b"null")))
+
     @property
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> Pages:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -20,7 +18,9 @@ from urllib.parse import parse_qs
 import pusher
 
 from tests import support
-from tests.support import ServerProcess, free_port, timeout
+from tests.support import ServerProcess, timeout
+
+from .browser import Pages
 
 JS = Path(__file__).parent / "js" / "pusher"
 APP_ID, KEY, SECRET = "4242", "app-key", "app-secret"
@@ -50,7 +50,7 @@ def sdk(server: ServerProcess | None = None, secret: str = SECRET) -> pusher.Pus
     return pusher.Pusher(app_id=APP_ID, key=KEY, secret=secret, **where)
 
 
-class Backend:
+class Backend(Pages):
     """A casino backend on loopback: its channel auth endpoint (``/broadcasting/auth``, the
     path Laravel uses) and static pages, including the npm packages' browser builds.
 
@@ -59,49 +59,22 @@ class Backend:
     user who may not read them.
     """
 
+    headers = {"Access-Control-Allow-Origin": "*"}
+
     def __init__(self) -> None:
-        self.port = free_port()
-        self.pages: dict[str, str] = {}
+        super().__init__()
         self.signed: list[str] = []
-        backend = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?")[0]
-                if path in backend.pages:
-                    self._send(200, "text/html; charset=utf-8", backend.pages[path].encode())
-                elif path.startswith("/node_modules/") and ".." not in path:
-                    file = JS / path.lstrip("/")
-                    if not file.is_file():
-                        self.send_error(404)
-                        return
-                    self._send(200, "text/javascript", file.read_bytes())
-                else:
-                    self.send_error(404)
+    def get(self, path: str) -> tuple[int, str, bytes] | None:
+        if path.startswith("/node_modules/") and ".." not in path and path not in self.pages:
+            file = JS / path.lstrip("/")
+            return (200, "text/javascript", file.read_bytes()) if file.is_file() else None
+        return super().get(path)
 
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-                status, doc = backend.authorize(form)
-                self._send(status, "application/json", json.dumps(doc).encode())
-
-            def _send(self, status: int, media: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", media)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Access-Control-Allow-Origin", "*")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def post(self, path: str, body: bytes) -> tuple[int, str, bytes] | None:
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        status, doc = self.authorize(form)
+        return status, "application/json", json.dumps(doc).encode()
 
     @property
     def auth_url(self) -> str:
@@ -117,14 +90,6 @@ class Backend:
             member = {"user_id": user, "user_info": {"name": user.title()}}
         self.signed.append(channel)
         return 200, signer.authenticate(channel=channel, socket_id=socket_id, custom_data=member)
-
-    def __enter__(self) -> Backend:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class NodeClient:
