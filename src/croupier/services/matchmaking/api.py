@@ -14,7 +14,7 @@ from ...api.openapi import Operation
 from ...api.toolkit import read_body, require_key, struct_response
 from ...core.ids import wire_id
 from ...core.matching import QueueRules, TicketStatus
-from ...errors import BadRequest, NotFound
+from ...errors import BadRequest, NotFound, shown
 from ..leaderboards import BOARD_PATTERN
 from ..rooms.api import Game, RoomOptions
 from .store import StoredTicket
@@ -166,7 +166,9 @@ class BracketReply(_Reply):
 def _path(request: web.Request, name: str, pattern: re.Pattern[str]) -> str:
     value = request.match_info[name]
     if not pattern.fullmatch(value):
-        raise NotFound(f"no such {name}: {value[:64]} (ids are 1-64 of A-Z a-z 0-9 _ . @ = -)")
+        raise NotFound(
+            f"no such {name}: {shown(value, 64)} (ids are 1-64 of A-Z a-z 0-9 _ . @ = -)"
+        )
     return value
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ...api.openapi import Operation
 from ...api.toolkit import int_query, query, read_body, require_key, struct_response
-from ...errors import BadRequest, Conflict, NotFound
+from ...errors import BadRequest, Conflict, NotFound, shown
 from .events_ws import EventsInfo, events_handler
 from .rules import MAX_UPDATE_BYTES, Status
 
@@ -133,7 +133,9 @@ class ViewersReply(msgspec.Struct, rename="camel"):
 def _event_id(request: web.Request) -> str:
     value = request.match_info["eventId"]
     if not _EVENT_ID.fullmatch(value):
-        raise NotFound(f"no sporting event {value[:64]}: an id is 1-64 of A-Z a-z 0-9 _ . @ = -")
+        raise NotFound(
+            f"no sporting event {shown(value, 64)}: an id is 1-64 of A-Z a-z 0-9 _ . @ = -"
+        )
     return value
 
 
