@@ -33,9 +33,9 @@ from ..core.pusher import (
     type_from_pusher,
     validate_pusher_channel,
 )
-from ..errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized, shown
+from ..errors import BadRequest, NotFound, Unauthorized, shown
 from ..gateway import Gateway, PublishRequest
-from .toolkit import gateway_of, json_response, query
+from .toolkit import decode_body, gateway_of, json_response, query, read_raw
 
 __all__ = ["pusher_routes"]
 
@@ -94,24 +94,11 @@ async def _signed(request: web.Request, app: PusherApp | None = None) -> tuple[P
             app = gateway.settings.pusher_app(key=query.get("auth_key", ""))
             if app is None:
                 raise Unauthorized("auth_key is not the key of a Pusher app")
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise PayloadTooLarge(f"request body over {MAX_BODY} bytes")
-    body = await request.read()
-    if len(body) > MAX_BODY:
-        raise PayloadTooLarge(f"request body over {MAX_BODY} bytes")
+    body = await read_raw(request, MAX_BODY)
     check_request(app, request.method, request.path, query, body, time.time())
     # The body is read here, not by the toolkit (its bytes are signed): the same JSON limits.
     jsonsafe.check(body, gateway.settings.limits.max_json_depth)
     return app, body
-
-
-def _decode(body: bytes, kind: type[Any]) -> Any:
-    try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"invalid request body: {exc}") from None
-    except msgspec.DecodeError:
-        raise BadRequest("the request body is not valid JSON", code="bad_json") from None
 
 
 def _info(raw: str | None) -> set[str]:
@@ -167,7 +154,7 @@ def _requests(
 
 async def trigger(request: web.Request) -> web.Response:
     app, raw = await _signed(request)
-    body: TriggerBody = _decode(raw, TriggerBody)
+    body: TriggerBody = decode_body(raw, TriggerBody)
     channels = body.channels if body.channels is not None else []
     if body.channel is not None:
         channels = [*channels, body.channel]
@@ -187,7 +174,7 @@ async def trigger(request: web.Request) -> web.Response:
 
 async def batch(request: web.Request) -> web.Response:
     app, raw = await _signed(request)
-    body: BatchBody = _decode(raw, BatchBody)
+    body: BatchBody = decode_body(raw, BatchBody)
     if not body.batch:
         raise BadRequest("batch holds no events")
     if len(body.batch) > MAX_BATCH:

@@ -43,6 +43,7 @@ from ..gateway import Gateway
 __all__ = [
     "MAX_BODY",
     "Handler",
+    "decode_body",
     "error_middleware",
     "error_response",
     "gateway_of",
@@ -50,6 +51,7 @@ __all__ = [
     "json_response",
     "query",
     "read_body",
+    "read_raw",
     "require_key",
     "struct_response",
 ]
@@ -147,13 +149,32 @@ async def read_body(request: web.Request, kind: type[T], *, max_bytes: int = MAX
         BadRequest: the body is not JSON (``bad_json``), is nested too deep (``too_deep``),
             holds a number out of range (``bad_number``) or does not fit ``kind``.
     """
+    raw = await read_raw(request, max_bytes)
+    # Depth and numbers first: the decoder recurses, and stored data is kept as sent.
+    jsonsafe.check(raw, gateway_of(request).settings.limits.max_json_depth)
+    return decode_body(raw, kind)
+
+
+async def read_raw(request: web.Request, max_bytes: int = MAX_BODY) -> bytes:
+    """The request's body as sent, for a handler that needs its bytes (a signed body).
+
+    Raises:
+        PayloadTooLarge: the body is over ``max_bytes``.
+    """
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"request body over {max_bytes} bytes")
     raw = await request.read()
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"request body over {max_bytes} bytes")
-    # Depth and numbers first: the decoder recurses, and stored data is kept as sent.
-    jsonsafe.check(raw, gateway_of(request).settings.limits.max_json_depth)
+    return raw
+
+
+def decode_body(raw: bytes, kind: type[T]) -> T:
+    """``raw`` decoded and validated as ``kind``; after :func:`jsonsafe.check` has passed.
+
+    Raises:
+        BadRequest: it is not JSON (``bad_json``) or does not fit ``kind``.
+    """
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
