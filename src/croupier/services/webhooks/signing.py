@@ -15,6 +15,8 @@ import re
 import secrets
 from collections.abc import Callable, Iterable
 
+from ...core.pusher import sign as pusher_sign
+
 __all__ = [
     "EVENT_HEADER",
     "ID_HEADER",
@@ -56,7 +58,7 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 def sign_pusher(secret: str, body: bytes) -> str:
     """A Pusher-format delivery's ``X-Pusher-Signature``: hex HMAC-SHA256 of the body."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return pusher_sign(secret, body)
 
 
 def verify(
