@@ -25,7 +25,7 @@ import msgspec
 from aiohttp import web
 
 from ..api.openapi import Operation, api_version
-from ..appkeys import GATEWAY
+from ..api.toolkit import require_key, struct_response
 from ..tasks import stop_task
 
 if TYPE_CHECKING:
@@ -240,13 +240,8 @@ class NodeStats:
         return _totals(own.id, nodes)
 
     async def _stats(self, request: web.Request) -> web.Response:
-        gateway: Gateway = request.app[GATEWAY]
-        header = request.headers.get("Authorization", "")
-        key = header[7:].strip() if header[:7].lower() == "bearer " else None
-        gateway.auth.verify_key(key, "admin")
-        return web.Response(
-            body=msgspec.json.encode(await self.report()), content_type="application/json"
-        )
+        require_key(request, "admin")
+        return struct_response(await self.report())
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/api/v1/stats", self._stats, allow_head=False)]
