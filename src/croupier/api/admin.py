@@ -31,6 +31,7 @@ from ..errors import BadRequest, shown
 from ..gateway import Gateway, PublishRequest
 from . import admin_schemas as a
 from . import schemas as s
+from .http import history_page
 from .openapi import OPERATIONS as PUBLIC
 from .openapi import Operation
 from .toolkit import int_query, json_response, query, read_body, require_key
@@ -268,20 +269,7 @@ class AdminApi:
 
     async def _history(self, request: web.Request) -> web.Response:
         require_key(request, "admin")
-        gateway = self.gateway
-        channel, _ = resolve(gateway.settings, request.match_info["channel"])
-        since = int_query(request, "since", 0, 0, 2**62)
-        limit = int_query(request, "limit", 50, 1, 1000)
-        result = await gateway.log.read(channel, since, limit)
-        return _json(
-            {
-                "channel": channel,
-                "events": [e.as_dict() for e in result.events],
-                "position": result.position.as_dict(),
-                "first": result.first,
-                "complete": since + 1 >= result.first or since >= result.position.offset,
-            }
-        )
+        return _json(await history_page(request, 50))
 
     async def _publish(self, request: web.Request) -> web.Response:
         key = require_key(request, "admin")

@@ -24,7 +24,7 @@ from .toolkit import (
     require_key,
 )
 
-__all__ = ["SERVICE_OPERATIONS", "routes"]
+__all__ = ["SERVICE_OPERATIONS", "history_page", "routes"]
 
 SERVICE_OPERATIONS = web.AppKey("service_operations", list[Operation])
 """The services' OpenAPI operations, served with the core API's in ``/api/v1/openapi.json``."""
@@ -82,22 +82,24 @@ async def batch(request: web.Request) -> web.Response:
 
 async def history(request: web.Request) -> web.Response:
     require_key(request, "read")
+    return json_response(await history_page(request, 100))
+
+
+async def history_page(request: web.Request, default_limit: int) -> dict[str, Any]:
+    """The stored events of the route's ``{channel}`` after its ``since`` query (at most
+    ``limit``, ``default_limit`` when absent): what every history route answers."""
     gateway = gateway_of(request)
     channel, _ = resolve(gateway.settings, request.match_info["channel"])
     since = int_query(request, "since", 0, 0, 2**62)
-    limit = int_query(request, "limit", 100, 1, 1000)
+    limit = int_query(request, "limit", default_limit, 1, 1000)
     result = await gateway.log.read(channel, since, limit)
-    complete = since + 1 >= result.first or since >= result.position.offset
-    events = [e.as_dict() for e in result.events]
-    return json_response(
-        {
-            "channel": channel,
-            "events": events,
-            "position": result.position.as_dict(),
-            "first": result.first,
-            "complete": complete,
-        }
-    )
+    return {
+        "channel": channel,
+        "events": [e.as_dict() for e in result.events],
+        "position": result.position.as_dict(),
+        "first": result.first,
+        "complete": since + 1 >= result.first or since >= result.position.offset,
+    }
 
 
 async def presence(request: web.Request) -> web.Response:
