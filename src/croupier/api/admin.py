@@ -26,6 +26,7 @@ import orjson
 from aiohttp import web
 
 from ..core.channels import resolve
+from ..core.sse import comment, data_frame
 from ..debuglog import BACKLOG, BURST, KINDS, RATE, Record
 from ..errors import BadRequest, shown
 from ..gateway import Gateway, PublishRequest
@@ -182,7 +183,7 @@ class AdminApi:
         watcher = gateway.debug.watch()
         hello = {"node": gateway.node, "rate": RATE, "burst": BURST, "backlog": BACKLOG}
         try:
-            await response.write(b"event: hello\ndata: " + orjson.dumps(hello) + b"\n\n")
+            await response.write(b"event: hello\n" + data_frame(orjson.dumps(hello)))
             quiet = 0.0
             behind = 0
             while gateway.ready:
@@ -192,15 +193,15 @@ class AdminApi:
                     lost = {"t": int(time.time() * 1000), "node": gateway.node}
                     lost.update(kind="log.behind", skipped=watcher.skipped - behind)
                     behind = watcher.skipped
-                    out.append(b"data: " + orjson.dumps(lost) + b"\n\n")
-                out += [b"data: " + orjson.dumps(r) + b"\n\n" for r in records if wanted(r)]
+                    out.append(data_frame(orjson.dumps(lost)))
+                out += [data_frame(orjson.dumps(r)) for r in records if wanted(r)]
                 if out:
                     await response.write(b"".join(out))
                     quiet = 0.0
                 else:
                     quiet += 1.0
                     if quiet >= _KEEPALIVE:
-                        await response.write(b": keepalive\n\n")
+                        await response.write(comment("keepalive"))
                         quiet = 0.0
         except (ConnectionError, asyncio.CancelledError):
             pass  # the console went away, or the server is stopping
