@@ -57,6 +57,25 @@ def _seconds(value: Any) -> float | None:
     return min(seconds, 300.0) if seconds > 0 else None
 
 
+async def _answer(response: aiohttp.ClientResponse) -> Any:
+    """The JSON the server answered.
+
+    Raises:
+        ClientError: an error status (with the server's code and message), or an answer
+            that is not JSON.
+    """
+    raw = await response.read()
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # Not the server's own answer (a proxy's error page, say).
+        raise ClientError(response.status, "error", raw[:200].decode(errors="replace")) from None
+    if response.status >= 400:
+        err = doc.get("error", {}) if isinstance(doc, dict) else {}
+        raise ClientError(response.status, err.get("code", "error"), err.get("message", str(doc)))
+    return doc
+
+
 class ClientError(CroupierError):
     """The server refused a request; ``code`` and ``status`` say why."""
 
@@ -122,20 +141,7 @@ class Client:
             params={k: v for k, v in params.items() if v is not None} or None,
             headers=self._headers(),
         ) as response:
-            raw = await response.read()
-            try:
-                doc = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                # Not the server's own answer (a proxy's error page, say).
-                raise ClientError(
-                    response.status, "error", raw[:200].decode(errors="replace")
-                ) from None
-            if response.status >= 400:
-                err = doc.get("error", {}) if isinstance(doc, dict) else {}
-                raise ClientError(
-                    response.status, err.get("code", "error"), err.get("message", str(doc))
-                )
-            return doc
+            return await _answer(response)
 
     async def publish(
         self,
@@ -265,9 +271,7 @@ class Client:
             timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
         ) as response:
             if response.status >= 400:
-                doc = orjson.loads(await response.read())
-                err = doc.get("error", {})
-                raise ClientError(response.status, err.get("code", "error"), err.get("message"))
+                await _answer(response)  # raises the server's error
             event = "message"
             async for line in response.content:
                 text = line.decode().rstrip("\r\n")
