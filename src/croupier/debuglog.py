@@ -103,7 +103,6 @@ class DebugLog:
         self.rate = rate
         self.burst = float(burst)
         self.watching = False
-        self.recorded = 0
         self.skipped = 0  # left out by the rate cap since start
         self._unsaid = 0  # left out since the last record that got through
         # One token bucket per class, [tokens, when last filled]: bulk kinds, then the rest.
@@ -138,7 +137,6 @@ class DebugLog:
         if self._unsaid:
             record["skipped"] = self._unsaid  # left out by the rate cap just before this one
             self._unsaid = 0
-        self.recorded += 1
         for watcher in self._watchers:
             watcher.put(record)
         if self._remote and self._forward is not None:
