@@ -141,9 +141,13 @@ class Cluster:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _say_alive(self) -> None:
+        """Tell every node this one is here, and whether a console watches its live log."""
+        self._send_soon("alive", {"watching": self._debug.watchers > 0})
+
     async def _announce_forever(self) -> None:
         while True:
-            self._send_soon("alive", {"watching": self._debug.watchers > 0})
+            self._say_alive()
             await asyncio.sleep(ANNOUNCE_EVERY)
 
     # -- the live log ----------------------------------------------------------------------
@@ -152,7 +156,7 @@ class Cluster:
         self._send_soon("log", {"records": records}, LOG)
 
     def _watchers_changed(self, watching: bool) -> None:
-        self._send_soon("alive", {"watching": watching})
+        self._say_alive()
         self._spawn(self._tap_log(watching))
 
     async def _tap_log(self, watching: bool) -> None:
@@ -187,7 +191,7 @@ class Cluster:
         if sender != self.node and now - self._peers.get(sender, -LEASE) >= LEASE:
             # A node new to this one (or back) may have started after this one's last word:
             # answer at once, so it need not wait an announce period to know this one is here.
-            self._send_soon("alive", {"watching": self._debug.watchers > 0})
+            self._say_alive()
         self._peers[sender] = now
         kind = event.type
         if kind == "alive":
