@@ -367,6 +367,11 @@ def _query(
     )
 
 
+def _path(name: str, description: str, example: str) -> tuple[str, str, dict[str, Any]]:
+    schema = {"type": "string", "minLength": 1, "maxLength": 128}
+    return (name, "path", {"description": description, "schema": schema, "example": example})
+
+
 _ERRORS = (400, 401, 403, 404, 503)
 
 
@@ -378,24 +383,10 @@ def _example(operation_id: str) -> Any:
 _PLAYER = _query("player", "Only this player's (the token's `sub`).", "p1", maxLength=128)
 _BRAND = _query("brand", "Only this brand's players.", "1001", maxLength=128)
 _CLIENT = _query("client", "Only this connection (its id).", "c-9f3a1b2c4d5e", maxLength=128)
-_CLIENT_ID = (
-    "client",
-    "path",
-    {
-        "description": "A connection's id (its `connected` message's `client`).",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
-        "example": "c-9f3a1b2c4d5e",
-    },
+_CLIENT_ID = _path(
+    "client", "A connection's id (its `connected` message's `client`).", "c-9f3a1b2c4d5e"
 )
-_PLAYER_ID = (
-    "player",
-    "path",
-    {
-        "description": "A player id (the token's `sub`).",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
-        "example": "p1",
-    },
-)
+_PLAYER_ID = _path("player", "A player id (the token's `sub`).", "p1")
 _CONNECTION = {
     "id": "c-9f3a1b2c4d5e",
     "node": "n-3fa9c21b",
