@@ -1,9 +1,8 @@
 // The operator console: every live panel is a Croupier SDK subscription; node figures and
 // channel lists come from the admin HTTP API.
 import { Client } from "/sdk/croupier.js";
-import { Inspectors, el } from "/console/inspect.js";
+import { $, Inspectors, el } from "/console/inspect.js";
 
-const $ = (id) => document.getElementById(id);
 const KEY = "croupier.apiKey";
 const POLL_MS = 2000;
 const console_ = {

@@ -2,7 +2,7 @@
 // the webhooks page. Each stands on the admin HTTP API (see /api/v1/openapi.json); the key
 // travels in the Authorization header, never in a cookie.
 
-const $ = (id) => document.getElementById(id);
+export const $ = (id) => document.getElementById(id);
 const LOG_KEEP = 1000; // records the browser keeps; older ones fall off
 const LOG_SHOW = 300; // rows shown at once
 const HISTORY_PAGE = 20;
