@@ -1,7 +1,7 @@
 // The operator console: every live panel is a Croupier SDK subscription; node figures and
 // channel lists come from the admin HTTP API.
 import { Client } from "/sdk/croupier.js";
-import { $, Inspectors, el } from "/console/inspect.js";
+import { $, Inspectors, age, el } from "/console/inspect.js";
 
 const KEY = "croupier.apiKey";
 const POLL_MS = 2000;
@@ -18,11 +18,6 @@ function row(cells) {
 
 function fmt(n) {
   return typeof n === "number" ? (Number.isInteger(n) ? n.toLocaleString("en") : n.toFixed(1)) : "—";
-}
-
-function since(ms) {
-  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
-  return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`;
 }
 
 async function api(path, init = {}) {
@@ -127,7 +122,7 @@ function renderNodes(stats) {
   $("total-published").textContent = fmt(stats.publishedPerSecond);
   $("total-delivered").textContent = fmt(stats.deliveredPerSecond);
   $("nodes").replaceChildren(...stats.nodes.map((n) => row([
-    n.id + (n.id === stats.node ? " ★" : ""), n.address, n.version, since(n.startedAt),
+    n.id + (n.id === stats.node ? " ★" : ""), n.address, n.version, age(n.startedAt),
     fmt(n.connections), fmt(n.subscriptions), fmt(n.channels), fmt(n.publishedPerSecond),
     fmt(n.deliveredPerSecond), megabytes(n.rss), `${fmt(n.cpu)}%`, `${fmt(n.loopLagMs)} ms`,
   ])));

@@ -38,7 +38,7 @@ function clock(ms) {
   return new Date(ms).toISOString().slice(11, 23);
 }
 
-function age(ms) {
+export function age(ms) {
   const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
   return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`;
 }
