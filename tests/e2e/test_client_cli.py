@@ -135,6 +135,34 @@ async def test_client_publish_history_and_errors(server: ServerProcess) -> None:
         assert info.value.status == 401
 
 
+async def test_client_admin_helpers_find_disconnect_and_log(server: ServerProcess) -> None:
+    async with Client(server.url, api_key="wrong") as client:
+        with pytest.raises(ClientError) as info:
+            async for _ in client.live_log():
+                pass
+        assert (info.value.status, info.value.code) == (401, "invalid_key")
+    async with (
+        Client(server.url, api_key=API_KEY) as client,
+        ws_connect(server, token("p-admin", brand="1001")) as ws,
+    ):
+        found = await client.connections("p-admin")
+        assert [c["id"] for c in found["connections"]] == [ws.connected["client"]]
+        records = client.live_log(kind="disconnect.requested")
+        hello = await asyncio.wait_for(anext(records), timeout(10))
+        assert hello["kind"] == "hello"
+        done = await client.disconnect("p-admin", reason="maintenance", reconnect=False)
+        assert done["disconnected"] == 1
+        record = await asyncio.wait_for(anext(records), timeout(10))
+        await records.aclose()
+        assert (record["kind"], record["player"], record["reason"]) == (
+            "disconnect.requested",
+            "p-admin",
+            "maintenance",
+        )
+        messages = await ws.wait_closed()
+        assert {"type": "disconnect", "code": "maintenance", "reconnect": False} in messages
+
+
 async def test_client_subscribe_refused_raises(server: ServerProcess) -> None:
     async with Client(server.url, token=token("p1")) as client:
         with pytest.raises(ClientError) as info:
