@@ -28,6 +28,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from .core.ratelimit import TokenBucket
+
 __all__ = ["BACKLOG", "BULK", "BURST", "KINDS", "RATE", "DebugLog", "Record", "Watcher"]
 
 RATE = 200.0  # records per second per node while watched
@@ -100,13 +102,12 @@ class DebugLog:
 
     def __init__(self, node: str, *, rate: float = RATE, burst: int = BURST) -> None:
         self.node = node
-        self.rate = rate
-        self.burst = float(burst)
         self.watching = False
         self.skipped = 0  # left out by the rate cap since start
         self._unsaid = 0  # left out since the last record that got through
-        # One token bucket per class, [tokens, when last filled]: bulk kinds, then the rest.
-        self._buckets = ([float(burst), time.monotonic()], [float(burst), time.monotonic()])
+        # One token bucket per class: bulk kinds, then the rest.
+        now = time.monotonic()
+        self._buckets = (TokenBucket(rate, burst, now), TokenBucket(rate, burst, now))
         self._watchers: set[Watcher] = set()
         self._remote: dict[str, float] = {}  # node -> until when it watches (monotonic)
         self._remote_check: asyncio.TimerHandle | None = None
@@ -122,16 +123,10 @@ class DebugLog:
 
         ``fields`` must be JSON-serialisable and must not hold a secret.
         """
-        bucket = self._buckets[0 if kind in BULK else 1]
-        now = time.monotonic()
-        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-        bucket[1] = now
-        if tokens < 1.0:
-            bucket[0] = tokens
+        if not self._buckets[0 if kind in BULK else 1].take(time.monotonic()):
             self.skipped += 1
             self._unsaid += 1
             return
-        bucket[0] = tokens - 1.0
         record: Record = {"t": int(time.time() * 1000), "node": self.node, "kind": kind}
         record.update(fields)
         if self._unsaid:
