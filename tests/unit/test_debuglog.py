@@ -20,6 +20,8 @@ async def test_nobody_watching_means_nothing_is_recorded() -> None:
     assert [(r["kind"], r["channel"], r["node"]) for r in records] == [
         ("published", "room:1", "n-1")
     ]
+    debug.emit("published", channel="room:2", offset=4)  # nobody watches any more
+    assert await watcher.take(0) == []
 
 
 async def test_the_rate_cap_says_how_much_it_left_out(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -38,6 +38,7 @@ from ...events import Event
 from ...gateway import Gateway
 from ...logs import now_ts
 from ...storage import Database
+from ...tasks import stop_task
 from .outbox import Endpoint, Outbox, WebhookFormat
 from .service import write_forever
 
@@ -94,10 +95,8 @@ class PusherWebhooks:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         with contextlib.suppress(Unavailable):
             await self._flush()
 
