@@ -44,6 +44,7 @@ _SIZES = frozenset({"256", "384", "512"})
 _VERIFIERS = get_default_algorithms()
 _CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 _FALLBACK = ""  # a parsed header that PyJWT must handle
+_HMAC_HASHES = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 
 
 def _b64decode(segment: str) -> bytes:
@@ -103,13 +104,18 @@ class _Keys:
             key = self.public
         if key is None:
             return False
+        if isinstance(key, bytes):
+            # One C call, and the token's own spelling compared: any other spelling of the
+            # same bytes is not the token that was signed.
+            mac = hmac.digest(key, signing_input, _HMAC_HASHES[alg])
+            return hmac.compare_digest(_b64encode(mac), signature)
         try:
             raw = _b64decode(signature)
         except (binascii.Error, ValueError):
             return False
         if _b64encode(raw) != signature:
             return False  # another spelling of some bytes: not the token that was signed
-        # PyJWT's own verifiers: constant-time HMAC compare, PKCS#1/PSS, raw ECDSA pairs.
+        # PyJWT's own verifiers: PKCS#1/PSS, raw ECDSA pairs.
         return _VERIFIERS[alg].verify(signing_input, key, raw)
 
 

@@ -22,33 +22,51 @@ with one JSON line on stdout:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
+import os
 import random
+import struct
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, cast
 
 import jwt
 import orjson
-from picows import WSFrame, WSInvalidStatusError, WSListener, WSMsgType, WSTransport, ws_connect
 
 __all__ = ["main"]
 
 TICK = "bench.tick"
+_ATTEMPT_TIMEOUT = 60.0  # seconds an attempt may take before it counts as failed
 
 
-def retry_after(exc: WSInvalidStatusError) -> float | None:
-    """The seconds a 503 refusal asks to wait, or None if it is not one."""
-    response = exc.response
-    if response is None or response.status != 503:
-        return None
-    value = response.headers.get("Retry-After") if response.headers else None
-    try:
-        return max(0.0, float(value)) if value is not None else 1.0
-    except ValueError:
-        return 1.0
+def retry_after(head: bytes) -> float:
+    """The seconds a ``503`` refusal's ``Retry-After`` asks to wait (1 if it names none)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"retry-after":
+            try:
+                return max(0.0, float(value.strip()))
+            except ValueError:
+                break
+    return 1.0
+
+
+def masked_text(payload: bytes) -> bytes:
+    """A client's text frame (RFC 6455 §5.2: masked, FIN set)."""
+    size = len(payload)
+    if size < 126:
+        head = bytes((0x81, 0x80 | size))
+    elif size < 1 << 16:
+        head = bytes((0x81, 0xFE)) + struct.pack("!H", size)
+    else:
+        head = bytes((0x81, 0xFF)) + struct.pack("!Q", size)
+    key = os.urandom(4)
+    body = int.from_bytes(payload, "big") ^ int.from_bytes((key * (size // 4 + 1))[:size], "big")
+    return head + key + body.to_bytes(size, "big")
 
 
 class Phase:
@@ -127,7 +145,7 @@ class Client:
         self.back = False
         self.failed: str | None = None
         self.hint: float | None = None  # seconds the server said to wait (overloaded)
-        self.transport: WSTransport | asyncio.Transport | None = None
+        self.transport: asyncio.Transport | None = None
         self.outcome: asyncio.Future[str] | None = None
 
     def settle(self, outcome: str) -> None:
@@ -135,19 +153,78 @@ class Client:
             self.outcome.set_result(outcome)
 
 
-class WsClient(WSListener):
-    """A client's WebSocket for one connection attempt."""
+class WsClient(asyncio.Protocol):
+    """A client's WebSocket for one connection attempt: the upgrade and the server's frames
+    read by hand, so that ten thousand of them cost their one core less than the server
+    they load costs its own (a storm is timed from this side)."""
 
-    def __init__(self, client: Client, phase: Phase, kind: str, subscribe: bool) -> None:
-        super().__init__()
+    __slots__ = ("buffer", "client", "kind", "phase", "request", "subscribe", "transport")
+
+    def __init__(
+        self, client: Client, phase: Phase, kind: str, subscribe: bool, request: bytes
+    ) -> None:
         self.client = client
         self.phase = phase
         self.kind = kind
         self.subscribe = subscribe
+        self.request = request
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
 
-    def on_ws_connected(self, transport: WSTransport) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self.client.transport = self.transport
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data if self.buffer else data
+        if self.request:  # not upgraded yet
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = buffer
+                return
+            head = buffer[:end]
+            self.request = b""
+            if not head.startswith(b"HTTP/1.1 101"):
+                self.buffer = b""
+                status = head[9:12].decode(errors="replace")
+                if status == "503":
+                    self.client.hint = retry_after(head)
+                self.client.settle(f"HTTP {status}")
+                assert self.transport is not None
+                self.transport.close()
+                return
+            buffer = buffer[end + 4 :]
+            self.upgraded()
+        pos, size = 0, len(buffer)
+        while size - pos >= 2:
+            length = buffer[pos + 1] & 0x7F
+            start = pos + 2
+            if length == 126:
+                start = pos + 4
+                length = int.from_bytes(buffer[pos + 2 : start], "big")
+            elif length == 127:
+                start = pos + 10
+                length = int.from_bytes(buffer[pos + 2 : start], "big")
+            end = start + length
+            if end > size:
+                break
+            opcode = buffer[pos] & 0x0F
+            pos = end
+            if opcode == 1:
+                self.text(buffer[start:end])
+            elif opcode == 8:
+                self.client.settle("disconnected")
+                assert self.transport is not None
+                self.transport.close()
+                return
+        self.buffer = buffer[pos:] if pos < size else b""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.settle("disconnected")
+
+    def upgraded(self) -> None:
         client = self.client
-        client.transport = transport
         if self.kind == "node":
             if client.expect == 0:
                 self.phase.back(client)
@@ -160,14 +237,10 @@ class WsClient(WSListener):
         message: dict[str, Any] = {"type": "subscribe", "channel": client.channel, "id": 1}
         if client.resuming and client.last is not None:
             message["since"] = {"offset": client.last, "epoch": client.epoch}
-        transport.send(WSMsgType.TEXT, orjson.dumps(message))
+        assert self.transport is not None
+        self.transport.write(masked_text(orjson.dumps(message)))
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type is WSMsgType.CLOSE:
-            transport.disconnect()
-            return
-        if frame.msg_type is not WSMsgType.TEXT:
-            return
+    def text(self, payload: bytes) -> None:
         client = self.client
         phase = self.phase
         if self.kind == "node":
@@ -176,7 +249,7 @@ class WsClient(WSListener):
                 phase.back(client)
                 client.settle("back")
             return
-        kind, doc = phase.decode(frame.get_payload_as_bytes())
+        kind, doc = phase.decode(payload)
         if kind == TICK:
             offset = doc
             last = client.last or 0
@@ -208,9 +281,6 @@ class WsClient(WSListener):
             client.settle(f"disconnect: {doc.get('code')}")
         elif kind == "error":
             client.settle(f"error: {doc.get('code')}")
-
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self.client.settle("disconnected")
 
 
 class SseClient(asyncio.Protocol):
@@ -247,8 +317,10 @@ class Worker:
     def __init__(self) -> None:
         self.clients: list[Client] = []
         self.kind = "ws"
-        self.url = ""
+        self.host = ""
+        self.port = 0
         self.subscribe = False
+        self.key = base64.b64encode(os.urandom(16)).decode()
 
     def open_clients(self, command: dict[str, Any]) -> None:
         secret: str = command.get("secret", "")
@@ -264,29 +336,36 @@ class Worker:
                 token = jwt.encode(claims, secret, algorithm="HS256")
             self.clients.append(Client(token, channels[i % len(channels)]))
 
-    def _ws_url(self, client: Client) -> str:
+    def _request(self, client: Client) -> bytes:
+        host = f"Host: {self.host}:{self.port}\r\n"
+        if self.kind == "sse":
+            query = f"channel={client.channel}&token={client.token}"
+            return f"GET /sse?{query} HTTP/1.1\r\n{host}Accept: text/event-stream\r\n\r\n".encode()
         if self.kind == "node":
-            return self.url + "/"
-        return self.url + "/ws" + (f"?token={client.token}" if client.token else "")
+            path = "/"
+        else:
+            path = "/ws" + (f"?token={client.token}" if client.token else "")
+        return (
+            f"GET {path} HTTP/1.1\r\n{host}Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {self.key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
 
     async def _attempt(self, client: Client, phase: Phase) -> str:
         loop = asyncio.get_running_loop()
-        client.outcome = loop.create_future()
+        outcome: asyncio.Future[str] = loop.create_future()
+        client.outcome = outcome
+        request = self._request(client)
+        protocol: Callable[[], asyncio.Protocol]
         if self.kind == "sse":
-            host, port = self.url.removeprefix("ws://").rsplit(":", 1)
-            query = f"channel={client.channel}&token={client.token}"
-            request = (
-                f"GET /sse?{query} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
-            ).encode()
-            await loop.create_connection(lambda: SseClient(client, phase, request), host, int(port))
+            protocol = lambda: SseClient(client, phase, request)  # noqa: E731
         else:
-            await ws_connect(
-                lambda: WsClient(client, phase, self.kind, self.subscribe),
-                self._ws_url(client),
-                read_buffer_init_size=4096,
-                websocket_handshake_timeout=60,
-            )
-        return await client.outcome
+            protocol = lambda: WsClient(client, phase, self.kind, self.subscribe, request)  # noqa: E731
+        timer = loop.call_later(_ATTEMPT_TIMEOUT, client.settle, "timed out")
+        try:
+            await loop.create_connection(protocol, self.host, self.port)
+            return await outcome
+        finally:
+            timer.cancel()
 
     async def connect(self, client: Client, phase: Phase, deadline: float) -> None:
         """Bring ``client`` back, retrying as a well-behaved client does, until ``deadline``."""
@@ -295,21 +374,13 @@ class Worker:
             wait: float | None = None
             try:
                 outcome = await self._attempt(client, phase)
-            except WSInvalidStatusError as exc:
-                hint = retry_after(exc)
-                if hint is None:
-                    outcome = f"HTTP {exc.response.status if exc.response else '?'}"
-                else:
-                    phase.refused += 1
-                    outcome = "refused"
-                    wait = hint + random.uniform(0, max(hint, 0.1))
             except Exception as exc:  # any failure to connect is retried
                 outcome = f"connect: {type(exc).__name__}"
             if outcome == "back":
                 return
-            if client.hint is not None:  # told by the protocol when to come back
+            if client.hint is not None:  # told when to come back (503 Retry-After, or the protocol)
                 phase.refused += 1
-                wait = client.hint + random.uniform(0, client.hint)
+                wait = client.hint + random.uniform(0, max(client.hint, 0.1))
                 client.hint = None
             if outcome.startswith("error:") or outcome == "not recovered":
                 client.failed = outcome
@@ -327,14 +398,13 @@ class Worker:
     def _cut(self, client: Client) -> None:
         transport = client.transport
         client.transport = None
-        if isinstance(transport, WSTransport):
-            transport.disconnect(graceful=False)
-        elif transport is not None:
+        if transport is not None:
             transport.abort()
 
     async def open(self, command: dict[str, Any]) -> dict[str, Any]:
         self.kind = command["kind"]
-        self.url = command["url"]
+        host, port = command["url"].removeprefix("ws://").rsplit(":", 1)
+        self.host, self.port = host, int(port)
         self.subscribe = bool(command.get("subscribe"))
         self.open_clients(command)
         phase = Phase(len(self.clients))
