@@ -28,7 +28,7 @@ from .hooks import ChannelStart, Hooks, Start, StartingPoint
 from .hub import Hub
 from .logs import Append, Appended, Log, log_from_url, now_ts
 from .metrics import Metrics
-from .presence import Presence, presence_from_url
+from .presence import Change, Presence, presence_from_url
 
 __all__ = [
     "Gateway",
@@ -446,15 +446,39 @@ class Gateway:
     # anyone joined or left, the count. Deciding whether a join or leave is a player's first
     # or last connection costs the same whatever the channel's size (Presence.join/leave).
 
+    def join_now(
+        self, channel: str, client: str, info: dict[str, Any], rules: NamespaceRules
+    ) -> int | None:
+        """:meth:`join` done at once when presence needs no I/O for it (it is in-process);
+        ``None``, having done nothing, when it does."""
+        change: Change | None = None
+        if rules.presence:
+            change = self.presence.join_now(channel, client, info)
+            if change is None:
+                return None
+        if self.hooks.hears_presence:
+            self.hooks.presence(channel, client, info, True)
+        return self._joined(channel, info, rules, change)
+
     async def join(
         self, channel: str, client: str, info: dict[str, Any], rules: NamespaceRules
     ) -> int:
         """Record a subscriber in presence; return the channel's count."""
+        count = self.join_now(channel, client, info, rules)
+        if count is not None:
+            return count
         if self.hooks.hears_presence:
             self.hooks.presence(channel, client, info, True)
-        if not rules.presence:
-            return 0
         change = await self.presence.join(channel, client, info)
+        return self._joined(channel, info, rules, change)
+
+    def _joined(
+        self, channel: str, info: dict[str, Any], rules: NamespaceRules, change: Change | None
+    ) -> int:
+        """What follows a join recorded in presence (``change``; None: the namespace keeps
+        no presence): the count due, a join notice."""
+        if change is None:
+            return 0
         self._presence_changed(channel)
         user = info.get("id")
         if rules.join_leave and user is not None:

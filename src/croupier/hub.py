@@ -194,10 +194,7 @@ class Hub:
         """
         ch = await self._open(channel)
         if not stored:
-            ch.live.setdefault(sink.wire, {})[sink] = None
-            result = SubscribeResult(recovered=False, position=None, replayed=0)
-            announce(result)
-            return result
+            return self._live(ch, sink, announce)
         pending = ch.pending[sink] = _Pending()
         try:
             history = await self._history(ch, since)
@@ -206,15 +203,7 @@ class Hub:
             raise
         if ch.pending.get(sink) is not pending:
             return None
-        recovered, top = resume(since, history, self.recover_max)
-        events = history.events if recovered else ()
-        result = SubscribeResult(recovered, history.position, len(events), () if replay else events)
-        announce(result)
-        if replay and events:
-            frame = self._replay_frame(ch, sink.wire)
-            for event in events:
-                sink.push(frame(event), event)
-        ch.order.vouch(top, history.position.epoch)
+        result, top = self._begin(ch, sink, since, history, announce, replay)
         encoder = self._replay_frame(ch, sink.wire)
         while (missing := ch.order.catch_up(top)) is not None:
             # The channel has moved past what this read saw and the events in between
@@ -230,19 +219,109 @@ class Hub:
         self._settle(ch, sink, pending, top)
         return result
 
+    def subscribe_now(
+        self,
+        sink: Sink,
+        channel: str,
+        *,
+        since: Position | None,
+        stored: bool,
+        announce: Callable[[SubscribeResult], None],
+        replay: bool = True,
+    ) -> SubscribeResult | None:
+        """:meth:`subscribe` done at once, when it needs no await: the channel's broker
+        subscription holds, and where the sink starts is known here (where delivery stands,
+        or recent history that covers ``since``) with nothing to catch up. A reconnect storm's
+        subscribers, after the first of each channel, are all of this kind.
+
+        Returns ``None`` having done nothing when it would have to wait: use :meth:`subscribe`.
+        """
+        ch = self._ready(channel)
+        if ch is None:
+            return None
+        if not stored:
+            return self._live(ch, sink, announce)
+        history = self._start_now(ch, since)
+        if history is None:
+            return None
+        pending = ch.pending[sink] = _Pending()
+        result, top = self._begin(ch, sink, since, history, announce, replay)
+        self._settle(ch, sink, pending, top)
+        return result
+
+    def can_subscribe_now(self, channel: str, *, since: Position | None, stored: bool) -> bool:
+        """Whether :meth:`subscribe_now` would subscribe now (until the next await)."""
+        ch = self._ready(channel)
+        return ch is not None and (not stored or self._start_now(ch, since) is not None)
+
+    def _ready(self, channel: str) -> _Channel | None:
+        """The channel, if its broker subscription holds."""
+        ch = self._channels.get(channel)
+        if ch is None or (ch.ready is not None and not ch.ready.done()):
+            return None
+        return ch
+
+    def _start_now(self, ch: _Channel, since: Position | None) -> History | None:
+        """Where a subscriber asking for ``since`` starts, when that is known without a read
+        and it is level with the channel (``None``: it needs a read)."""
+        history = self._history_now(ch, since)
+        if history is None:
+            return None
+        last = ch.order.last
+        if last is not None and resume(since, history, self.recover_max)[1] < last:
+            return None  # behind the channel: the events in between must be read
+        return history
+
+    def _live(
+        self, ch: _Channel, sink: Sink, announce: Callable[[SubscribeResult], None]
+    ) -> SubscribeResult:
+        ch.live.setdefault(sink.wire, {})[sink] = None
+        result = SubscribeResult(recovered=False, position=None, replayed=0)
+        announce(result)
+        return result
+
+    def _begin(
+        self,
+        ch: _Channel,
+        sink: Sink,
+        since: Position | None,
+        history: History,
+        announce: Callable[[SubscribeResult], None],
+        replay: bool,
+    ) -> tuple[SubscribeResult, int]:
+        """Announce the recovery outcome and push the replay; return it and the offset the
+        sink stands at."""
+        recovered, top = resume(since, history, self.recover_max)
+        events = history.events if recovered else ()
+        result = SubscribeResult(recovered, history.position, len(events), () if replay else events)
+        announce(result)
+        if replay and events:
+            frame = self._replay_frame(ch, sink.wire)
+            for event in events:
+                sink.push(frame(event), event)
+        ch.order.vouch(top, history.position.epoch)
+        return result, top
+
+    def _history_now(self, ch: _Channel, since: Position | None) -> History | None:
+        """What :meth:`_history` finds without reading the log (``None``: a read is needed)."""
+        if since is None:
+            stands = ch.order.position()
+            return None if stands is None else History((), stands, 0)
+        recent = ch.recent
+        if recent is not None and recent.covers(since.offset, since.epoch):
+            return recent.since(since.offset, time.monotonic())
+        return None
+
     async def _history(self, ch: _Channel, since: Position | None) -> History:
         """What a new subscriber needs from the log: the events after ``since`` (up to the
         recovery bound) and the channel's position, or only the position.
         """
+        known = self._history_now(ch, since)
+        if known is not None:
+            return known  # where delivery stands, or recent history: no read
         if since is None:
-            stands = ch.order.position()
-            if stands is not None:
-                return History((), stands, 0)  # where delivery stands: no read
             return History((), await self._log.position(ch.name), 0)
         after = since.offset
-        recent = ch.recent
-        if recent is not None and recent.covers(after, since.epoch):
-            return recent.since(after, time.monotonic())
         reading = ch.reading
         if reading is not None:
             start, history = await asyncio.shield(reading)

@@ -425,3 +425,58 @@ async def test_unsubscribe_stops_delivery(node: Node) -> None:
     assert b.offsets == [1, 2]
     assert node.hub.subscribers(CHANNEL) == 1
     assert CHANNEL in node.broker.channels
+
+
+# -- subscribing at once -------------------------------------------------------------------
+
+
+def subscribe_now(node: Node, sink: Sink, since: Position | None = None) -> SubscribeResult | None:
+    return node.hub.subscribe_now(sink, CHANNEL, since=since, stored=True, announce=sink.announce)
+
+
+async def test_subscribe_now_waits_for_what_needs_an_await(node: Node) -> None:
+    sink = Sink()
+    assert subscribe_now(node, sink) is None, "no broker subscription yet"
+    assert node.hub.subscribers(CHANNEL) == 0
+    assert not sink.announced
+    await node.publish(3)
+    first = Sink()
+    await node.subscribe(first)  # opens the channel; the hub now knows where it stands
+    older = Position(1, first.announced[0][0].position.epoch)  # type: ignore[union-attr]
+    assert subscribe_now(node, sink, since=older) is None, "that history must be read"
+    assert node.hub.subscribers(CHANNEL) == 1
+    assert not sink.announced
+
+
+async def test_subscribe_now_starts_where_delivery_stands_and_gets_what_follows(
+    node: Node,
+) -> None:
+    await node.publish(3)
+    await node.subscribe(Sink())
+    sink = Sink()
+    result = subscribe_now(node, sink)
+    assert result is not None
+    assert not result.recovered
+    assert result.position is not None
+    assert result.position.offset == 3
+    assert node.hub.subscribers(CHANNEL) == 2
+    await node.publish(2)
+    assert sink.offsets == span(4, 5)
+
+
+async def test_subscribe_now_resumes_from_recent_history_exactly_once(node: Node) -> None:
+    first = Sink()
+    await node.subscribe(first)
+    epoch = first.announced[0][0].position.epoch  # type: ignore[union-attr]
+    await node.publish(5)
+    reader = Sink()
+    await node.subscribe(reader, since=Position(0, epoch))  # reads the log: recent history
+    sink = Sink()
+    result = subscribe_now(node, sink, since=Position(2, epoch))
+    assert result is not None
+    assert result.recovered
+    assert result.replayed == 3
+    assert sink.offsets == span(3, 5)
+    assert sink.announced[0][1] == 0, "announced before the first replayed event"
+    await node.publish(1)
+    assert sink.offsets == span(3, 6)

@@ -40,6 +40,11 @@ class Presence(Protocol):
         """
         ...
 
+    def join_now(self, channel: str, client: str, info: Mapping[str, Any]) -> Change | None:
+        """:meth:`join` done at once when it needs no I/O (presence kept in this process);
+        ``None``, having done nothing, when it does (a subscribe then awaits :meth:`join`)."""
+        ...
+
     async def leave(self, channel: str, client: str) -> Change:
         """Forget ``client`` in ``channel`` (an unknown one: harmless)."""
         ...

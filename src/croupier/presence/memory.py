@@ -29,6 +29,9 @@ class MemoryPresence:
         return None
 
     async def join(self, channel: str, client: str, info: Mapping[str, Any]) -> Change:
+        return self.join_now(channel, client, info)
+
+    def join_now(self, channel: str, client: str, info: Mapping[str, Any]) -> Change:
         members = self._channels.setdefault(channel, {})
         old = members.get(client)
         members[client] = info

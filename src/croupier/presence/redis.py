@@ -86,6 +86,9 @@ class RedisPresence:
             raise Unavailable("presence is closed")
         return self._client
 
+    def join_now(self, channel: str, client: str, info: Mapping[str, Any]) -> Change | None:
+        return None  # every join is a round trip to Redis
+
     async def join(self, channel: str, client: str, info: Mapping[str, Any]) -> Change:
         body = orjson.dumps(dict(info))
         player = player_of(info)

@@ -74,7 +74,9 @@ class Outcomes:
 
     def _apply_now(self, outcome: Outcome) -> bool:
         """Carry out an outcome that needs no await; return False for one that does."""
-        if isinstance(outcome, DoSubscribe | DoUnsubscribe | DoPresence | DoHistory | DoRpc):
+        if isinstance(outcome, DoSubscribe):
+            return self._subscribe_now(outcome)
+        if isinstance(outcome, DoUnsubscribe | DoPresence | DoHistory | DoRpc):
             return False
         if isinstance(outcome, DoPublish):
             handler = self.gateway.hooks.client_handler(outcome.channel, outcome.type)
@@ -184,6 +186,94 @@ class Outcomes:
             return None
         return RpcResult(outcome.id, orjson.dumps(result))
 
+    def _subscribe_now(self, do: DoSubscribe) -> bool:
+        """Subscribe with no await when nothing on the way needs one: presence kept in this
+        process, no service's starting point, no member list in the reply, and where the
+        subscriber starts known to the hub. Then no task is made, and the reply leaves with
+        whatever else this turn writes. False, having done nothing: :meth:`_subscribe`."""
+        gateway = self.gateway
+        codec = self.codec
+        channel, rules = do.channel, do.rules
+        since: Position | None = None
+        if do.since is not None:
+            if do.since.epoch is None:
+                return False  # the channel's current epoch is read from the log
+            since = Position(do.since.offset, do.since.epoch)
+        member = codec.member(self.session.claims)
+        if (member is not None and rules.presence and codec.member_list(channel)) or (
+            codec.start or gateway.starting_point(channel)
+        ) is not None:
+            return False
+        hub = gateway.hub
+        if not hub.can_subscribe_now(channel, since=since, stored=rules.stored):
+            return False
+        count = 0
+        if member is not None:
+            joined = gateway.join_now(channel, self.client, member, rules)
+            if joined is None:
+                return False  # presence is shared: joining is a round trip
+            count = joined
+        announce = self._announcer(do, since, count if rules.presence else None, (), (), ())
+        replay = not codec.replay_in_reply
+        done = hub.subscribe_now(
+            self, channel, since=since, stored=rules.stored, announce=announce, replay=replay
+        )
+        # Nothing awaited since the check, so the hub had no chance to move.
+        assert done is not None
+        return True
+
+    def _announcer(
+        self,
+        do: DoSubscribe,
+        since: Position | None,
+        presence: int | None,
+        snapshot: tuple[bytes, ...],
+        fallback: tuple[bytes, ...],
+        members: tuple[Mapping[str, Any], ...],
+    ) -> Callable[[SubscribeResult], None]:
+        """What tells the client a subscription's outcome, called by the hub just before the
+        subscription's first event (see :meth:`Hub.subscribe`)."""
+        gateway = self.gateway
+        codec = self.codec
+        channel, rules = do.channel, do.rules
+        resumed = do.since is not None or do.resume
+
+        def announce(result: SubscribeResult) -> None:
+            if gateway.debug.watching:
+                self._log(
+                    "resumed" if resumed else "subscribed",
+                    channel=channel,
+                    recovered=result.recovered if resumed else None,
+                    replayed=result.replayed,
+                    offset=None if result.position is None else result.position.offset,
+                    since=None if since is None else since.offset,
+                )
+            position = result.position
+            if snapshot and result.recovered:
+                position = since  # the events that follow continue the snapshot
+            start_at = since if result.recovered else result.position
+            self.starts[channel] = start_at if rules.stored else None
+            events = result.events if codec.replay_in_reply else ()
+            self.send(
+                codec.encode(
+                    Subscribed(
+                        channel,
+                        do.id,
+                        result.recovered,
+                        position,
+                        since if result.recovered else None,
+                        presence,
+                        resumed and not snapshot,
+                        events,
+                        members,
+                    )
+                )
+            )
+            for message in snapshot or (() if result.recovered else fallback):
+                self.send(codec.encode(Snapshot(channel, message)))
+
+        return announce
+
     async def _subscribe(self, do: DoSubscribe) -> None:
         gateway = self.gateway
         codec = self.codec
@@ -222,46 +312,11 @@ class Outcomes:
                 except Exception:
                     log.exception("the starting point of %s failed", channel)
             presence = count if rules.presence else None
-            resumed = do.since is not None or do.resume
             members: tuple[Mapping[str, Any], ...] = ()
             listed = codec.member_list(channel)
             if listed and joined and rules.presence:
                 members = tuple(await gateway.presence.members(channel, listed))
-
-            def announce(result: SubscribeResult) -> None:
-                if gateway.debug.watching:
-                    self._log(
-                        "resumed" if resumed else "subscribed",
-                        channel=channel,
-                        recovered=result.recovered if resumed else None,
-                        replayed=result.replayed,
-                        offset=None if result.position is None else result.position.offset,
-                        since=None if since is None else since.offset,
-                    )
-                position = result.position
-                if snapshot and result.recovered:
-                    position = since  # the events that follow continue the snapshot
-                start_at = since if result.recovered else result.position
-                self.starts[channel] = start_at if rules.stored else None
-                events = result.events if codec.replay_in_reply else ()
-                self.send(
-                    codec.encode(
-                        Subscribed(
-                            channel,
-                            do.id,
-                            result.recovered,
-                            position,
-                            since if result.recovered else None,
-                            presence,
-                            resumed and not snapshot,
-                            events,
-                            members,
-                        )
-                    )
-                )
-                for message in snapshot or (() if result.recovered else fallback):
-                    self.send(codec.encode(Snapshot(channel, message)))
-
+            announce = self._announcer(do, since, presence, snapshot, fallback, members)
             await gateway.hub.subscribe(
                 self,
                 channel,
