@@ -40,10 +40,9 @@ from .services.tournaments import Tournaments
 from .services.webhooks import WebhookService
 from .services.webhooks.pusher import PusherWebhooks
 from .storage import Database, database_from_url
-from .transports import centrifugo, native
-from .transports.compat import add_compat_routes
+from .transports import centrifugo, compat, native, sse
 from .transports.pusher import pusher_endpoint
-from .transports.sse import add_sse_routes
+from .transports.sse import add_stream_routes
 from .transports.sweeper import sweeper
 from .transports.websocket import WEBSOCKETS, add_websocket_routes
 from .transports.wsproto import Sniffer
@@ -149,8 +148,8 @@ def build_app(gateway: Gateway) -> web.Application:
     add_websocket_routes(app, [native.ENDPOINT, centrifugo.ENDPOINT])
     if gateway.settings.pusher_apps:
         add_websocket_routes(app, [pusher_endpoint(gateway.settings)])
-    add_sse_routes(app)
-    add_compat_routes(app)
+    # The event streams: the native one and the compatibility ones (path -> planner).
+    add_stream_routes(app, [sse.ENDPOINT, compat.TABLE_EVENTS, compat.PLAYER_STREAM])
     app.add_routes(routes())
     if gateway.settings.pusher_apps:
         app.add_routes(pusher_routes())

@@ -1,9 +1,12 @@
-"""What every client transport needs: finding the token, checking the origin, ids."""
+"""What every client transport needs: finding the token, checking the origin, ids, and
+matching a path against an endpoint's pattern."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Protocol
 
 from ..config import Settings
@@ -12,6 +15,7 @@ from ..errors import Forbidden, shown
 __all__ = [
     "RequestHead",
     "check_origin",
+    "match_path",
     "new_client_id",
     "token_from_request",
 ]
@@ -54,3 +58,20 @@ def check_origin(settings: Settings, request: RequestHead) -> None:
 
 def new_client_id() -> str:
     return "c-" + secrets.token_hex(6)
+
+
+@lru_cache(maxsize=64)
+def _compile(pattern: str) -> re.Pattern[str]:
+    out = ""
+    for literal, name in re.findall(r"([^{]*)(?:\{(\w+)\})?", pattern):
+        out += re.escape(literal)
+        if name:
+            out += f"(?P<{name}>[^/]+)"
+    return re.compile(out)
+
+
+def match_path(pattern: str, path: str) -> dict[str, str] | None:
+    """The parameters of ``path`` (decoded) under an aiohttp-style ``pattern``
+    (``/ws/room/{roomId}``), or ``None`` if it does not match."""
+    found = _compile(pattern).fullmatch(path)
+    return None if found is None else found.groupdict()

@@ -17,9 +17,7 @@ from __future__ import annotations
 import time
 
 import orjson
-from aiohttp import web
 
-from ..appkeys import GATEWAY
 from ..core.channels import check_subscribe, resolve
 from ..core.ids import wire_id
 from ..core.sse import comment, data_frame, id_line
@@ -27,16 +25,17 @@ from ..errors import Forbidden, Unauthorized, shown
 from ..events import Event
 from ..gateway import Gateway
 from .common import check_origin, token_from_request
-from .sse import Dialect, Want, last_event_id, open_stream, since_offset
+from .sse import Dialect, Plan, StreamEndpoint, StreamRequest, Want, resume
 
 __all__ = [
     "CASINO",
+    "PLAYER_STREAM",
     "POKER",
-    "add_compat_routes",
+    "TABLE_EVENTS",
     "encode_casino",
     "encode_poker",
-    "player_stream_handler",
-    "table_events_handler",
+    "plan_player_stream",
+    "plan_table_events",
 ]
 
 
@@ -83,21 +82,20 @@ POKER = Dialect(
 )
 
 
-async def table_events_handler(request: web.Request) -> web.StreamResponse:
+def plan_table_events(gateway: Gateway, request: StreamRequest) -> Plan:
     """``GET /api/tables/{tableId}/events?lastEventId=N``."""
-    gateway: Gateway = request.app[GATEWAY]
     settings = gateway.settings
     check_origin(settings, request)
     channel, rules = resolve(settings, "table:" + request.match_info["tableId"])
     token = token_from_request(request)
     claims = gateway.auth.verify_token(token) if token else None
     check_subscribe(rules, channel, claims)  # refused before the stream: 401 or 403
-    want = Want(channel, rules)
-    resume = last_event_id(request)
-    if resume is not None and rules.stored:
-        since = since_offset(resume)
-        want = Want(channel, rules, since, reset=since is None)
-    return await open_stream(request, gateway, POKER, [want], claims)
+    return Plan(POKER, resume([Want(channel, rules)], request), claims)
+
+
+TABLE_EVENTS = StreamEndpoint(
+    "/api/tables/{tableId}/events", plan_table_events, {POKER.wire: encode_poker}
+)
 
 
 # -- the casino player stream -----------------------------------------------------------------
@@ -161,9 +159,8 @@ CASINO = Dialect(
 )
 
 
-async def player_stream_handler(request: web.Request) -> web.StreamResponse:
+def plan_player_stream(gateway: Gateway, request: StreamRequest) -> Plan:
     """``GET /gateway/sse/{brand_id}/stream`` with the player's token in ``x-auth-token``."""
-    gateway: Gateway = request.app[GATEWAY]
     settings = gateway.settings
     check_origin(settings, request)
     token = token_from_request(request)
@@ -175,18 +172,9 @@ async def player_stream_handler(request: web.Request) -> web.StreamResponse:
         raise Forbidden(f"the token is not for brand {shown(brand, 64)}")
     channel, rules = resolve(settings, f"player:{brand}:{claims.sub}")
     check_subscribe(rules, channel, claims)
-    want = Want(channel, rules)
-    resume = last_event_id(request)
-    if resume is not None and rules.stored:
-        since = since_offset(resume)
-        want = Want(channel, rules, since, reset=since is None)
-    return await open_stream(request, gateway, CASINO, [want], claims)
+    return Plan(CASINO, resume([Want(channel, rules)], request), claims)
 
 
-def add_compat_routes(app: web.Application) -> None:
-    """Serve both compatibility streams and teach the gateway's hub their wire formats."""
-    gateway: Gateway = app[GATEWAY]
-    gateway.hub.add_wire(POKER.wire, encode_poker)
-    gateway.hub.add_wire(CASINO.wire, encode_casino)
-    app.router.add_get("/api/tables/{tableId}/events", table_events_handler, allow_head=False)
-    app.router.add_get("/gateway/sse/{brand_id}/stream", player_stream_handler, allow_head=False)
+PLAYER_STREAM = StreamEndpoint(
+    "/gateway/sse/{brand_id}/stream", plan_player_stream, {CASINO.wire: encode_casino}
+)

@@ -1,5 +1,10 @@
 """Server-Sent Events (``GET /sse``) and the stream machinery the compatibility endpoints share.
 
+An event-stream endpoint (:class:`StreamEndpoint`) is a path pattern and a :data:`Planner`,
+which turns the request (path parameters, query, headers) into the stream's :class:`Plan`
+without awaiting: dialect, channels, claims, or a refusal. A :class:`Stream` runs a plan on
+a socket; aiohttp routes the request to :func:`stream_handler`, which plans and opens it.
+
 The response is close-delimited: HTTP/1.1 with neither ``Content-Length`` nor chunked
 encoding, and ``Connection: close``. So after the headers the body is nothing but the event
 stream, and fan-out writes the hub's pre-encoded bytes straight to the socket's transport,
@@ -17,13 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from aiohttp import web
+from multidict import MultiMapping
 
-from ..api.toolkit import error_response
+from ..api.toolkit import Handler, error_response
 from ..appkeys import GATEWAY
 from ..config import NamespaceRules, Settings
 from ..core import commands as c
@@ -33,20 +39,37 @@ from ..core.wire import control, encode_event
 from ..errors import BadRequest, CroupierError, Overloaded
 from ..events import Event
 from ..gateway import Gateway
+from ..hub import Encoder
 from ..logs import now_ts
 from .closing import finish
-from .common import check_origin, token_from_request
+from .common import RequestHead, check_origin, match_path, token_from_request
 from .connection import BaseCodec, Connection
 
 __all__ = [
+    "ENDPOINT",
+    "EVENT_STREAMS",
+    "SHUTTING_DOWN",
     "Dialect",
+    "EventStreams",
+    "Plan",
+    "Planner",
     "SseCodec",
     "SseResponse",
+    "Stream",
+    "StreamEndpoint",
+    "StreamRequest",
     "Want",
-    "add_sse_routes",
+    "add_stream_routes",
+    "close_sse",
+    "encode_sse",
+    "encode_sse_data",
     "last_event_id",
     "open_stream",
-    "sse_handler",
+    "plan_sse",
+    "resume",
+    "since_offset",
+    "stream_handler",
+    "stream_headers",
 ]
 
 log = logging.getLogger(__name__)
@@ -164,10 +187,40 @@ class SseCodec(BaseCodec):
         return self.dialect.keepalive()
 
 
-# -- opening a stream --------------------------------------------------------------------------
+# -- what a stream will be ---------------------------------------------------------------------
 
 
-def last_event_id(request: web.Request) -> str | None:
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    """A request for an event stream as a planner reads it, whichever way it came in
+    (aiohttp's request, or the head the lean front door parsed): the path parameters, the
+    query and the headers."""
+
+    match_info: Mapping[str, str]
+    query: MultiMapping[str]
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a stream will be: its dialect, the channels it subscribes to, the claims it holds.
+
+    With ``refused``, the stream only greets and then reports that error (a channel the
+    client may not read is refused in the stream, not with an HTTP status).
+    """
+
+    dialect: Dialect
+    wants: Sequence[Want]
+    claims: Claims | None
+    refused: CroupierError | None = None
+
+
+#: Makes the plan of a stream from its request; raising a ``CroupierError`` refuses the
+#: request with that HTTP answer. It never awaits, so the lean path can run it as it reads.
+Planner = Callable[[Gateway, StreamRequest], Plan]
+
+
+def last_event_id(request: RequestHead) -> str | None:
     """The id a client resumes from: ``Last-Event-ID`` (what a reconnecting browser sends)
     or else the ``lastEventId`` query parameter."""
     value = request.headers.get("Last-Event-ID")
@@ -187,7 +240,39 @@ def since_offset(value: str) -> c.Since | None:
     return None if offset is None else c.Since(offset)
 
 
-def _headers(request: web.Request, start: str | None) -> dict[str, str]:
+def resume(wants: list[Want], request: RequestHead) -> list[Want]:
+    """``wants`` resuming from the request's :func:`last_event_id`, if it has one.
+
+    One channel resumes from a plain offset, several from the stream's cursor; a stored
+    channel whose position cannot be read is told to reload (``reset``).
+    """
+    value = last_event_id(request)
+    if value is None:
+        return wants
+    if len(wants) == 1:
+        want = wants[0]
+        if not want.rules.stored:
+            return wants
+        since = since_offset(value)
+        return [replace(want, since=since, reset=since is None)]
+    positions = decode_cursor(value, [w.channel for w in wants])
+    out = []
+    for i, want in enumerate(wants):
+        if not want.rules.stored:
+            out.append(want)
+            continue
+        position = positions[i] if positions is not None else None
+        since = None if position is None else c.Since(position.offset, position.epoch)
+        out.append(replace(want, since=since, reset=since is None))
+    return out
+
+
+# -- running a stream ------------------------------------------------------------------------
+
+
+def stream_headers(origin: str | None, start: str | None) -> dict[str, str]:
+    """The response headers of a stream that starts at ``start`` for a page at ``origin``
+    (``check_origin`` has let it through: a page there may read the stream)."""
     headers = {
         "Content-Type": "text/event-stream",
         "Cache-Control": "no-cache",
@@ -195,39 +280,87 @@ def _headers(request: web.Request, start: str | None) -> dict[str, str]:
     }
     if start is not None:
         headers["Croupier-Last-Event-ID"] = start
-    origin = request.headers.get("Origin")
     if origin is not None:
-        # check_origin has let it through: a page there may read the stream.
         headers["Access-Control-Allow-Origin"] = origin
         headers["Access-Control-Expose-Headers"] = "Croupier-Last-Event-ID"
         headers["Vary"] = "Origin"
     return headers
 
 
+#: The answer to a stream whose opening ended it (the server is stopping), as aiohttp's JSON.
+SHUTTING_DOWN = {"error": {"code": "shutting_down", "message": "the server is shutting down"}}
+
+
+class Stream:
+    """One event stream, run the same way whichever path opened it.
+
+    Made from its plan: a connection that holds what the hub pushes until it is attached.
+    Then :meth:`Connection.open <croupier.transports.connection.Connection.open>` subscribes
+    every channel, at once or in the connection's task (``conn.task``) while a subscribe
+    awaits. Once that is done, :meth:`opened` says whether the stream goes ahead and where it
+    starts, and :meth:`attach` sends the head, the greeting and what was held in one write.
+    """
+
+    __slots__ = ("codec", "conn", "failed", "origin", "plan", "start")
+
+    def __init__(self, gateway: Gateway, plan: Plan, origin: str | None) -> None:
+        wants = () if plan.refused is not None else plan.wants
+        self.codec = codec = SseCodec(gateway.settings, plan.dialect, wants)
+        self.conn = Connection(
+            gateway, codec, plan.claims, close_sse, reads=False, kind="sse", origin=origin
+        )
+        self.plan = plan
+        self.origin = origin
+        self.failed = plan.refused is not None
+        self.start: str | None = None
+
+    def opened(self) -> bool:
+        """After the opening: ``False`` if it ended the connection (answer 503), else where
+        the stream starts is known (:attr:`start`, :meth:`headers`)."""
+        conn = self.conn
+        if conn.closed:
+            return False
+        wants = self.plan.wants
+        self.failed = self.failed or any(w.channel not in conn.channels for w in wants)
+        if not self.failed and any(w.rules.stored for w in wants):
+            starts = [conn.starts.get(w.channel) for w in wants]
+            if len(wants) > 1:
+                codec = self.codec
+                codec.cursor = Cursor([w.channel for w in wants], starts)
+                self.start = codec.cursor.value()
+            elif starts[0] is not None:
+                self.start = str(starts[0].offset)
+        return True
+
+    def headers(self) -> dict[str, str]:
+        """The response headers (see :func:`stream_headers`)."""
+        return stream_headers(self.origin, self.start)
+
+    def attach(self, transport: asyncio.Transport, head: bytes = b"") -> None:
+        """Write ``head`` (the response head, unless already written), the greeting and
+        what was held, in one write; a refused or failed stream then ends."""
+        conn = self.conn
+        dialect = self.plan.dialect
+        greeting = dialect.greeting(self.start, conn.gateway.settings.limits.sse_retry_ms)
+        conn.attach(transport, head + greeting)
+        refused = self.plan.refused
+        if refused is not None:
+            conn.send(self.codec.encode(c.Refused(refused.code, refused.message)))
+        if self.failed:
+            conn.close(1011)  # the refusal (held, or just sent) is the stream's last word
+
+
+# -- the aiohttp path ------------------------------------------------------------------------
+
+
 def _unavailable() -> web.Response:
-    response = web.json_response(
-        {"error": {"code": "shutting_down", "message": "the server is shutting down"}},
-        status=503,
-    )
+    response = web.json_response(SHUTTING_DOWN, status=503)
     response.force_close()
     return response
 
 
-async def open_stream(
-    request: web.Request,
-    gateway: Gateway,
-    dialect: Dialect,
-    wants: Sequence[Want],
-    claims: Claims | None,
-    *,
-    refused: CroupierError | None = None,
-    multi_dialect: Dialect | None = None,
-) -> web.StreamResponse:
-    """Subscribe a new stream to ``wants``, send it, and serve it until it ends.
-
-    With ``refused``, the stream only greets and then reports that error. With more than
-    one channel the stream uses ``multi_dialect`` (its cursor ids need a data-only wire).
-    """
+async def open_stream(request: web.Request, gateway: Gateway, plan: Plan) -> web.StreamResponse:
+    """Serve the stream ``plan`` describes on aiohttp's connection until it ends."""
     if not gateway.ready:
         return _unavailable()
     try:
@@ -236,11 +369,8 @@ async def open_stream(
         refusal = error_response(exc)
         refusal.force_close()
         return refusal
-    if len(wants) > 1 and multi_dialect is not None:
-        dialect = multi_dialect
-    codec = SseCodec(gateway.settings, dialect, () if refused is not None else wants)
-    origin = request.headers.get("Origin")
-    conn = Connection(gateway, codec, claims, close_sse, reads=False, kind="sse", origin=origin)
+    stream = Stream(gateway, plan, request.headers.get("Origin"))
+    conn = stream.conn
     protocol = request.protocol
     if protocol is not None:
         # From here the connection carries only this stream; the watch hears it close.
@@ -248,32 +378,83 @@ async def open_stream(
     try:
         conn.open()
         await conn.run_opening()
-        if conn.closed:
+        if not stream.opened():
             return _unavailable()
-        failed = refused is not None or any(w.channel not in conn.channels for w in wants)
-        start: str | None = None
-        if not failed and any(w.rules.stored for w in wants):
-            starts = [conn.starts.get(w.channel) for w in wants]
-            if len(wants) > 1:
-                codec.cursor = Cursor([w.channel for w in wants], starts)
-                start = codec.cursor.value()
-            elif starts[0] is not None:
-                start = str(starts[0].offset)
-        response = SseResponse(headers=_headers(request, start))
+        response = SseResponse(headers=stream.headers())
         response.force_close()
         await response.prepare(request)
         transport = request.transport
         if transport is None:
             return response
-        conn.attach(transport, dialect.greeting(start, gateway.settings.limits.sse_retry_ms))
-        if refused is not None:
-            conn.send(codec.encode(c.Refused(refused.code, refused.message)))
-        if failed:
-            conn.close(1011)  # the refusal (held, or just sent) is the stream's last word
+        stream.attach(transport)
         await conn.wait_lost()
         return response
     finally:
         await conn.cleanup()
+
+
+# -- the endpoints ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEndpoint:
+    """One kind of event stream at one path.
+
+    Attributes:
+        pattern: an aiohttp path pattern (``/api/tables/{tableId}/events``).
+        plan: the stream's :data:`Planner`.
+        wires: hub wires its dialects name, with their event encoders.
+        lean: a fresh connection's request may be served before aiohttp sees it.
+    """
+
+    pattern: str
+    plan: Planner
+    wires: Mapping[str, Encoder] = field(default_factory=dict)
+    lean: bool = True
+
+
+class EventStreams:
+    """The event-stream endpoints an application serves, found by path."""
+
+    def __init__(self, endpoints: Sequence[StreamEndpoint] = ()) -> None:
+        self.endpoints: list[StreamEndpoint] = list(endpoints)
+
+    def lean(self, path: str) -> tuple[StreamEndpoint, dict[str, str]] | None:
+        """The lean endpoint serving ``path`` and its path parameters, if any."""
+        for endpoint in self.endpoints:
+            if endpoint.lean:
+                params = match_path(endpoint.pattern, path)
+                if params is not None:
+                    return endpoint, params
+        return None
+
+
+EVENT_STREAMS = web.AppKey("event_streams", EventStreams)
+
+
+def stream_handler(endpoint: StreamEndpoint) -> Handler:
+    """The aiohttp handler of ``endpoint``: plan the stream, then serve it."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        gateway: Gateway = request.app[GATEWAY]
+        head = StreamRequest(request.match_info, request.query, request.headers)
+        return await open_stream(request, gateway, endpoint.plan(gateway, head))
+
+    handler.__module__ = getattr(endpoint.plan, "__module__", __name__)
+    return handler
+
+
+def add_stream_routes(app: web.Application, endpoints: Sequence[StreamEndpoint]) -> None:
+    """Serve ``endpoints`` (lean path and aiohttp path) and teach the hub their wires."""
+    gateway: Gateway = app[GATEWAY]
+    table = app.get(EVENT_STREAMS)
+    if table is None:
+        table = app[EVENT_STREAMS] = EventStreams()
+    for endpoint in endpoints:
+        for wire, encoder in endpoint.wires.items():
+            gateway.hub.add_wire(wire, encoder)
+        table.endpoints.append(endpoint)
+        app.router.add_get(endpoint.pattern, stream_handler(endpoint), allow_head=False)
 
 
 # -- GET /sse --------------------------------------------------------------------------------
@@ -324,9 +505,8 @@ NATIVE = Dialect("sse", "sse", _connected, _keepalive, _reset, _error, _disconne
 NATIVE_MULTI = replace(NATIVE, wire="sse.data")
 
 
-async def sse_handler(request: web.Request) -> web.StreamResponse:
+def plan_sse(gateway: Gateway, request: StreamRequest) -> Plan:
     """``GET /sse?channel=…[&channel=…]`` — the native event stream."""
-    gateway: Gateway = request.app[GATEWAY]
     settings = gateway.settings
     check_origin(settings, request)
     token = token_from_request(request)
@@ -345,36 +525,12 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
             refused = exc
             break
     wants = [Want(name, rules) for name, rules in resolved]
-    resume = last_event_id(request)
-    if refused is None and resume is not None:
-        wants = _resume(wants, resume)
-    return await open_stream(
-        request, gateway, NATIVE, wants, claims, refused=refused, multi_dialect=NATIVE_MULTI
-    )
+    if refused is None:
+        wants = resume(wants, request)
+    dialect = NATIVE_MULTI if len(wants) > 1 else NATIVE
+    return Plan(dialect, wants, claims, refused)
 
 
-def _resume(wants: list[Want], value: str) -> list[Want]:
-    if len(wants) == 1:
-        want = wants[0]
-        if not want.rules.stored:
-            return wants
-        since = since_offset(value)
-        return [replace(want, since=since, reset=since is None)]
-    positions = decode_cursor(value, [w.channel for w in wants])
-    out = []
-    for i, want in enumerate(wants):
-        if not want.rules.stored:
-            out.append(want)
-            continue
-        position = positions[i] if positions is not None else None
-        since = None if position is None else c.Since(position.offset, position.epoch)
-        out.append(replace(want, since=since, reset=since is None))
-    return out
-
-
-def add_sse_routes(app: web.Application) -> None:
-    """Serve ``GET /sse`` and teach the gateway's hub the SSE wire formats."""
-    gateway: Gateway = app[GATEWAY]
-    gateway.hub.add_wire(NATIVE.wire, encode_sse)
-    gateway.hub.add_wire(NATIVE_MULTI.wire, encode_sse_data)
-    app.router.add_get("/sse", sse_handler, allow_head=False)
+ENDPOINT = StreamEndpoint(
+    "/sse", plan_sse, {NATIVE.wire: encode_sse, NATIVE_MULTI.wire: encode_sse_data}
+)

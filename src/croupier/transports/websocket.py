@@ -26,10 +26,8 @@ import asyncio
 import base64
 import hashlib
 import inspect
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from aiohttp import web
 
@@ -42,7 +40,7 @@ from ..errors import CroupierError
 from ..gateway import Gateway
 from ..hub import Encoder
 from .closing import finish
-from .common import RequestHead, check_origin, token_from_request
+from .common import RequestHead, check_origin, match_path, token_from_request
 from .connection import Codec, Connection
 
 __all__ = [
@@ -164,16 +162,6 @@ class Endpoint:
     lean: bool = True
 
 
-@lru_cache(maxsize=64)
-def _compile(pattern: str) -> re.Pattern[str]:
-    out = ""
-    for literal, name in re.findall(r"([^{]*)(?:\{(\w+)\})?", pattern):
-        out += re.escape(literal)
-        if name:
-            out += f"(?P<{name}>[^/]+)"
-    return re.compile(out)
-
-
 class WebSockets:
     """The WebSocket endpoints an application serves, found by path."""
 
@@ -184,9 +172,9 @@ class WebSockets:
         """The lean endpoint serving ``path`` and its path parameters, if any."""
         for endpoint in self.endpoints:
             if endpoint.lean:
-                found = _compile(endpoint.pattern).fullmatch(path)
-                if found is not None:
-                    return endpoint, found.groupdict()
+                params = match_path(endpoint.pattern, path)
+                if params is not None:
+                    return endpoint, params
         return None
 
 
