@@ -42,7 +42,7 @@ from .services.webhooks.pusher import PusherWebhooks
 from .storage import Database, database_from_url
 from .transports import centrifugo, compat, native, sse
 from .transports.pusher import pusher_endpoint
-from .transports.sse import add_stream_routes
+from .transports.sse import EVENT_STREAMS, add_stream_routes
 from .transports.sweeper import sweeper
 from .transports.websocket import WEBSOCKETS, add_websocket_routes
 from .transports.wsproto import Sniffer
@@ -226,9 +226,10 @@ async def serve(
     http = runner.server
     assert http is not None
     loop = asyncio.get_running_loop()
-    # A WebSocket upgrade on a fresh connection takes the lean path; aiohttp gets the rest.
+    # A WebSocket upgrade or an event stream on a fresh connection takes the lean path;
+    # aiohttp gets the rest.
     server = await loop.create_server(
-        lambda: Sniffer(http, gateway, app[WEBSOCKETS]),
+        lambda: Sniffer(http, gateway, app[WEBSOCKETS], app[EVENT_STREAMS]),
         host,
         port,
         backlog=4096,

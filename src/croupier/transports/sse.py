@@ -3,7 +3,13 @@
 An event-stream endpoint (:class:`StreamEndpoint`) is a path pattern and a :data:`Planner`,
 which turns the request (path parameters, query, headers) into the stream's :class:`Plan`
 without awaiting: dialect, channels, claims, or a refusal. A :class:`Stream` runs a plan on
-a socket; aiohttp routes the request to :func:`stream_handler`, which plans and opens it.
+a socket. It is opened one of two ways, which end in the same bytes:
+
+* A fresh TCP connection whose first request is a plain ``GET`` of a lean endpoint is
+  served by the :class:`~croupier.transports.wsproto.Sniffer` without aiohttp
+  (:mod:`croupier.transports.sselean`).
+* Otherwise (a request after another on a kept-alive connection, or one the lean path
+  refuses: aiohttp answers every refusal), aiohttp routes it to :func:`stream_handler`.
 
 The response is close-delimited: HTTP/1.1 with neither ``Content-Length`` nor chunked
 encoding, and ``Connection: close``. So after the headers the body is nothing but the event

@@ -1,22 +1,33 @@
-"""The lean front door: a protocol in front of aiohttp that upgrades WebSockets itself.
+"""The lean front door: a protocol in front of aiohttp that serves WebSockets and event
+streams itself.
 
 Every accepted TCP connection starts with a :class:`Sniffer`. It reads the first request
-head; a WebSocket upgrade to a lean endpoint (see
-:class:`~croupier.transports.websocket.Endpoint`) that would be accepted (allowed origin,
-valid or no token, a codec for it, server not stopping) is answered with ``101`` here and the
-socket switches to a :class:`~croupier.transports.websocket.WebSocketReader`. Everything
-else, refusals included, is handed to aiohttp with the bytes read so far, as if aiohttp had
-accepted it: the endpoint's handler answers a refused upgrade whichever way it came in, and
-an upgrade aiohttp accepts ends in the same reader.
+head, a well-formed ``GET`` of HTTP/1.1 (:func:`parse_head`), and serves two kinds of request
+without aiohttp:
 
-Why: an idle aiohttp WebSocket keeps its request, response, writer and a handler task with
-its coroutine frames; a lean one keeps a parser, the connection and its session, and no task.
+* a WebSocket upgrade to a lean endpoint (see
+  :class:`~croupier.transports.websocket.Endpoint`) that would be accepted (allowed origin,
+  valid or no token, a codec for it, server not stopping) is answered with ``101`` here and
+  the socket switches to a :class:`~croupier.transports.websocket.WebSocketReader`;
+* a request without a body for a lean event stream (see
+  :class:`~croupier.transports.sse.StreamEndpoint`) whose planner accepts it is served by
+  :func:`~croupier.transports.sselean.open_lean_stream`.
+
+Everything else, refusals included (but for the admission budget's ``503``, answered here
+in aiohttp's bytes), is handed to aiohttp with the bytes read so far, as if aiohttp had
+accepted it: the endpoint's handler answers a refused request whichever way it came in, and
+a request aiohttp accepts ends in the same reader or stream.
+
+Why: an idle aiohttp WebSocket or stream keeps its request, response, writer and a handler
+task with its coroutine frames; a lean one keeps a parser, the connection and its session,
+and no task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from collections.abc import Callable
 from typing import cast
 from urllib.parse import parse_qsl, unquote
@@ -28,15 +39,25 @@ from ..core.frames import close_frame
 from ..core.wire import control, ws_frame
 from ..errors import CroupierError, Overloaded
 from ..gateway import Gateway
+from .sse import EventStreams, StreamRequest
+from .sselean import open_lean_stream, overloaded_answer
 from .websocket import Upgrade, WebSockets, admit, handshake_key, open_lean, switching_head
 
-__all__ = ["Sniffer", "parse_upgrade"]
+__all__ = ["Sniffer", "parse_head"]
 
 _PREFIX = b"GET /"
 _MAX_HEAD = 16 * 1024  # a longer head goes to aiohttp, which answers it
 # A connection that sends no request at all is closed after this long, as aiohttp does
 # with its keep-alive timeout (the same default) on the connections it accepts.
 _FIRST_REQUEST_TIMEOUT = 75.0
+
+
+# The request line and header lines the lean path takes; anything else (a control
+# character, a bare CR or LF, a name that is not a token, text past ASCII) goes to aiohttp.
+_REQUEST_LINE = re.compile(r"GET (/[\x21-\x7e]*) HTTP/1\.1")
+_HEADER_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\t\x20-\x7e]*?)[ \t]*")
+# Headers that make a request more than a plain GET: aiohttp decides what they mean.
+_NOT_PLAIN = ("Content-Length", "Transfer-Encoding", "Expect", "Upgrade")
 
 
 class _Head:
@@ -50,47 +71,48 @@ class _Head:
         self.query = query
 
 
-def parse_upgrade(head: bytes) -> tuple[_Head, str] | None:
-    """The head and key of a well-formed WebSocket upgrade; None for anything else.
-
-    Anything unusual is None: aiohttp then handles the request and answers it as it would.
+def parse_head(head: bytes) -> _Head | None:
+    """The path, headers and query of a well-formed ``GET`` of HTTP/1.1; None for anything
+    else (aiohttp then handles the request and answers it as it would).
     """
-    text = head.decode("latin-1")
-    lines = text.split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or parts[0] != "GET" or parts[2] != "HTTP/1.1":
+    lines = head.decode("latin-1").split("\r\n")
+    target = _REQUEST_LINE.fullmatch(lines[0])
+    if target is None:
         return None
-    path, _, query = parts[1].partition("?")
+    path, _, query = target.group(1).partition("?")
     headers: CIMultiDict[str] = CIMultiDict()
     for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
-            return None  # obsolete line folding or a malformed header
-        headers.add(name, value.strip(" \t"))
-    key = handshake_key("GET", headers)
-    if key is None:
-        return None
+        header = _HEADER_LINE.fullmatch(line)
+        if header is None:
+            return None  # obsolete line folding, a malformed header, a byte out of place
+        headers.add(header.group(1), header.group(2))
     pairs = parse_qsl(query, keep_blank_values=True) if query else []
-    return _Head(unquote(path), headers, MultiDict(pairs)), key
+    return _Head(unquote(path), headers, MultiDict(pairs))
 
 
 class Sniffer(asyncio.Protocol):
-    """The first protocol of every connection: lean WebSocket, or aiohttp.
+    """The first protocol of every connection: lean WebSocket, lean event stream, or aiohttp.
 
     Args:
         http: makes aiohttp's protocol for a connection (the runner's ``server``).
-        gateway: what a WebSocket connection serves.
-        websockets: the endpoints, of which the lean ones are upgraded here.
+        gateway: what a WebSocket connection or a stream serves.
+        websockets: the WebSocket endpoints, of which the lean ones are upgraded here.
+        streams: the event-stream endpoints, of which the lean ones are served here.
     """
 
-    __slots__ = ("_buffer", "_gateway", "_http", "_timer", "_transport", "_websockets")
+    __slots__ = ("_buffer", "_gateway", "_http", "_streams", "_timer", "_transport", "_websockets")
 
     def __init__(
-        self, http: Callable[[], asyncio.Protocol], gateway: Gateway, websockets: WebSockets
+        self,
+        http: Callable[[], asyncio.Protocol],
+        gateway: Gateway,
+        websockets: WebSockets,
+        streams: EventStreams | None = None,
     ) -> None:
         self._http = http
         self._gateway = gateway
         self._websockets = websockets
+        self._streams = streams if streams is not None else EventStreams()
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -111,12 +133,24 @@ class Sniffer(asyncio.Protocol):
             else:
                 self._buffer = buffer
             return
-        parsed = parse_upgrade(buffer[:end])
-        found = None if parsed is None else self._websockets.lean(parsed[0].path)
-        if parsed is None or found is None:
+        head = parse_head(buffer[:end])
+        if head is None:
             self._to_http(buffer)
             return
-        head, key = parsed
+        key = handshake_key("GET", head.headers)
+        if key is not None:
+            self._upgrade(head, key, buffer, end + 4)
+        elif not any(name in head.headers for name in _NOT_PLAIN):
+            self._stream(head, buffer)
+        else:
+            self._to_http(buffer)
+
+    def _upgrade(self, head: _Head, key: str, buffer: bytes, rest: int) -> None:
+        """A WebSocket upgrade: lean if its endpoint is and accepts it, else aiohttp's."""
+        found = self._websockets.lean(head.path)
+        if found is None:
+            self._to_http(buffer)
+            return
         endpoint, params = found
         gateway = self._gateway
         try:
@@ -135,18 +169,39 @@ class Sniffer(asyncio.Protocol):
                 codec.close()
             self._to_http(buffer)
             return
-        self._cancel_timer()
-        transport = self._transport
-        assert transport is not None
+        transport = self._take()
         reader = open_lean(
             gateway, codec, claims, transport, head.headers.get("Origin"), switching_head(key)
         )
         transport.set_protocol(reader)
-        self._transport = None
-        self._buffer = b""
-        rest = buffer[end + 4 :]
-        if rest:
-            reader.data_received(rest)
+        if rest < len(buffer):
+            reader.data_received(buffer[rest:])
+
+    def _stream(self, head: _Head, buffer: bytes) -> None:
+        """A plain GET: a lean event stream if its endpoint is and plans it, else aiohttp's.
+
+        What the client sends after the request is dropped, as it is on aiohttp's path.
+        """
+        found = self._streams.lean(head.path)
+        if found is None:
+            self._to_http(buffer)
+            return
+        endpoint, params = found
+        gateway = self._gateway
+        try:
+            plan = endpoint.plan(gateway, StreamRequest(params, head.query, head.headers))
+        except CroupierError:
+            self._to_http(buffer)  # the endpoint's handler answers with the reason
+            return
+        if not gateway.ready:
+            self._to_http(buffer)
+            return
+        try:
+            gateway.admit()
+        except Overloaded as exc:
+            self._refuse(overloaded_answer(exc))
+            return
+        open_lean_stream(gateway, plan, self._take(), head.headers.get("Origin"))
 
     def eof_received(self) -> bool | None:
         if self._buffer:
@@ -159,13 +214,18 @@ class Sniffer(asyncio.Protocol):
         self._cancel_timer()
         self._transport = None
 
-    def _refuse(self, answer: bytes) -> None:
-        """Write ``answer`` and close: the connection ends here."""
+    def _take(self) -> asyncio.Transport:
+        """The socket, handed over to the lean path: the sniffer is done with it."""
         self._cancel_timer()
         transport = self._transport
         assert transport is not None
         self._transport = None
         self._buffer = b""
+        return transport
+
+    def _refuse(self, answer: bytes) -> None:
+        """Write ``answer`` and close: the connection ends here."""
+        transport = self._take()
         transport.write(answer)
         transport.close()
 
