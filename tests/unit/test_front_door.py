@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from yarl import URL
 
 from croupier.config import Settings
 from croupier.gateway import Gateway
@@ -82,6 +83,16 @@ def test_parse_head_takes_a_well_formed_get() -> None:
     assert head.query.getall("channel") == ["a", "b"]
     assert head.query["x"] == " y"
     assert head.headers["origin"] == "o"
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["a=b", "a=b+c", "a=%2B&a=%zz", "a&&b", "=x", "channel", "a=1;b=2", "&", "a==b", "a=%E2%80"],
+)
+def test_parse_head_reads_the_query_as_aiohttp_does(query: str) -> None:
+    head = parse_head(f"GET /sse?{query} HTTP/1.1".encode())
+    assert head is not None
+    assert list(head.query.items()) == list(URL(f"/sse?{query}").query.items())
 
 
 @pytest.mark.parametrize(

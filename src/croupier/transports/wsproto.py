@@ -55,7 +55,7 @@ _FIRST_REQUEST_TIMEOUT = 75.0
 # The request line and header lines the lean path takes; anything else (a control
 # character, a bare CR or LF, a name that is not a token, text past ASCII) goes to aiohttp.
 _REQUEST_LINE = re.compile(r"GET (/[\x21-\x7e]*) HTTP/1\.1")
-_HEADER_LINE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\t\x20-\x7e]*?)[ \t]*")
+_HEADER_LINES = re.compile(r"(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e]*)*")
 # Headers that make a request more than a plain GET: aiohttp decides what they mean.
 _NOT_PLAIN = ("Content-Length", "Transfer-Encoding", "Expect", "Upgrade")
 
@@ -75,19 +75,32 @@ def parse_head(head: bytes) -> _Head | None:
     """The path, headers and query of a well-formed ``GET`` of HTTP/1.1; None for anything
     else (aiohttp then handles the request and answers it as it would).
     """
-    lines = head.decode("latin-1").split("\r\n")
-    target = _REQUEST_LINE.fullmatch(lines[0])
-    if target is None:
-        return None
-    path, _, query = target.group(1).partition("?")
+    text = head.decode("latin-1")
+    end = text.find("\r\n")
+    if end < 0:
+        end = len(text)
+    target = _REQUEST_LINE.fullmatch(text, 0, end)
+    if target is None or _HEADER_LINES.fullmatch(text, end) is None:
+        return None  # obsolete line folding, a malformed header, a byte out of place
     headers: CIMultiDict[str] = CIMultiDict()
-    for line in lines[1:]:
-        header = _HEADER_LINE.fullmatch(line)
-        if header is None:
-            return None  # obsolete line folding, a malformed header, a byte out of place
-        headers.add(header.group(1), header.group(2))
-    pairs = parse_qsl(query, keep_blank_values=True) if query else []
-    return _Head(unquote(path), headers, MultiDict(pairs))
+    if end < len(text):
+        for line in text[end + 2 :].split("\r\n"):
+            name, _, value = line.partition(":")
+            headers.add(name, value.strip(" \t"))
+    path, _, query = target.group(1).partition("?")
+    return _Head(unquote(path), headers, MultiDict(_query(query)))
+
+
+def _query(query: str) -> list[tuple[str, str]]:
+    """The query's pairs, as ``parse_qsl(query, keep_blank_values=True)`` gives them."""
+    if "%" in query or "+" in query:
+        return parse_qsl(query, keep_blank_values=True)
+    pairs = []
+    for part in query.split("&"):
+        if part:  # parse_qsl skips empty parts too
+            name, _, value = part.partition("=")
+            pairs.append((name, value))
+    return pairs
 
 
 class Sniffer(asyncio.Protocol):
