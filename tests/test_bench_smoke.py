@@ -5,7 +5,6 @@ No timing assertions: the figures depend on the machine.
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 from typing import Any
@@ -19,8 +18,11 @@ pytestmark = pytest.mark.e2e
 
 
 def ratio(ours: dict[str, Any], theirs: dict[str, Any], key: str) -> Any:
-    """What ``cpu_vs_node`` must be: ours over Node's (NaN when Node's CPU did not register)."""
-    return pytest.approx(ours[key] / theirs[key] if theirs[key] else math.nan, nan_ok=True)
+    """What ``cpu_vs_node`` must be: ours over Node's; null when Node's CPU did not register
+    (the ratio is NaN, which JSON writes as null)."""
+    if not theirs[key]:
+        return None
+    return pytest.approx(ours[key] / theirs[key])
 
 
 def bench(*args: str) -> Any:
@@ -95,6 +97,15 @@ def test_storm() -> None:
     assert ours["cpu_vs_node"] == ratio(ours, node, "server_cpu_us_per_client")
 
 
+def test_storm_resuming_in_the_connect_url() -> None:
+    args = ("--clients", "30", "--missed", "3", "--channels", "2", "--resume", "url")
+    ours = bench("storm", *args, "--no-node")
+    assert ours["resume"] == "url"
+    assert ours["back"] == 30
+    assert ours["failed"] == 0
+    assert ours["duplicates"] == ours["gaps"] == ours["not_recovered"] == 0
+
+
 def test_connect() -> None:
     results = bench("connect", "--clients", "20")
     assert [(r["server"], r["kind"]) for r in results] == [
@@ -102,6 +113,7 @@ def test_connect() -> None:
         ("croupier", "ws-bare"),
         ("croupier", "ws-token"),
         ("croupier", "ws-token-subscribe"),
+        ("croupier", "ws-token-url"),
         ("croupier", "sse-token-channel"),
     ]
     for result in results:

@@ -8,7 +8,7 @@
 ``subscribe`` keeps each channel's last offset and epoch; after a dropped connection it
 reconnects with exponential backoff and jitter (or, when the server is over its admission
 budget, after the wait it asks for plus up to as long again at random) and subscribes again
-with ``since``, so no
+with ``since``, in the connect URL (``/ws?channel=…&since=…``: no round trip), so no
 stored event is lost or repeated. When history cannot cover the gap it yields a
 ``{"type": "reset", "channel": …}`` message so the caller reloads state.
 
@@ -40,7 +40,8 @@ _CONTROL = frozenset(
 )
 # Refusals that reconnecting would not fix: raised to the caller instead of retried.
 _REFUSED = {"unauthorized": 401, "forbidden": 403, "bad_channel": 400, "unknown_namespace": 400}
-_REFUSED_AT_CONNECT = {401: "unauthorized", 403: "forbidden"}
+_REFUSED_AT_CONNECT = {400: "bad_request", 401: "unauthorized", 403: "forbidden"}
+_MAX_QUERY = 4096  # the most channel/since query bytes put in a connect URL
 
 
 def new_idempotency_key() -> str:
@@ -293,13 +294,12 @@ class Client:
         while True:
             hint: float | None = None  # the server's "come back in" (overloaded), seconds
             try:
+                in_url = self._connect_query(channels)
+                params = ([("token", self.token)] if self.token else []) + (in_url or [])
                 async with self.http.ws_connect(
-                    ws_url,
-                    params={"token": self.token} if self.token else None,
-                    heartbeat=20,
-                    max_msg_size=0,
+                    ws_url, params=params, heartbeat=20, max_msg_size=0
                 ) as ws:
-                    for i, channel in enumerate(channels):
+                    for i, channel in enumerate(() if in_url is not None else channels):
                         message: dict[str, Any] = {"type": "subscribe", "channel": channel, "id": i}
                         if channel in self.positions:
                             message["since"] = self.positions[channel]
@@ -356,6 +356,22 @@ class Client:
                 continue
             delay = min(self.max_backoff, 0.1 * 2 ** min(attempt, 10))
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
+
+    def _connect_query(self, channels: tuple[str, ...]) -> list[tuple[str, str]] | None:
+        """The channels, and where each stands, for the connect URL (subscribed with the
+        upgrade, no round trip); ``None`` when they would make too long a URL: then each is
+        subscribed by a message."""
+        query: list[tuple[str, str]] = []
+        for channel in channels:
+            query.append(("channel", channel))
+            position = self.positions.get(channel)
+            if position is not None:
+                epoch = position.get("epoch")
+                offset = position["offset"]
+                query.append(("since", f"{offset}.{epoch}" if epoch else str(offset)))
+        if sum(len(name) + len(value) + 2 for name, value in query) > _MAX_QUERY:
+            return None
+        return query
 
     @staticmethod
     async def _ping(ws: aiohttp.ClientWebSocketResponse) -> None:

@@ -77,6 +77,32 @@ async def test_client_subscribe_resumes_across_a_server_restart(server: ServerPr
     assert client.positions["tournament:cli-a"]["offset"] == 25
 
 
+async def test_client_subscribes_to_more_channels_than_a_url_holds(server: ServerProcess) -> None:
+    # 40 names of 120 characters: over the client's URL budget, so each is a message.
+    channels = tuple(f"lobby:{i:03d}-" + "x" * 110 for i in range(40))
+    received: list[dict[str, Any]] = []
+
+    async def consume(client: Client) -> None:
+        async for event in client.subscribe(*channels):
+            received.append(event)
+
+    async with Client(server.url, api_key=API_KEY, token=token("p1")) as client:
+        consumer = asyncio.create_task(consume(client))
+        try:
+            deadline = asyncio.get_running_loop().time() + timeout(10)
+            while len(client.positions) < len(channels):
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.02)
+            for channel in channels:
+                await client.publish(channel, "seq.tick", {"c": channel})
+            await _wait_for(received, len(channels))
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+    assert sorted(e["channel"] for e in received) == sorted(channels)
+
+
 async def test_client_yields_reset_when_history_is_lost(tmp_path: Path) -> None:
     """A server back with another log (new epoch): the client is told to reload state."""
     srv = ServerProcess(tmp_path / "first.db").start()

@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import json
 import socket
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,9 +129,11 @@ async def ws_connect(
     headers: Mapping[str, str] | None = None,
     origin: str | None = None,
     expect_connected: bool = True,
+    query: Sequence[tuple[str, str]] = (),
 ) -> AsyncIterator[WsClient]:
-    """Open ``/ws`` (token in the query when given) and read the ``connected`` message."""
-    params = {"token": token} if token is not None else None
+    """Open ``/ws`` (token in the query when given, then ``query``) and read the
+    ``connected`` message."""
+    params = ([("token", token)] if token is not None else []) + list(query)
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(

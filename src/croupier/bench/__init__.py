@@ -568,6 +568,14 @@ def sports(viewers: int, reactions: float, duration: float, pin: bool, as_json: 
     type=click.FloatRange(0),
     help="The server's limits.admit_rate: new connections a second (0: no limit).",
 )
+@click.option(
+    "--resume",
+    type=click.Choice(["message", "url"]),
+    default="message",
+    show_default=True,
+    help="Resume with a subscribe message after connecting, or in the connect URL "
+    "(/ws?token=…&channel=…&since=…).",
+)
 @click.option("--node/--no-node", default=True, show_default=True, help="Run the Node reference.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds a storm may take.")
 @pin_option
@@ -578,6 +586,7 @@ def storm(
     channels: int,
     processes: int,
     admit_rate: float,
+    resume: str,
     node: bool,
     timeout: float,
     pin: bool,
@@ -608,6 +617,7 @@ def storm(
                 channels=channels,
                 processes=processes,
                 timeout=timeout,
+                in_url=resume == "url",
             )
         )
     ours["admit_rate"] = admit_rate
@@ -637,7 +647,9 @@ def _ratio(ours: dict[str, Any], theirs: dict[str, Any], key: str) -> float:
     "--kind",
     "kinds",
     multiple=True,
-    type=click.Choice(["ws-bare", "ws-token", "ws-token-subscribe", "sse-token-channel"]),
+    type=click.Choice(
+        ["ws-bare", "ws-token", "ws-token-subscribe", "ws-token-url", "sse-token-channel"]
+    ),
     help="Croupier connections to measure (default: all).",
 )
 @click.option(
@@ -654,7 +666,8 @@ def connect(
     clients: int, kinds: tuple[str, ...], concurrency: int, processes: int, pin: bool, as_json: bool
 ) -> None:
     """Server CPU per new connection: a bare Node `ws` connection, then Croupier's `/ws` bare,
-    with a token, with a token and one subscribe, and `/sse` with a token and a channel.
+    with a token, with a token and one subscribe message, with a token and the channel in
+    the connect URL, and `/sse` with a token and a channel.
 
     Each client has its own token, never seen before by the server.
     """
@@ -662,7 +675,13 @@ def connect(
     from .server import BenchServer
     from .storm import run_connect
 
-    chosen = kinds or ("ws-bare", "ws-token", "ws-token-subscribe", "sse-token-channel")
+    chosen = kinds or (
+        "ws-bare",
+        "ws-token",
+        "ws-token-subscribe",
+        "ws-token-url",
+        "sse-token-channel",
+    )
     _raise_fd_limit(clients + 512)
     server_cpus, client_cpus = _cpus(pin)
     if client_cpus is not None:

@@ -42,13 +42,14 @@ def _settle(clients: int) -> float:
     return min(2.0, 0.3 + clients / 5000)
 
 
-# (name, worker kind, with a token, subscribed)
-CONNECT_KINDS: dict[str, tuple[str, bool, bool]] = {
-    "node-bare": ("node", False, False),
-    "ws-bare": ("ws", False, False),
-    "ws-token": ("ws", True, False),
-    "ws-token-subscribe": ("ws", True, True),
-    "sse-token-channel": ("sse", True, True),
+# (name, worker kind, with a token, subscribed, subscribed in the connect URL)
+CONNECT_KINDS: dict[str, tuple[str, bool, bool, bool]] = {
+    "node-bare": ("node", False, False, False),
+    "ws-bare": ("ws", False, False, False),
+    "ws-token": ("ws", True, False, False),
+    "ws-token-subscribe": ("ws", True, True, False),
+    "ws-token-url": ("ws", True, True, True),
+    "sse-token-channel": ("sse", True, True, False),
 }
 
 
@@ -180,8 +181,10 @@ async def run_storm(
     channels: int,
     processes: int,
     timeout: float,  # noqa: ASYNC109 - handed to the client processes
+    in_url: bool = False,
 ) -> dict[str, Any]:
-    """The storm against Croupier: subscribe, cut off, publish ``missed``, resume at once."""
+    """The storm against Croupier: subscribe, cut off, publish ``missed``, resume at once
+    (with a ``subscribe`` message, or in the connect URL with ``in_url``)."""
     names = [f"table:storm-{time.monotonic_ns()}-{i}" for i in range(channels)]
     await _publish(server.port, names, 1)  # a position to subscribe at
     url = f"ws://127.0.0.1:{server.port}"
@@ -194,6 +197,7 @@ async def run_storm(
                 url=url,
                 token=True,
                 subscribe=True,
+                in_url=in_url,
                 secret=SECRET,
                 channels=names,
                 tag="storm",
@@ -220,6 +224,7 @@ async def run_storm(
         "clients": clients,
         "missed": missed,
         "channels": channels,
+        "resume": "url" if in_url else "message",
         "client_processes": workers.count,
         "all_back_s": reply["seconds"] if not reply["failed"] else wall,
         **result,
@@ -295,7 +300,7 @@ async def run_connect(
     timeout: float,  # noqa: ASYNC109 - handed to the client processes
 ) -> dict[str, Any]:
     """Server CPU per connection of ``kind`` (a key of :data:`CONNECT_KINDS`)."""
-    worker_kind, token, subscribe = CONNECT_KINDS[kind]
+    worker_kind, token, subscribe, in_url = CONNECT_KINDS[kind]
     channel = f"table:connect-{time.monotonic_ns()}"
     name = target.name
     async with Workers(processes_for(clients, processes)) as workers:
@@ -308,6 +313,7 @@ async def run_connect(
                 url=f"ws://127.0.0.1:{target.port}",
                 token=token,
                 subscribe=subscribe,
+                in_url=in_url,
                 secret=SECRET,
                 channels=[channel],
                 tag=f"{kind}-{time.monotonic_ns()}-",

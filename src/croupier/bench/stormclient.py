@@ -158,15 +158,31 @@ class WsClient(asyncio.Protocol):
     read by hand, so that ten thousand of them cost their one core less than the server
     they load costs its own (a storm is timed from this side)."""
 
-    __slots__ = ("buffer", "client", "kind", "phase", "request", "subscribe", "transport")
+    __slots__ = (
+        "buffer",
+        "client",
+        "in_url",
+        "kind",
+        "phase",
+        "request",
+        "subscribe",
+        "transport",
+    )
 
     def __init__(
-        self, client: Client, phase: Phase, kind: str, subscribe: bool, request: bytes
+        self,
+        client: Client,
+        phase: Phase,
+        kind: str,
+        subscribe: bool,
+        request: bytes,
+        in_url: bool = False,
     ) -> None:
         self.client = client
         self.phase = phase
         self.kind = kind
         self.subscribe = subscribe
+        self.in_url = in_url
         self.request = request
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
@@ -231,9 +247,10 @@ class WsClient(asyncio.Protocol):
                 client.settle("back")
             return
         if not self.subscribe:
-            self.phase.back(client)
-            client.settle("back")
-            return
+            if not self.in_url:
+                self.phase.back(client)
+                client.settle("back")
+            return  # else back at the URL's subscription's reply
         message: dict[str, Any] = {"type": "subscribe", "channel": client.channel, "id": 1}
         if client.resuming and client.last is not None:
             message["since"] = {"offset": client.last, "epoch": client.epoch}
@@ -320,6 +337,7 @@ class Worker:
         self.host = ""
         self.port = 0
         self.subscribe = False
+        self.in_url = False  # subscribe (and resume) in the connect URL, not by a message
         self.key = base64.b64encode(os.urandom(16)).decode()
 
     def open_clients(self, command: dict[str, Any]) -> None:
@@ -344,7 +362,12 @@ class Worker:
         if self.kind == "node":
             path = "/"
         else:
-            path = "/ws" + (f"?token={client.token}" if client.token else "")
+            params = [f"token={client.token}"] if client.token else []
+            if self.in_url:
+                params.append(f"channel={client.channel}")
+                if client.resuming and client.last is not None:
+                    params.append(f"since={client.last}.{client.epoch}")
+            path = "/ws" + ("?" + "&".join(params) if params else "")
         return (
             f"GET {path} HTTP/1.1\r\n{host}Upgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {self.key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -359,7 +382,8 @@ class Worker:
         if self.kind == "sse":
             protocol = lambda: SseClient(client, phase, request)  # noqa: E731
         else:
-            protocol = lambda: WsClient(client, phase, self.kind, self.subscribe, request)  # noqa: E731
+            subscribe, in_url = self.subscribe and not self.in_url, self.in_url
+            protocol = lambda: WsClient(client, phase, self.kind, subscribe, request, in_url)  # noqa: E731
         timer = loop.call_later(_ATTEMPT_TIMEOUT, client.settle, "timed out")
         try:
             await loop.create_connection(protocol, self.host, self.port)
@@ -406,6 +430,7 @@ class Worker:
         host, port = command["url"].removeprefix("ws://").rsplit(":", 1)
         self.host, self.port = host, int(port)
         self.subscribe = bool(command.get("subscribe"))
+        self.in_url = bool(command.get("in_url"))
         self.open_clients(command)
         phase = Phase(len(self.clients))
         gate = asyncio.Semaphore(int(command.get("concurrency", 200)))

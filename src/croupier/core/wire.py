@@ -8,7 +8,9 @@ every subscriber.
 
 from __future__ import annotations
 
+import re
 import struct
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -28,6 +30,7 @@ __all__ = [
     "control",
     "decode_client",
     "encode_event",
+    "subscribes_in_query",
     "ws_frame",
 ]
 
@@ -101,6 +104,38 @@ def decode_client(raw: bytes | str) -> ClientMessage:
     except (msgspec.DecodeError, UnicodeEncodeError):
         # A str holding lone surrogates cannot even be encoded as UTF-8.
         raise BadRequest("the message is not valid JSON", code="bad_json") from None
+
+
+_SINCE = re.compile(r"(\d{1,18})(?:\.([A-Za-z0-9_-]{1,64}))?")
+
+
+def subscribes_in_query(pairs: Iterable[tuple[str, str]], limit: int) -> list[Subscribe]:
+    """The subscriptions a connect URL asks for, in order: each ``channel=<name>``, resuming
+    after the ``since=<offset>[.<epoch>]`` that follows it, if one does (no epoch: the
+    channel's current one). A channel named twice is subscribed once.
+
+    Raises:
+        BadRequest: a ``since`` that is malformed or follows no channel, or more than
+            ``limit`` channels.
+    """
+    wanted: dict[str, Since | None] = {}
+    last: str | None = None
+    for name, value in pairs:
+        if name == "channel":
+            last = value
+            wanted.setdefault(value, None)
+        elif name == "since":
+            found = _SINCE.fullmatch(value)
+            if last is None or found is None:
+                raise BadRequest(
+                    f"since={shown(value, 80)}: write since=<offset> or since=<offset>.<epoch> "
+                    "right after the channel=<name> it belongs to"
+                )
+            wanted[last] = Since(int(found[1]), found[2])
+            last = None
+    if len(wanted) > limit:
+        raise BadRequest(f"at most {limit} channels per connection", code="too_many_subscriptions")
+    return [Subscribe(channel, since) for channel, since in wanted.items()]
 
 
 def ws_frame(payload: bytes) -> bytes:

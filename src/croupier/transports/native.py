@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..config import Settings
 from ..core import commands as c
 from ..core.wire import (
     Auth,
@@ -18,6 +19,7 @@ from ..core.wire import (
     Unsubscribe,
     control,
     decode_client,
+    subscribes_in_query,
     ws_frame,
 )
 from .connection import BaseCodec
@@ -68,7 +70,9 @@ def native_message(reply: c.Reply) -> bytes | None:
     if isinstance(reply, c.Snapshot):
         return reply.payload
     if isinstance(reply, c.Refused):
-        return control("error", id=reply.id, code=reply.code, message=reply.message)
+        return control(
+            "error", id=reply.id, channel=reply.channel, code=reply.code, message=reply.message
+        )
     if isinstance(reply, c.Pong):
         return control("pong", id=reply.id)
     if isinstance(reply, c.Published):
@@ -111,10 +115,19 @@ def native_command(message: Any) -> c.Command:
 
 
 class NativeCodec(BaseCodec):
-    """The native protocol (``GET /ws``)."""
+    """The native protocol (``GET /ws``); ``subscribes`` are the connect URL's channels,
+    subscribed before the client's first message (their replies follow ``connected`` in
+    the same write)."""
 
     name = "native"
     wire = "ws"
+
+    def __init__(self, settings: Settings, subscribes: Sequence[Subscribe] = ()) -> None:
+        super().__init__(settings)
+        self.subscribes = subscribes
+
+    def opening(self) -> Sequence[c.Command]:
+        return [native_command(message) for message in self.subscribes]
 
     def decode(self, message: bytes | str) -> Sequence[c.Command]:
         return (native_command(decode_client(message)),)
@@ -131,8 +144,16 @@ class NativeCodec(BaseCodec):
 
 
 def open_native(upgrade: Upgrade) -> NativeCodec:
-    """The codec of a ``GET /ws`` connection."""
-    return NativeCodec(upgrade.gateway.settings)
+    """The codec of a ``GET /ws[?channel=<name>[&since=<offset>.<epoch>]…]`` connection.
+
+    Raises:
+        BadRequest: the URL's subscriptions are malformed (the upgrade is refused with 400).
+    """
+    settings = upgrade.gateway.settings
+    if "channel" not in upgrade.query and "since" not in upgrade.query:
+        return NativeCodec(settings)
+    limit = settings.limits.max_subscriptions
+    return NativeCodec(settings, subscribes_in_query(upgrade.query.items(), limit))
 
 
 ENDPOINT = Endpoint("/ws", open_native)
