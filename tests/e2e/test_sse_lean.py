@@ -194,6 +194,9 @@ REFUSALS = [
     pytest.param("/api/tables/bad%20id/events", {}, 400, id="poker-bad-channel"),
     pytest.param("/gateway/sse/1001/stream", {}, 401, id="casino-no-token"),
     pytest.param("/gateway/sse/1002/stream", {"x-auth-token": "{token}"}, 403, id="casino-brand"),
+    # Past aiohttp's limits on a request head.
+    pytest.param("/sse?channel=quiet:1&pad=" + "x" * 8200, {}, 400, id="long-line"),
+    pytest.param("/sse?channel=quiet:1", {f"X-{i}": "v" for i in range(129)}, 400, id="headers"),
 ]
 
 

@@ -46,7 +46,10 @@ from .websocket import Upgrade, WebSockets, admit, handshake_key, open_lean, swi
 __all__ = ["Sniffer", "parse_head"]
 
 _PREFIX = b"GET /"
-_MAX_HEAD = 16 * 1024  # a longer head goes to aiohttp, which answers it
+# aiohttp's own limits on a request head (its line and field sizes, its header count): a
+# head past them goes to aiohttp, which refuses it, so both paths take the same requests.
+_MAX_HEAD = 8190
+_MAX_HEADERS = 128
 # A connection that sends no request at all is closed after this long, as aiohttp does
 # with its keep-alive timeout (the same default) on the connections it accepts.
 _FIRST_REQUEST_TIMEOUT = 75.0
@@ -72,9 +75,12 @@ class _Head:
 
 
 def parse_head(head: bytes) -> _Head | None:
-    """The path, headers and query of a well-formed ``GET`` of HTTP/1.1; None for anything
-    else (aiohttp then handles the request and answers it as it would).
+    """The path, headers and query of a well-formed ``GET`` of HTTP/1.1 within aiohttp's
+    limits; None for anything else (aiohttp then handles the request and answers it as it
+    would).
     """
+    if len(head) > _MAX_HEAD or head.count(b"\r\n") > _MAX_HEADERS:
+        return None
     text = head.decode("latin-1")
     end = text.find("\r\n")
     if end < 0:
