@@ -5,11 +5,12 @@ which turns the request (path parameters, query, headers) into the stream's :cla
 without awaiting: dialect, channels, claims, or a refusal. A :class:`Stream` runs a plan on
 a socket. It is opened one of two ways, which end in the same bytes:
 
-* A fresh TCP connection whose first request is a plain ``GET`` of a lean endpoint is
-  served by the :class:`~croupier.transports.wsproto.Sniffer` without aiohttp
+* A fresh TCP connection whose first request is a plain HTTP/1.1 ``GET`` of a lean endpoint
+  is served by the :class:`~croupier.transports.wsproto.Sniffer` without aiohttp
   (:mod:`croupier.transports.sselean`).
-* Otherwise (a request after another on a kept-alive connection, or one the lean path
-  refuses: aiohttp answers every refusal), aiohttp routes it to :func:`stream_handler`.
+* Otherwise (a request after another on a kept-alive connection, a head the front door
+  does not take, or a request its planner refuses: aiohttp's handler answers every refusal
+  but the admission budget's ``503``), aiohttp routes it to :func:`stream_handler`.
 
 The response is close-delimited: HTTP/1.1 with neither ``Content-Length`` nor chunked
 encoding, and ``Connection: close``. So after the headers the body is nothing but the event
