@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.sseclient import RawStream, metric, publish, wait_for, write_config
+from tests.e2e.sseclient import (
+    RawStream,
+    metric,
+    publish,
+    publish_batch,
+    wait_for,
+    write_config,
+)
 from tests.support import ServerProcess, running_server, timeout, token
 
 pytestmark = pytest.mark.e2e
@@ -44,9 +51,19 @@ class Exchange:
     """One request over a raw socket, fresh or after a ``GET /healthz`` on the same one."""
 
     def __init__(
-        self, server: ServerProcess, path: str, headers: dict[str, str], *, kept_alive: bool
+        self,
+        server: ServerProcess,
+        path: str,
+        headers: dict[str, str],
+        *,
+        kept_alive: bool,
+        rcvbuf: int = 0,
     ) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=timeout(5))
+        self.sock = socket.socket()
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout(5))
+        self.sock.connect(("127.0.0.1", server.port))
         self.buffer = b""
         if kept_alive:
             self.send("/healthz", {})
@@ -293,3 +310,33 @@ def test_what_follows_the_request_is_dropped_and_the_stream_goes_on(
     finally:
         for e in exchanges:
             e.close()
+
+
+@pytest.mark.parametrize("kept_alive", [False, True], ids=["lean", "aiohttp"])
+def test_a_stalled_stream_is_cut_off_on_either_path(tmp_path: Path, kept_alive: bool) -> None:
+    """The outbox bound holds whichever path opened the stream; a reader that keeps up
+    (on the other path) gets every event."""
+    config = write_config(
+        tmp_path, "[limits]\nsse_keepalive = 5\noutbox_messages = 8\noutbox_bytes = 65536\n"
+    )
+    with running_server(tmp_path, config=config) as server:
+        path = f"/sse?channel=tournament:s&token={token('p2')}"
+        stalled = Exchange(server, path, {}, kept_alive=kept_alive, rcvbuf=4096)
+        reader = Exchange(server, path, {}, kept_alive=not kept_alive)
+        try:
+            assert reader.head().startswith(b"HTTP/1.1 200 OK")
+            reader.messages(1)
+            blob = "x" * 8000
+            sent = got = 0
+            while metric(server, "croupier_slow_consumer_disconnects_total") < 1:
+                assert sent < 2000, "never cut off"
+                events = [{"channel": "tournament:s", "type": "t.big", "data": {"b": blob}}]
+                publish_batch(server, events * 100)
+                sent += 100
+                while got < sent:  # keep up
+                    got += b'"type":"t.big"' in reader.messages(1)
+            assert metric(server, "croupier_slow_consumer_disconnects_total") == 1
+        finally:
+            stalled.close()
+            reader.close()
+        wait_for(lambda: metric(server, "croupier_connections") == 0, what="cleanup")
