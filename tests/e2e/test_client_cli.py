@@ -36,6 +36,14 @@ async def _wait_for(items: list[Any], count: int, seconds: float = 20) -> None:
         await asyncio.sleep(0.02)
 
 
+async def _subscribed(client: Client, channels: tuple[str, ...]) -> None:
+    """Wait until every one of ``channels`` has a position (its subscription stands)."""
+    deadline = asyncio.get_running_loop().time() + timeout(10)
+    while len(client.positions) < len(channels):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+
+
 async def test_client_subscribe_resumes_across_a_server_restart(server: ServerProcess) -> None:
     channels = ("tournament:cli-a", "player:1001:p1")
     received: list[dict[str, Any]] = []
@@ -48,10 +56,7 @@ async def test_client_subscribe_resumes_across_a_server_restart(server: ServerPr
         consumer = asyncio.create_task(consume(client))
         try:
             # Wait until both subscriptions stand, so the first events are live ones.
-            deadline = asyncio.get_running_loop().time() + timeout(10)
-            while len(client.positions) < len(channels):
-                assert asyncio.get_running_loop().time() < deadline
-                await asyncio.sleep(0.02)
+            await _subscribed(client, channels)
             for i in range(20):
                 await client.publish(channels[i % 2], "seq.tick", {"i": i})
             await _wait_for(received, 20)
@@ -89,10 +94,7 @@ async def test_client_subscribes_to_more_channels_than_a_url_holds(server: Serve
     async with Client(server.url, api_key=API_KEY, token=token("p1")) as client:
         consumer = asyncio.create_task(consume(client))
         try:
-            deadline = asyncio.get_running_loop().time() + timeout(10)
-            while len(client.positions) < len(channels):
-                assert asyncio.get_running_loop().time() < deadline
-                await asyncio.sleep(0.02)
+            await _subscribed(client, channels)
             for channel in channels:
                 await client.publish(channel, "seq.tick", {"c": channel})
             await _wait_for(received, len(channels))

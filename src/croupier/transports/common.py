@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from ..config import Settings
 from ..errors import Forbidden, shown
 
 __all__ = [
+    "LeanTable",
     "RequestHead",
+    "Routed",
     "check_origin",
     "match_path",
     "new_client_id",
@@ -75,3 +77,33 @@ def match_path(pattern: str, path: str) -> dict[str, str] | None:
     (``/ws/room/{roomId}``), or ``None`` if it does not match."""
     found = _compile(pattern).fullmatch(path)
     return None if found is None else found.groupdict()
+
+
+class Routed(Protocol):
+    """An endpoint a :class:`LeanTable` finds: its path pattern, and whether the front door
+    may serve it."""
+
+    @property
+    def pattern(self) -> str: ...
+
+    @property
+    def lean(self) -> bool: ...
+
+
+E = TypeVar("E", bound=Routed)
+
+
+class LeanTable(Generic[E]):
+    """The endpoints of one kind an application serves, found by path."""
+
+    def __init__(self, endpoints: Sequence[E] = ()) -> None:
+        self.endpoints: list[E] = list(endpoints)
+
+    def lean(self, path: str) -> tuple[E, dict[str, str]] | None:
+        """The lean endpoint serving ``path`` and its path parameters, if any."""
+        for endpoint in self.endpoints:
+            if endpoint.lean:
+                params = match_path(endpoint.pattern, path)
+                if params is not None:
+                    return endpoint, params
+        return None

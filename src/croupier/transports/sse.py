@@ -49,7 +49,7 @@ from ..gateway import Gateway
 from ..hub import Encoder
 from ..logs import now_ts
 from .closing import finish
-from .common import RequestHead, check_origin, match_path, token_from_request
+from .common import LeanTable, RequestHead, check_origin, token_from_request
 from .connection import BaseCodec, Connection
 
 __all__ = [
@@ -420,20 +420,8 @@ class StreamEndpoint:
     lean: bool = True
 
 
-class EventStreams:
+class EventStreams(LeanTable[StreamEndpoint]):
     """The event-stream endpoints an application serves, found by path."""
-
-    def __init__(self, endpoints: Sequence[StreamEndpoint] = ()) -> None:
-        self.endpoints: list[StreamEndpoint] = list(endpoints)
-
-    def lean(self, path: str) -> tuple[StreamEndpoint, dict[str, str]] | None:
-        """The lean endpoint serving ``path`` and its path parameters, if any."""
-        for endpoint in self.endpoints:
-            if endpoint.lean:
-                params = match_path(endpoint.pattern, path)
-                if params is not None:
-                    return endpoint, params
-        return None
 
 
 EVENT_STREAMS = web.AppKey("event_streams", EventStreams)

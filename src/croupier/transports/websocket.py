@@ -40,7 +40,7 @@ from ..errors import CroupierError
 from ..gateway import Gateway
 from ..hub import Encoder
 from .closing import finish
-from .common import RequestHead, check_origin, match_path, token_from_request
+from .common import LeanTable, RequestHead, check_origin, token_from_request
 from .connection import Codec, Connection
 
 __all__ = [
@@ -162,20 +162,8 @@ class Endpoint:
     lean: bool = True
 
 
-class WebSockets:
+class WebSockets(LeanTable[Endpoint]):
     """The WebSocket endpoints an application serves, found by path."""
-
-    def __init__(self, endpoints: Sequence[Endpoint] = ()) -> None:
-        self.endpoints: list[Endpoint] = list(endpoints)
-
-    def lean(self, path: str) -> tuple[Endpoint, dict[str, str]] | None:
-        """The lean endpoint serving ``path`` and its path parameters, if any."""
-        for endpoint in self.endpoints:
-            if endpoint.lean:
-                params = match_path(endpoint.pattern, path)
-                if params is not None:
-                    return endpoint, params
-        return None
 
 
 WEBSOCKETS = web.AppKey("websockets", WebSockets)
