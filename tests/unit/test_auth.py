@@ -36,6 +36,31 @@ def expect_unauthorized(auth: Authenticator, token: str, code: str) -> None:
 # -- HS256 ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("alg", ["HS256", "HS384", "HS512"])
+def test_each_hmac_size_is_checked_with_its_own_hash(alg: str) -> None:
+    secret = SECRET * 2  # long enough for HS512 (RFC 7518 §3.2)
+    auth = Authenticator(Settings(jwt_secret=secret, jwt_algorithms=("HS256", "HS384", "HS512")))
+    token = mint_token(secret, "p1", algorithm=alg)
+    assert auth.verify_token(token).sub == "p1"
+    head, body, _ = token.split(".")
+    other = "HS512" if alg != "HS512" else "HS256"
+    forged = mint_token(secret, "p1", algorithm=other).split(".")[2]
+    expect_unauthorized(auth, f"{head}.{body}.{forged}", "invalid_token")
+
+
+def test_another_spelling_of_the_same_signature_is_refused() -> None:
+    # The last base64url character of a 32-byte HMAC carries 4 bits; the 2 below them are
+    # free, so other characters decode to the same bytes. Only the token as signed passes.
+    token = mint_token(SECRET, "p1")
+    head, body, signature = token.split(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(signature[-1])
+    for spare in range(1, 4):
+        twin = signature[:-1] + alphabet[last ^ spare]
+        expect_unauthorized(hs256(), f"{head}.{body}.{twin}", "invalid_token")
+    assert hs256().verify_token(token).sub == "p1"
+
+
 def test_valid_token_gives_its_claims() -> None:
     token = mint_token(SECRET, "p1", brand="1001", name="Alice", channels=["vip:*"], ttl=60)
     claims = hs256().verify_token(token)
