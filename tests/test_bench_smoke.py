@@ -119,3 +119,14 @@ def test_connect() -> None:
     for result in results:
         assert result["back"] == 20
         assert result["failed"] == 0
+
+
+def test_connect_repeated_reports_each_kinds_median_run() -> None:
+    node, ours = bench("connect", "--clients", "10", "--kind", "ws-token", "--repeat", "3")
+    assert (node["kind"], ours["kind"]) == ("node-bare", "ws-token")
+    for result in (node, ours):
+        runs = [float(x) for x in result["runs_us"].split()]
+        assert len(runs) == 3
+        assert result["server_cpu_us_per_client"] == pytest.approx(sorted(runs)[1], abs=0.5)
+        assert result["failed"] == 0
+    assert ours["cpu_vs_node"] == ratio(ours, node, "server_cpu_us_per_client")

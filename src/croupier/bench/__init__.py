@@ -660,16 +660,32 @@ def _ratio(ours: dict[str, Any], theirs: dict[str, Any], key: str) -> float:
     help="Connecting at once.",
 )
 @click.option("--processes", default=0, type=click.IntRange(0), help="Client processes.")
+@click.option(
+    "--repeat",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Rounds: Node and every kind once per round, interleaved; medians are reported.",
+)
 @pin_option
 @json_option
 def connect(
-    clients: int, kinds: tuple[str, ...], concurrency: int, processes: int, pin: bool, as_json: bool
+    clients: int,
+    kinds: tuple[str, ...],
+    concurrency: int,
+    processes: int,
+    repeat: int,
+    pin: bool,
+    as_json: bool,
 ) -> None:
     """Server CPU per new connection: a bare Node `ws` connection, then Croupier's `/ws` bare,
     with a token, with a token and one subscribe message, with a token and the channel in
     the connect URL, and `/sse` with a token and a channel.
 
-    Each client has its own token, never seen before by the server.
+    Each client has its own token, never seen before by the server. With --repeat N the two
+    servers stay up and each round measures Node and then every kind, so a drift of the host
+    touches them alike; each figure is the median of its N runs (`runs_us` lists them) and
+    `cpu_vs_node` compares medians.
     """
     from .node import NodeReference
     from .server import BenchServer
@@ -687,14 +703,31 @@ def connect(
     if client_cpus is not None:
         os.sched_setaffinity(0, client_cpus)
     options = {"clients": clients, "processes": processes, "concurrency": concurrency}
-    with NodeReference(cpus=server_cpus) as reference:
-        node = _run(lambda: run_connect(reference, "node-bare", timeout=120, **options))
-    results = [node]
-    with BenchServer(cpus=server_cpus) as server:
-        for kind in chosen:
-            result = _run(functools.partial(run_connect, server, kind, timeout=120, **options))
-            result["cpu_vs_node"] = _ratio(result, node, "server_cpu_us_per_client")
-            results.append(result)
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in ("node-bare", *chosen)}
+    with NodeReference(cpus=server_cpus) as reference, BenchServer(cpus=server_cpus) as server:
+        for _ in range(repeat):
+            runs["node-bare"].append(
+                _run(lambda: run_connect(reference, "node-bare", timeout=120, **options))
+            )
+            for kind in chosen:
+                runs[kind].append(
+                    _run(functools.partial(run_connect, server, kind, timeout=120, **options))
+                )
+    results = [_median_run(found) for found in runs.values()]
+    node = results[0]
+    for result in results[1:]:
+        result["cpu_vs_node"] = _ratio(result, node, "server_cpu_us_per_client")
     for result in results:
         result["host_load_1m"] = round(os.getloadavg()[0], 2)
     _emit(results, as_json)
+
+
+def _median_run(found: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run whose server CPU per client is the median of ``found`` (the lower middle one
+    of an even count), with every run's figure in ``runs_us`` and failures summed."""
+    ordered = sorted(found, key=lambda run: run["server_cpu_us_per_client"])
+    result = dict(ordered[(len(ordered) - 1) // 2])
+    if len(found) > 1:
+        result["runs_us"] = " ".join(f"{run['server_cpu_us_per_client']:.0f}" for run in found)
+        result["failed"] = sum(run["failed"] for run in found)
+    return result
