@@ -11,7 +11,7 @@ $CROUPIER bench idle --connections 10000 --transport ws --pin
 $CROUPIER bench publish --mode both --connections 64 --pipeline 2 --batch-size 1000 --pin
 $CROUPIER bench matchmaking --tickets 10000 --passes 20 --rooms 20 --actions 200 --pin
 $CROUPIER bench sports --viewers 10000 --reactions 1000 --duration 10
-$CROUPIER bench connect --clients 4000 --pin
+$CROUPIER bench connect --clients 4000 --pin --repeat 5
 $CROUPIER bench storm --clients 10000 --missed 10 --pin
 $CROUPIER bench storm --clients 10000 --missed 10 --pin --resume url
 for n in 1 5 20 100; do
