@@ -377,7 +377,8 @@ async def test_idle_connection_is_closed(tmp_path: Path) -> None:
             assert await closed == [
                 {"type": "disconnect", "code": "idle_timeout", "reconnect": True}
             ]
-            assert time.monotonic() - started < timeout(3)
+            # Never before twice the interval (a slow host only makes it later; the wait
+            # above fails if it never comes).
             assert time.monotonic() - started >= 0.9
             assert await chatty.barrier() == []
 
