@@ -114,7 +114,12 @@ class WsClient:
         """Read until the server closes the connection; return the text messages seen."""
         seen: list[dict[str, Any]] = []
         while True:
-            message = await self._receive(seconds)
+            try:
+                message = await self._receive(seconds)
+            except aiohttp.ClientConnectionResetError:
+                # A ping read together with the close: the client's automatic pong found
+                # the connection already closing. What followed the ping is still queued.
+                continue
             if message.type in CLOSED or message.type is aiohttp.WSMsgType.ERROR:
                 return seen
             if message.type is aiohttp.WSMsgType.TEXT:

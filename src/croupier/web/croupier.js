@@ -792,6 +792,9 @@ const MAX_ID = 128;
 const BOARD_TOP = 10; // a leaderboard.updated carries at most this many places
 const BOARD_EVERY_MS = 1000; // and goes out at most once a second
 
+// Milliseconds on a clock that only goes forward (the wall clock can be set back or slewed).
+const monotonic = () => (globalThis.performance?.now ? globalThis.performance.now() : Date.now());
+
 function isId(value) {
   return (typeof value === "string" && value.length > 0 && value.length <= MAX_ID)
     || (Number.isSafeInteger(value) && value >= 0);
@@ -868,19 +871,25 @@ export class GameBridge extends Emitter {
     board = board.slice(0, BOARD_TOP);
     this._board = { ...fields, leaderboard: board };
     if (this._boardTimer) return null;
-    const wait = this._boardSentAt + BOARD_EVERY_MS - Date.now();
+    return this._boardDue();
+  }
+
+  // Send the waiting board if the second is up; else wait for the rest of it. A timer may
+  // fire a little early, so the second is checked again when it does.
+  _boardDue() {
+    const wait = this._boardSentAt + BOARD_EVERY_MS - monotonic();
     if (wait <= 0) return this._sendBoard();
     this._boardTimer = setTimeout(() => {
       this._boardTimer = null;
-      this._sendBoard();
-    }, wait);
+      this._boardDue();
+    }, Math.ceil(wait));
     return null;
   }
 
   _sendBoard() {
     const fields = this._board;
     this._board = null;
-    this._boardSentAt = Date.now();
+    this._boardSentAt = monotonic();
     return this.send("leaderboard.updated", { lastUpdated: new Date().toISOString(), ...fields });
   }
 
