@@ -39,7 +39,7 @@ from .errors import Unavailable
 from .events import Event, History, Position
 from .logs.base import Log
 
-__all__ = ["Encoder", "Hub", "Listener", "Sink", "SubscribeResult"]
+__all__ = ["Encoder", "Hub", "Listener", "Sink", "StartNow", "SubscribeResult"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,16 @@ class SubscribeResult:
     position: Position | None
     replayed: int
     events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StartNow:
+    """A new subscriber's start that needs no await (see :meth:`Hub.start_now`)."""
+
+    channel: _Channel
+    history: History | None  # None: an ephemeral channel, live from now
+    recovered: bool
+    top: int
 
 
 class Hub:
@@ -203,7 +213,8 @@ class Hub:
             raise
         if ch.pending.get(sink) is not pending:
             return None
-        result, top = self._begin(ch, sink, since, history, announce, replay)
+        recovered, top = resume(since, history, self.recover_max)
+        result = self._begin(ch, sink, history, recovered, top, announce, replay)
         encoder = self._replay_frame(ch, sink.wire)
         while (missing := ch.order.catch_up(top)) is not None:
             # The channel has moved past what this read saw and the events in between
@@ -219,58 +230,45 @@ class Hub:
         self._settle(ch, sink, pending, top)
         return result
 
-    def subscribe_now(
-        self,
-        sink: Sink,
-        channel: str,
-        *,
-        since: Position | None,
-        stored: bool,
-        announce: Callable[[SubscribeResult], None],
-        replay: bool = True,
-    ) -> SubscribeResult | None:
-        """:meth:`subscribe` done at once, when it needs no await: the channel's broker
-        subscription holds, and where the sink starts is known here (where delivery stands,
-        or recent history that covers ``since``) with nothing to catch up. A reconnect storm's
+    def start_now(self, channel: str, *, since: Position | None, stored: bool) -> StartNow | None:
+        """Where a new subscriber of ``channel`` starts, when that is known without an await:
+        the channel's broker subscription holds, and the start is where delivery stands, or in
+        recent history covering ``since``, with nothing to catch up. A reconnect storm's
         subscribers, after the first of each channel, are all of this kind.
 
-        Returns ``None`` having done nothing when it would have to wait: use :meth:`subscribe`.
+        ``None``: :meth:`subscribe` must be awaited. Otherwise hand the answer to
+        :meth:`subscribe_now` before the next await (it describes the channel as it is now).
         """
-        ch = self._ready(channel)
-        if ch is None:
-            return None
-        if not stored:
-            return self._live(ch, sink, announce)
-        history = self._start_now(ch, since)
-        if history is None:
-            return None
-        pending = ch.pending[sink] = _Pending()
-        result, top = self._begin(ch, sink, since, history, announce, replay)
-        self._settle(ch, sink, pending, top)
-        return result
-
-    def can_subscribe_now(self, channel: str, *, since: Position | None, stored: bool) -> bool:
-        """Whether :meth:`subscribe_now` would subscribe now (until the next await)."""
-        ch = self._ready(channel)
-        return ch is not None and (not stored or self._start_now(ch, since) is not None)
-
-    def _ready(self, channel: str) -> _Channel | None:
-        """The channel, if its broker subscription holds."""
         ch = self._channels.get(channel)
         if ch is None or (ch.ready is not None and not ch.ready.done()):
             return None
-        return ch
-
-    def _start_now(self, ch: _Channel, since: Position | None) -> History | None:
-        """Where a subscriber asking for ``since`` starts, when that is known without a read
-        and it is level with the channel (``None``: it needs a read)."""
+        if not stored:
+            return StartNow(ch, None, False, 0)
         history = self._history_now(ch, since)
         if history is None:
             return None
+        recovered, top = resume(since, history, self.recover_max)
         last = ch.order.last
-        if last is not None and resume(since, history, self.recover_max)[1] < last:
+        if last is not None and top < last:
             return None  # behind the channel: the events in between must be read
-        return history
+        return StartNow(ch, history, recovered, top)
+
+    def subscribe_now(
+        self,
+        sink: Sink,
+        start: StartNow,
+        *,
+        announce: Callable[[SubscribeResult], None],
+        replay: bool = True,
+    ) -> SubscribeResult:
+        """:meth:`subscribe` from a :meth:`start_now` answer, with no await."""
+        ch = start.channel
+        if start.history is None:
+            return self._live(ch, sink, announce)
+        pending = ch.pending[sink] = _Pending()
+        result = self._begin(ch, sink, start.history, start.recovered, start.top, announce, replay)
+        self._settle(ch, sink, pending, start.top)
+        return result
 
     def _live(
         self, ch: _Channel, sink: Sink, announce: Callable[[SubscribeResult], None]
@@ -284,14 +282,14 @@ class Hub:
         self,
         ch: _Channel,
         sink: Sink,
-        since: Position | None,
         history: History,
+        recovered: bool,
+        top: int,
         announce: Callable[[SubscribeResult], None],
         replay: bool,
-    ) -> tuple[SubscribeResult, int]:
-        """Announce the recovery outcome and push the replay; return it and the offset the
-        sink stands at."""
-        recovered, top = resume(since, history, self.recover_max)
+    ) -> SubscribeResult:
+        """Announce the recovery outcome (``recovered``, the sink standing at ``top``, as
+        :func:`resume` decided) and push the replay."""
         events = history.events if recovered else ()
         result = SubscribeResult(recovered, history.position, len(events), () if replay else events)
         announce(result)
@@ -300,7 +298,7 @@ class Hub:
             for event in events:
                 sink.push(frame(event), event)
         ch.order.vouch(top, history.position.epoch)
-        return result, top
+        return result
 
     def _history_now(self, ch: _Channel, since: Position | None) -> History | None:
         """What :meth:`_history` finds without reading the log (``None``: a read is needed)."""

@@ -431,7 +431,8 @@ async def test_unsubscribe_stops_delivery(node: Node) -> None:
 
 
 def subscribe_now(node: Node, sink: Sink, since: Position | None = None) -> SubscribeResult | None:
-    return node.hub.subscribe_now(sink, CHANNEL, since=since, stored=True, announce=sink.announce)
+    start = node.hub.start_now(CHANNEL, since=since, stored=True)
+    return None if start is None else node.hub.subscribe_now(sink, start, announce=sink.announce)
 
 
 async def test_subscribe_now_waits_for_what_needs_an_await(node: Node) -> None:

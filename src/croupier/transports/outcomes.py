@@ -200,12 +200,12 @@ class Outcomes:
                 return False  # the channel's current epoch is read from the log
             since = Position(do.since.offset, do.since.epoch)
         member = codec.member(self.session.claims)
-        if (member is not None and rules.presence and codec.member_list(channel)) or (
-            codec.start or gateway.starting_point(channel)
-        ) is not None:
-            return False
-        hub = gateway.hub
-        if not hub.can_subscribe_now(channel, since=since, stored=rules.stored):
+        if member is not None and rules.presence and codec.member_list(channel):
+            return False  # the reply lists the members: a presence read
+        if codec.start is not None or gateway.starting_point(channel) is not None:
+            return False  # a service's starting point answers asynchronously
+        start = gateway.hub.start_now(channel, since=since, stored=rules.stored)
+        if start is None:
             return False
         count = 0
         if member is not None:
@@ -213,13 +213,13 @@ class Outcomes:
             if joined is None:
                 return False  # presence is shared: joining is a round trip
             count = joined
-        announce = self._announcer(do, since, count if rules.presence else None, (), (), ())
-        replay = not codec.replay_in_reply
-        done = hub.subscribe_now(
-            self, channel, since=since, stored=rules.stored, announce=announce, replay=replay
+        # Nothing awaited since start_now, so the hub has not moved.
+        gateway.hub.subscribe_now(
+            self,
+            start,
+            announce=self._announcer(do, since, count if rules.presence else None, (), (), ()),
+            replay=not codec.replay_in_reply,
         )
-        # Nothing awaited since the check, so the hub had no chance to move.
-        assert done is not None
         return True
 
     def _announcer(
