@@ -19,6 +19,7 @@ from .auth import Authenticator
 from .brokers import Broker, broker_from_url
 from .cluster import Cluster
 from .config import NamespaceRules, Settings
+from .connections import OpenConnection
 from .core.admission import Admission
 from .core.channels import Claims, namespace_of, resolve, validate_type
 from .debuglog import DebugLog
@@ -78,7 +79,8 @@ class Gateway:
 
     ``node`` is this node's id (random per process); ``debug`` is its side of the live log
     (emit only ``if gateway.debug.watching``); ``cluster`` asks and tells the other nodes;
-    ``hooks`` holds what services attached to it (:mod:`croupier.hooks`).
+    ``hooks`` holds what services attached to it (:mod:`croupier.hooks`); ``connections``
+    its open client connections (:class:`~croupier.connections.OpenConnection`).
     """
 
     def __init__(
@@ -108,7 +110,7 @@ class Gateway:
         self.node = "n-" + secrets.token_hex(4)
         self.debug = DebugLog(self.node)
         self.cluster = Cluster(self.node, self.hub, self.broker, self.debug)
-        self.connections: set[Any] = set()
+        self.connections: set[OpenConnection] = set()
         self._stack = contextlib.AsyncExitStack()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._presence_due: dict[str, asyncio.TimerHandle] = {}
@@ -163,7 +165,7 @@ class Gateway:
             ),
             "croupier_subscriptions": (
                 "gauge",
-                sum(len(getattr(c, "channels", ())) for c in self.connections),
+                sum(len(c.channels) for c in self.connections),
                 "Channel subscriptions held by open connections.",
             ),
             "croupier_channels": ("gauge", self.hub.channel_count, "Channels with subscribers."),

@@ -7,18 +7,21 @@ API holds it with its offset, and the channel routes count the channel's subscri
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pusher
 import pytest
 
 from tests.support import ServerProcess, running_server, token
 
-from .wsclient import history, http, write_config, ws_connect
+from .wsclient import WsClient, history, http, write_config, ws_connect
 
 pytestmark = pytest.mark.e2e
 
@@ -48,9 +51,11 @@ async def api(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def sdk(server: ServerProcess, secret: str = SECRET, app_id: str = APP_ID) -> pusher.Pusher:
+def sdk(
+    server: ServerProcess, secret: str = SECRET, app_id: str = APP_ID, key: str = KEY
+) -> pusher.Pusher:
     return pusher.Pusher(
-        app_id=app_id, key=KEY, secret=secret, host="127.0.0.1", port=server.port, ssl=False
+        app_id=app_id, key=key, secret=secret, host="127.0.0.1", port=server.port, ssl=False
     )
 
 
@@ -178,3 +183,68 @@ async def test_bad_requests_get_a_clear_400(server: ServerProcess) -> None:
         )
     with pytest.raises(pusher.errors.PusherBadRequest, match="presence"):
         await call(client.users_info, "orders")
+
+
+# A second app, whose channels live in the namespace ``shop``.
+OTHER_ID, OTHER_KEY, OTHER_SECRET = "4343", "other-key", "other-secret"
+TWO_APPS = (
+    CONFIG
+    + f"""
+[[pusher.apps]]
+id = "{OTHER_ID}"
+key = "{OTHER_KEY}"
+secret = "{OTHER_SECRET}"
+namespace = "shop"
+"""
+)
+
+
+@asynccontextmanager
+async def pusher_user(
+    server: ServerProcess, key: str, signer: pusher.Pusher, user: str, channel: str
+) -> AsyncIterator[WsClient]:
+    """A bare Pusher client of the app ``key`` (whose backend is ``signer``), signed in as
+    ``user`` and subscribed to the public ``channel``."""
+    url = f"{server.url}/app/{key}?protocol=7"
+    # No automatic close reply: the server may have gone by then, and aiohttp would replace
+    # the close code it received with 1006 when the reply fails.
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, autoclose=False) as ws,
+    ):
+        client = WsClient(ws)
+        established = await client.recv()
+        assert established["event"] == "pusher:connection_established"
+        socket_id = json.loads(established["data"])["socket_id"]
+        signed = signer.authenticate_user(socket_id, {"id": user})
+        await client.send({"event": "pusher:signin", "data": signed})
+        assert (await client.recv())["event"] == "pusher:signin_success"
+        await client.send({"event": "pusher:subscribe", "data": {"channel": channel}})
+        assert (await client.recv())["event"] == "pusher_internal:subscription_succeeded"
+        yield client
+
+
+async def test_terminate_ends_only_that_apps_users_connections(tmp_path: Path) -> None:
+    """Ann's connections to the app are closed with 4009; Bob's, Ann's to another app and
+    Ann's native connection (a player with the same id) stay open."""
+    with running_server(tmp_path, config=write_config(tmp_path / "c.toml", TWO_APPS)) as server:
+        here, there = sdk(server), sdk(server, OTHER_SECRET, OTHER_ID, OTHER_KEY)
+        async with (
+            pusher_user(server, KEY, here, "ann", "orders") as ann,
+            pusher_user(server, KEY, here, "ann", "orders") as ann_again,
+            pusher_user(server, KEY, here, "bob", "orders") as bob,
+            pusher_user(server, OTHER_KEY, there, "ann", "orders") as ann_elsewhere,
+            ws_connect(server, token("ann", channels=["pusher:*"])) as ann_native,
+        ):
+            await ann_native.subscribe("pusher:orders")
+            assert await call(here.terminate_user_connections, "ann") == {}
+            for terminated in (ann, ann_again):
+                seen = await terminated.wait_closed()
+                assert [(d["event"], d["data"]["code"]) for d in seen] == [("pusher:error", 4009)]
+                assert terminated.ws.close_code == 4009
+            await call(here.trigger, ["orders"], "after", {"n": 1})
+            await call(there.trigger, ["orders"], "after", {"n": 2})
+            for client in (bob, ann_elsewhere):
+                event = await client.recv()
+                assert event["event"] == "after", event
+            assert (await ann_native.expect("after"))["data"] == {"n": 1}

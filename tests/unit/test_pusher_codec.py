@@ -183,8 +183,8 @@ def test_signin_names_the_connections_user() -> None:
     (reply,) = codec.decode(json.dumps(message))
     (success,) = frames(codec.encode(reply))
     assert success == {"event": "pusher:signin_success", "data": {"user_data": signed["user_data"]}}
-    assert codec.pusher_user_is(APP, "u7")
-    assert not codec.pusher_user_is(APP, "u8")
+    assert codec.belongs_to(APP, "u7")
+    assert not codec.belongs_to(APP, "u8")
     forged = {"event": "pusher:signin", "data": {**signed, "user_data": '{"id":"admin"}'}}
     with pytest.raises(Unauthorized):
         codec.decode(json.dumps(forged))

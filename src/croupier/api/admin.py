@@ -25,6 +25,7 @@ from typing import Any, Self
 import orjson
 from aiohttp import web
 
+from ..connections import OpenConnection
 from ..core.channels import resolve
 from ..core.sse import comment, data_frame
 from ..debuglog import BACKLOG, BURST, KINDS, RATE, Record
@@ -66,12 +67,12 @@ def _path_id(request: web.Request, name: str) -> str:
 # -- connections ---------------------------------------------------------------------------
 
 
-def describe_connection(conn: Any, node: str) -> dict[str, Any]:
+def describe_connection(conn: OpenConnection, node: str) -> dict[str, Any]:
     """What the connection inspector shows of one connection (never its token): its own
-    ``info()``, with the node that holds it."""
+    ``info()``, with the node that holds it and the origin it connected from."""
     doc = dict(conn.info())
     doc["node"] = node
-    doc.setdefault("origin", getattr(conn, "origin", None))
+    doc.setdefault("origin", conn.origin)
     return doc
 
 
@@ -106,7 +107,7 @@ class AdminApi:
 
     # -- this node's answers ---------------------------------------------------------------
 
-    def _found(self, body: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
+    def _found(self, body: dict[str, Any]) -> list[tuple[OpenConnection, dict[str, Any]]]:
         node = self.gateway.node
         found = []
         for conn in list(self.gateway.connections):
@@ -130,7 +131,7 @@ class AdminApi:
             if debug.watching:
                 debug.emit(
                     "disconnect.requested",
-                    client=doc.get("id"),
+                    client=conn.client,
                     player=doc.get("player"),
                     brand=doc.get("brand"),
                     reason=reason,

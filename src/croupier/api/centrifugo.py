@@ -273,11 +273,7 @@ def _reconnects(code: int) -> bool:
 def _info_method(started: float, uid: str) -> Callable[[Gateway, CentrifugoInfo], Awaitable[Any]]:
     async def info(gateway: Gateway, body: CentrifugoInfo) -> dict[str, Any]:
         connections = list(gateway.connections)
-        users = {
-            claims.sub
-            for conn in connections
-            if (claims := getattr(getattr(conn, "session", None), "claims", None)) is not None
-        }
+        users = {claims.sub for conn in connections if (claims := conn.claims) is not None}
         return {
             "nodes": [
                 {
@@ -286,7 +282,7 @@ def _info_method(started: float, uid: str) -> Callable[[Gateway, CentrifugoInfo]
                     "version": f"croupier {__version__}",
                     "num_clients": len(connections),
                     "num_users": len(users),
-                    "num_subs": sum(len(getattr(c, "channels", ())) for c in connections),
+                    "num_subs": sum(len(c.channels) for c in connections),
                     "num_channels": gateway.hub.channel_count,
                     "uptime": int(time.monotonic() - started),
                 }

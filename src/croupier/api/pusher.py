@@ -241,11 +241,8 @@ async def terminate(request: web.Request) -> web.Response:
     app, _ = await _signed(request)
     user_id = request.match_info["user_id"]
     for conn in list(gateway_of(request).connections):
-        # The API does not import the transports: a Pusher connection's codec answers
-        # ``pusher_user_is`` (see croupier.transports.pusher); closed with code 4009.
-        is_user = getattr(getattr(conn, "codec", None), "pusher_user_is", None)
-        if is_user is not None and is_user(app, user_id):
-            conn.disconnect("terminated", reconnect=False)
+        if conn.belongs_to(app, user_id):
+            conn.disconnect("terminated", reconnect=False)  # Pusher's close code 4009
     return json_response({})
 
 

@@ -178,7 +178,7 @@ class NodeStats:
             cpu=self.cpu,
             loopLagMs=round(self.loop_lag * 1000, 2),
             connections=self._connections(),
-            subscriptions=sum(len(getattr(c, "channels", ())) for c in gateway.connections),
+            subscriptions=sum(len(c.channels) for c in gateway.connections),
             channels=gateway.hub.channel_count,
             published=gateway.metrics.published,
             delivered=gateway.hub.delivered,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from ..config import NamespaceRules, Settings
+from ..config import NamespaceRules, PusherApp, Settings
 from ..core.channels import Claims, check_subscribe
 from ..core.commands import Command, Refused, Reply
 from ..events import Event
@@ -96,6 +96,11 @@ class Codec(Protocol):
         its channel)."""
         ...
 
+    def belongs_to(self, app: PusherApp, user_id: str) -> bool:
+        """Whether the client is the Pusher app ``app``'s user ``user_id`` (what Pusher's
+        ``terminate_connections`` ends); only Pusher's codec says yes."""
+        ...
+
 
 class BaseCodec:
     """Defaults for a codec: override what a protocol does differently."""
@@ -145,3 +150,6 @@ class BaseCodec:
 
     def opening(self) -> Sequence[Command]:
         return ()
+
+    def belongs_to(self, app: PusherApp, user_id: str) -> bool:
+        return False

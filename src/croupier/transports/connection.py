@@ -40,7 +40,7 @@ import weakref
 from collections import deque
 from typing import Any
 
-from ..config import NamespaceRules
+from ..config import NamespaceRules, PusherApp
 from ..core.channels import Claims
 from ..core.commands import (
     Connected,
@@ -229,6 +229,15 @@ class Connection(Outcomes):
     def channels(self) -> dict[str, NamespaceRules]:
         """The channels this connection is subscribed to (or subscribing to)."""
         return self.session.channels
+
+    @property
+    def claims(self) -> Claims | None:
+        """The session's verified token (``None``: anonymous)."""
+        return self.session.claims
+
+    def belongs_to(self, app: PusherApp, user_id: str) -> bool:
+        """Whether it is a connection of Pusher ``app``'s user ``user_id`` (its codec says)."""
+        return self.codec.belongs_to(app, user_id)
 
     # -- the hot path ----------------------------------------------------------------------
 

@@ -182,7 +182,7 @@ class PusherCodec(BaseCodec):
             info = orjson.loads(data).get("user_info")
             self.user = {"id": user, "info": info}
 
-    def pusher_user_is(self, app: PusherApp, user_id: str) -> bool:
+    def belongs_to(self, app: PusherApp, user_id: str) -> bool:
         """Whether this is a connection of ``app``'s user ``user_id`` (signed in, or a
         presence member): what ``terminate_connections`` closes."""
         if self.app is not app:
