@@ -110,6 +110,8 @@ def test_connect() -> None:
     results = bench("connect", "--clients", "20")
     assert [(r["server"], r["kind"]) for r in results] == [
         ("node-ws", "node-bare"),
+        ("python-floor", "floor-bare"),
+        ("python-floor", "floor-token-url"),
         ("croupier", "ws-bare"),
         ("croupier", "ws-token"),
         ("croupier", "ws-token-subscribe"),
@@ -122,9 +124,16 @@ def test_connect() -> None:
 
 
 def test_connect_repeated_reports_each_kinds_median_run() -> None:
-    node, ours = bench("connect", "--clients", "10", "--kind", "ws-token", "--repeat", "3")
-    assert (node["kind"], ours["kind"]) == ("node-bare", "ws-token")
-    for result in (node, ours):
+    node, floor, floor_url, ours = bench(
+        "connect", "--clients", "10", "--kind", "ws-token", "--repeat", "3"
+    )
+    assert [r["kind"] for r in (node, floor, floor_url, ours)] == [
+        "node-bare",
+        "floor-bare",
+        "floor-token-url",
+        "ws-token",
+    ]
+    for result in (node, floor, floor_url, ours):
         runs = [float(x) for x in result["runs_us"].split()]
         assert len(runs) == 3
         assert result["server_cpu_us_per_client"] == pytest.approx(sorted(runs)[1], abs=0.5)

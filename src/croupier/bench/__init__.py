@@ -678,17 +678,20 @@ def connect(
     pin: bool,
     as_json: bool,
 ) -> None:
-    """Server CPU per new connection: a bare Node `ws` connection, then Croupier's `/ws` bare,
-    with a token, with a token and one subscribe message, with a token and the channel in
-    the connect URL, and `/sse` with a token and a channel.
+    """Server CPU per new connection: a bare Node `ws` connection, the Python floor (a bare
+    uvloop upgrade, and one that also checks the token's HMAC and answers `subscribed` for the
+    channel in the URL), then Croupier's `/ws` bare, with a token, with a token and one
+    subscribe message, with a token and the channel in the connect URL, and `/sse` with a
+    token and a channel.
 
-    Each client has its own token, never seen before by the server. With --repeat N the two
-    servers stay up and each round measures Node and then every kind, so a drift of the host
-    touches them alike; each figure is the median of its N runs (`runs_us` lists them) and
-    `cpu_vs_node` compares medians.
+    Each client has its own token, never seen before by the server. With --repeat N the
+    servers stay up and each round measures Node, the floor and then every kind, so a drift of
+    the host touches them alike; each figure is the median of its N runs (`runs_us` lists
+    them) and `cpu_vs_node` compares medians.
     """
+    from .floor import FloorReference
     from .node import NodeReference
-    from .server import BenchServer
+    from .server import SECRET, BenchServer
     from .storm import run_connect
 
     chosen = kinds or (
@@ -703,15 +706,19 @@ def connect(
     if client_cpus is not None:
         os.sched_setaffinity(0, client_cpus)
     options = {"clients": clients, "processes": processes, "concurrency": concurrency}
-    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in ("node-bare", *chosen)}
-    with NodeReference(cpus=server_cpus) as reference, BenchServer(cpus=server_cpus) as server:
+    references = ("node-bare", "floor-bare", "floor-token-url")
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in (*references, *chosen)}
+    with (
+        NodeReference(cpus=server_cpus) as reference,
+        FloorReference(SECRET, cpus=server_cpus) as floor,
+        BenchServer(cpus=server_cpus) as server,
+    ):
+        targets = {"node-bare": reference, "floor-bare": floor, "floor-token-url": floor}
         for _ in range(repeat):
-            runs["node-bare"].append(
-                _run(lambda: run_connect(reference, "node-bare", timeout=120, **options))
-            )
-            for kind in chosen:
+            for kind in runs:
+                target = targets.get(kind, server)
                 runs[kind].append(
-                    _run(functools.partial(run_connect, server, kind, timeout=120, **options))
+                    _run(functools.partial(run_connect, target, kind, timeout=120, **options))
                 )
     results = [_median_run(found) for found in runs.values()]
     node = results[0]

@@ -9,16 +9,13 @@ messages (see the script's header).
 from __future__ import annotations
 
 import os
-import select
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
-from .server import ServerProcess, pinned, stop
+from .server import ReferenceProcess
 
 __all__ = ["NodeReference", "find_node_dir"]
 
@@ -64,7 +61,7 @@ def _ensure_installed(directory: Path) -> None:
     )
 
 
-class NodeReference(ServerProcess):
+class NodeReference(ReferenceProcess):
     """Use as ``with NodeReference(cpus={0}) as node:``; stopped with SIGTERM on exit.
 
     Args:
@@ -85,33 +82,5 @@ class NodeReference(ServerProcess):
             raise RuntimeError("node is not on PATH: the Node reference cannot run")
         directory = self.directory or find_node_dir()
         _ensure_installed(directory)
-        with pinned(self.cpus):
-            self.proc = subprocess.Popen(
-                [node, "server.js", "0"], cwd=directory, stdout=subprocess.PIPE
-            )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 30
-        line = b""
-        while not line.endswith(b"\n") and time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.1)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 256)
-                if not chunk:
-                    break
-                line += chunk
-        if not line.startswith(b"listening "):
-            stop(self.proc)
-            raise RuntimeError(f"the Node reference did not start: {line!r}")
-        self.port = int(line.split()[1])
+        self.start([node, "server.js", "0"], self.cpus, cwd=directory)
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self.proc is not None:
-            stop(self.proc)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -19,7 +20,7 @@ from typing import Self
 
 from ..auth import mint_token
 
-__all__ = ["API_KEY", "BenchServer", "ServerProcess", "pinned", "stop"]
+__all__ = ["API_KEY", "BenchServer", "ReferenceProcess", "ServerProcess", "pinned", "stop"]
 
 API_KEY = "bench-key"
 SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
@@ -66,6 +67,57 @@ class ServerProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+
+
+class ReferenceProcess(ServerProcess):
+    """A reference server that prints ``listening <port>`` on stdout once it listens.
+
+    Subclasses start it in ``__enter__`` with :meth:`start`.
+    """
+
+    def start(
+        self,
+        args: list[str],
+        cpus: set[int] | None,
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """Start ``args`` on ``cpus`` and wait (at most 30 s) for the port it listens on.
+
+        Raises:
+            RuntimeError: it exited or said something else first.
+        """
+        with pinned(cpus):
+            self.proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 30
+        line = b""
+        while not line.endswith(b"\n") and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.1)
+            if ready:
+                chunk = os.read(self.proc.stdout.fileno(), 256)
+                if not chunk:
+                    break
+                line += chunk
+        if not line.startswith(b"listening "):
+            stop(self.proc)
+            raise RuntimeError(f"the {self.name} reference did not start: {line!r}")
+        self.port = int(line.split()[1])
 
 
 class BenchServer(ServerProcess):
@@ -144,8 +196,7 @@ class BenchServer(ServerProcess):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.proc is not None:
-            stop(self.proc)
+        super().__exit__(exc_type, exc, tb)
         self._dir.cleanup()
 
 

@@ -29,7 +29,7 @@ from .clients import TICK
 from .httpclient import connect, post_request
 from .node import NodeReference
 from .procstat import cpu_split, listen_overflows
-from .server import API_KEY, SECRET, BenchServer
+from .server import API_KEY, SECRET, BenchServer, ServerProcess
 
 __all__ = ["CONNECT_KINDS", "PER_PROCESS", "run_connect", "run_storm"]
 
@@ -45,6 +45,9 @@ def _settle(clients: int) -> float:
 # (name, worker kind, with a token, subscribed, subscribed in the connect URL)
 CONNECT_KINDS: dict[str, tuple[str, bool, bool, bool]] = {
     "node-bare": ("node", False, False, False),
+    # The Python floor (croupier.bench.floor): a bare upgrade, and one with a token and a channel.
+    "floor-bare": ("node", False, False, False),
+    "floor-token-url": ("ws", True, True, True),
     "ws-bare": ("ws", False, False, False),
     "ws-token": ("ws", True, False, False),
     "ws-token-subscribe": ("ws", True, True, False),
@@ -291,7 +294,7 @@ async def run_storm_node(
 
 
 async def run_connect(
-    target: BenchServer | NodeReference,
+    target: ServerProcess,
     kind: str,
     *,
     clients: int,
