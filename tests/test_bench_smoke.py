@@ -5,8 +5,10 @@ No timing assertions: the figures depend on the machine.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -139,3 +141,18 @@ def test_connect_repeated_reports_each_kinds_median_run() -> None:
         assert result["server_cpu_us_per_client"] == pytest.approx(sorted(runs)[1], abs=0.5)
         assert result["failed"] == 0
     assert ours["cpu_vs_node"] == ratio(ours, node, "server_cpu_us_per_client")
+
+
+@pytest.mark.parametrize("kind", ["bare", "token", "url"])
+def test_connect_path_opens_and_cleans_up_each_kind(kind: str) -> None:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "connect_path.py"
+    done = subprocess.run(
+        [sys.executable, str(script), kind, "200"],
+        capture_output=True,
+        timeout=timeout(120),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    assert re.fullmatch(
+        rf"{kind}: \d+\.\d µs CPU per connection \(open and close\)\n", done.stdout.decode()
+    )

@@ -228,8 +228,9 @@ async def serve(
     loop = asyncio.get_running_loop()
     # A WebSocket upgrade or an event stream on a fresh connection takes the lean path;
     # aiohttp gets the rest.
+    websockets, streams = app[WEBSOCKETS], app[EVENT_STREAMS]
     server = await loop.create_server(
-        lambda: Sniffer(http, gateway, app[WEBSOCKETS], app[EVENT_STREAMS]),
+        lambda: Sniffer(http, gateway, websockets, streams),
         host,
         port,
         backlog=4096,

@@ -83,6 +83,7 @@ class _Channel:
     ready: asyncio.Future[None] | None = None  # done once the broker subscription holds
     recent: RecentHistory | None = None  # the last history read, for the resumes that follow
     reading: asyncio.Future[tuple[int, History]] | None = None  # a read under way
+    locating: asyncio.Future[Position] | None = None  # a position look-up under way
 
     def empty(self) -> bool:
         return not self.pending and not self.listeners and not any(self.live.values())
@@ -318,7 +319,7 @@ class Hub:
         if known is not None:
             return known  # where delivery stands, or recent history: no read
         if since is None:
-            return History((), await self._log.position(ch.name), 0)
+            return History((), await self._position(ch), 0)
         after = since.offset
         reading = ch.reading
         if reading is not None:
@@ -326,6 +327,24 @@ class Hub:
             if start <= after and len(history.events) < self.recover_max:
                 return history_after(history, after)
         return await self._read(ch, after)
+
+    async def _position(self, ch: _Channel) -> Position:
+        """The channel's position in the log. The subscribers that arrive while it is looked
+        up (a crowd on a channel this node has just opened) share the look-up; one that
+        started before a subscriber began buffering may be behind, which the subscriber's
+        catch-up (see :meth:`subscribe`) reads, as it does after a shared read."""
+        locating = ch.locating
+        if locating is None:
+            locating = ch.locating = asyncio.ensure_future(self._log.position(ch.name))
+
+            def done(future: asyncio.Future[Position]) -> None:
+                if ch.locating is future:
+                    ch.locating = None
+                if not future.cancelled():
+                    future.exception()  # retrieved: the waiters see it through await
+
+            locating.add_done_callback(done)
+        return await asyncio.shield(locating)
 
     async def _read(self, ch: _Channel, after: int) -> History:
         """Read the log after ``after``; resumes that arrive meanwhile wait for this read."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from croupier.config import Limits, Settings
 from croupier.core.channels import Claims
 from croupier.gateway import Gateway
+from croupier.transports.common import new_client_id
 from croupier.transports.connection import Connection
 from croupier.transports.native import NativeCodec
 from croupier.transports.websocket import close_websocket
@@ -114,3 +116,9 @@ async def test_lost_leaves_the_hub_and_the_gateway(gateway: Gateway) -> None:
     await _settle()
     assert gateway.hub.subscribers("tournament:3") == 0
     assert conn not in gateway.connections
+
+
+def test_connection_ids_are_distinct_across_refills_of_the_random_pool() -> None:
+    ids = [new_client_id() for _ in range(2000)]  # several refills of 256
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"c-[0-9a-f]{12}", i) for i in ids)

@@ -40,6 +40,8 @@ class CountingLog:
 
     async def position(self, channel: str) -> Position:
         self.positions += 1
+        self.reading.set()
+        await self.gate.wait()
         return await self.inner.position(channel)
 
     def __getattr__(self, name: str) -> Any:
@@ -203,5 +205,57 @@ async def test_subscribers_without_history_read_nothing_once_the_channel_is_live
         await node.publish(1)
         await until(lambda: all(s.offsets == [6] for s in sinks))
         assert first.offsets == span(4, 6)
+    finally:
+        await node.hub.close()
+
+
+async def test_a_crowd_on_a_channel_just_opened_looks_its_position_up_once() -> None:
+    node, log = counting_node()
+    try:
+        await node.publish(3)
+        log.gate.clear()
+        sinks = [Sink() for _ in range(40)]
+        tasks = [asyncio.ensure_future(node.subscribe(s)) for s in sinks]
+        await log.reading.wait()
+        await asyncio.sleep(0)
+        await node.publish(2)  # offsets 4 and 5, while the one look-up is held
+        log.gate.set()
+        results = await asyncio.gather(*tasks)
+        assert log.positions == 1
+        assert all(r is not None and r.position == results[0].position for r in results)
+        await node.publish(1)
+        # Each subscriber starts where the shared look-up stood: what was published while it
+        # was held arrives once, in order, whichever subscriber began buffering when.
+        start = results[0].position.offset
+        await until(lambda: all(s.offsets[-1:] == [6] for s in sinks))
+        for sink in sinks:
+            assert sink.offsets == span(start + 1, 6)
+    finally:
+        await node.hub.close()
+
+
+async def test_a_failed_position_look_up_fails_its_crowd_and_the_next_one_retries() -> None:
+    node, log = counting_node()
+    try:
+        await node.publish(2)
+        broken = True
+
+        async def position(channel: str) -> Position:
+            log.positions += 1
+            await asyncio.sleep(0)
+            if broken:
+                raise OSError("the log is unreachable")
+            return await log.inner.position(channel)
+
+        log.position = position  # type: ignore[method-assign]
+        outcomes = await asyncio.gather(
+            *(node.subscribe(Sink()) for _ in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(o, Exception) for o in outcomes)
+        assert log.positions == 1
+        broken = False
+        result = await node.subscribe(Sink())
+        assert result is not None
+        assert log.positions == 2
     finally:
         await node.hub.close()

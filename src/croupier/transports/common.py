@@ -3,8 +3,8 @@ matching a path against an endpoint's pattern."""
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Generic, Protocol, TypeVar
@@ -58,8 +58,17 @@ def check_origin(settings: Settings, request: RequestHead) -> None:
     raise Forbidden(f"origin {shown(origin, 200)} is not allowed", code="origin_not_allowed")
 
 
+# Connection ids: 48 bits from the OS's random source each, read for 256 ids at a time (one
+# system call per 256 connections instead of one each).
+_ID_HEX = 12
+_spare_ids: list[str] = []
+
+
 def new_client_id() -> str:
-    return "c-" + secrets.token_hex(6)
+    if not _spare_ids:
+        raw = os.urandom(_ID_HEX // 2 * 256).hex()
+        _spare_ids.extend("c-" + raw[i : i + _ID_HEX] for i in range(0, len(raw), _ID_HEX))
+    return _spare_ids.pop()
 
 
 @lru_cache(maxsize=64)

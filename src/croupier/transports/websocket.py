@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import hashlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -89,10 +90,10 @@ def handshake_key(method: str, headers: Mapping[str, str]) -> str | None:
         return None
     key = headers.get("Sec-WebSocket-Key", "")
     try:
-        if len(base64.b64decode(key, validate=True)) != 16:
+        if len(binascii.a2b_base64(key, strict_mode=True)) != 16:
             return None
-    except ValueError:
-        return None
+    except (binascii.Error, ValueError):
+        return None  # not base64 (strictly: no stray characters), or not ASCII
     return key
 
 

@@ -183,7 +183,9 @@ class Sniffer(asyncio.Protocol):
         except CroupierError:
             self._to_http(buffer)  # the endpoint's handler answers with the reason
             return
-        if inspect.isawaitable(codec) or not gateway.ready:
+        # An awaitable is an endpoint's factory that awaits (aiohttp's path runs it). Asked as
+        # ``hasattr``: a codec is no awaitable, and the abstract-class check costs more.
+        if hasattr(codec, "__await__") or not gateway.ready:
             if inspect.iscoroutine(codec):
                 codec.close()
             self._to_http(buffer)

@@ -1,0 +1,202 @@
+"""The cost of Croupier's own connection path, without sockets: a deterministic yardstick.
+
+``croupier bench connect`` measures the whole server per connection over real sockets, and
+one run moves by tens of percent from the next on a small VM. This measures only the Python
+path of a lean ``/ws`` connection, in one process, on a stand-in transport: the front door
+reads the upgrade request, checks the token, opens the connection (subscribing to the URL's
+channel), and the connection is then lost and cleaned up.
+
+    python benchmarks/connect_path.py [bare|token|url] [connections]
+        CPU µs per connection (open, then close), garbage collection off
+    python benchmarks/connect_path.py --instructions [bare|token|url]
+        instructions per connection under valgrind's callgrind: the same figure on every
+        run for the same code (four runs: 500 and 1,500 connections, each also without
+        connecting, so start-up and token minting cancel out); takes a few minutes
+
+``bare``: ``/ws``; ``token``: ``/ws?token=…`` (each connection its own HS256 token);
+``url``: ``/ws?token=…&channel=table:…`` (subscribed in the connect URL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gc
+import hashlib
+import hmac
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import orjson
+import uvloop
+from aiohttp import web
+
+from croupier.app import build_app
+from croupier.config import load_settings
+from croupier.gateway import Gateway
+from croupier.transports.sse import EVENT_STREAMS
+from croupier.transports.websocket import WEBSOCKETS
+from croupier.transports.wsproto import Sniffer
+
+SECRET = "connect-path-secret-0123456789abcdef0123456789"
+CHANNEL = "table:connect-path"
+
+
+class StandIn:
+    """The transport a connection writes to: counts bytes, closes on the next turn."""
+
+    def __init__(self) -> None:
+        self.protocol: Any = None
+        self.closing = False
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
+            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> Any:
+        return self.protocol
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def token(sub: str) -> str:
+    """An HS256 player token for ``sub``, valid for an hour."""
+    head = _b64(orjson.dumps({"alg": "HS256", "typ": "JWT"}))
+    body = _b64(orjson.dumps({"sub": sub, "brand": "1001", "exp": int(time.time()) + 3600}))
+    signing = f"{head}.{body}"
+    return f"{signing}.{_b64(hmac.digest(SECRET.encode(), signing.encode(), hashlib.sha256))}"
+
+
+def requests(kind: str, count: int) -> list[bytes]:
+    key = base64.b64encode(os.urandom(16)).decode()
+    out = []
+    for i in range(count):
+        path = "/ws"
+        if kind != "bare":
+            path += f"?token={token(f'p{i}')}"
+        if kind == "url":
+            path += f"&channel={CHANNEL}"
+        out.append(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+    return out
+
+
+async def run(kind: str, count: int, connect: bool) -> float:
+    """CPU seconds for ``count`` connections opened (100 a loop turn) and then lost."""
+    with tempfile.TemporaryDirectory() as directory:
+        env = {"CROUPIER_DATABASE_URL": f"sqlite:///{directory}/path.db"}
+        gateway = Gateway(load_settings(env={**env, "CROUPIER_JWT_SECRET": SECRET}))
+        app = build_app(gateway)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        try:
+            http = runner.server
+            assert http is not None
+            websockets, streams = app[WEBSOCKETS], app[EVENT_STREAMS]
+            heads = requests(kind, count)
+            if not connect:
+                return 0.0
+            # The channel opens (a log read) before the measured connections arrive.
+            await _connections(http, gateway, websockets, streams, heads[:1], kind)
+            gc.disable()
+            started = time.process_time()
+            await _connections(http, gateway, websockets, streams, heads, kind)
+            return time.process_time() - started
+        finally:
+            gc.enable()
+            await runner.cleanup()
+
+
+async def _connections(
+    http: Any, gateway: Gateway, websockets: Any, streams: Any, heads: list[bytes], kind: str
+) -> None:
+    transports = []
+    for i, head in enumerate(heads):
+        transport = StandIn()
+        sniffer = Sniffer(http, gateway, websockets, streams)
+        transport.protocol = sniffer
+        sniffer.connection_made(transport)  # type: ignore[arg-type]
+        sniffer.data_received(head)
+        transports.append(transport)
+        if i % 100 == 99:
+            await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    if len(gateway.connections) != len(heads):
+        raise RuntimeError(f"{len(gateway.connections)} of {len(heads)} connections opened")
+    subscribed = gateway.hub.subscribers(CHANNEL)
+    if subscribed != (len(heads) if kind == "url" else 0):
+        raise RuntimeError(f"{subscribed} of {len(heads)} connections subscribed to {CHANNEL}")
+    for transport in transports:
+        transport.protocol.connection_lost(None)
+    for _ in range(500):  # the clean-ups (tasks) finish within a few turns
+        if not gateway.connections:
+            return
+        await asyncio.sleep(0.001 if _ > 10 else 0)
+    raise RuntimeError(f"{len(gateway.connections)} connections were not cleaned up")
+
+
+def _instructions(kind: str, count: int, connect: bool) -> int:
+    args = [sys.executable, __file__, kind, str(count)] + ([] if connect else ["--no-connect"])
+    with tempfile.NamedTemporaryFile() as out:
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out.name}", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    for line in done.stderr.splitlines():
+        if "Collected" in line or "refs:" in line:
+            return int(line.rsplit(maxsplit=1)[-1].replace(",", ""))
+    raise RuntimeError(f"no instruction count from valgrind:\n{done.stderr[-2000:]}")
+
+
+def main(argv: list[str]) -> None:
+    if argv and argv[0] == "--instructions":
+        kind = argv[1] if len(argv) > 1 else "url"
+        small, large = 500, 1500
+        connected = _instructions(kind, large, True) - _instructions(kind, small, True)
+        minted = _instructions(kind, large, False) - _instructions(kind, small, False)
+        per = (connected - minted) / (large - small)
+        print(f"{kind}: {per:,.0f} instructions per connection (open and close)")
+        return
+    kind = argv[0] if argv else "url"
+    count = int(argv[1]) if len(argv) > 1 else 5000
+    seconds = uvloop.run(run(kind, count, connect="--no-connect" not in argv))
+    if "--no-connect" not in argv:
+        print(f"{kind}: {seconds / count * 1e6:.1f} µs CPU per connection (open and close)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
