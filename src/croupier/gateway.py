@@ -492,18 +492,41 @@ class Gateway:
                 self._notice(channel, str(user), "presence.join", info)
         return change.total
 
+    def leave_now(
+        self, channel: str, client: str, info: dict[str, Any], rules: NamespaceRules
+    ) -> bool:
+        """:meth:`leave` done at once when presence needs no I/O for it (it is in-process);
+        False, having done nothing, when it does."""
+        last = False
+        if rules.presence:
+            change = self.presence.leave_now(channel, client)
+            if change is None:
+                return False
+            last = change.player
+        if self.hooks.hears_presence:
+            self.hooks.presence(channel, client, info, False)
+        if rules.presence:
+            self._left(channel, info, rules, last)
+        return True
+
     async def leave(
         self, channel: str, client: str, info: dict[str, Any], rules: NamespaceRules
     ) -> None:
+        """Forget a subscriber in presence."""
+        if self.leave_now(channel, client, info, rules):
+            return
         if self.hooks.hears_presence:
             self.hooks.presence(channel, client, info, False)
-        if not rules.presence:
-            return
         try:
             last = (await self.presence.leave(channel, client)).player
         except Exception:
             log.exception("presence leave failed for %s", channel)
             last = True  # the grace period's check decides
+        self._left(channel, info, rules, last)
+
+    def _left(self, channel: str, info: dict[str, Any], rules: NamespaceRules, last: bool) -> None:
+        """What follows a leave recorded in presence (``last``: the player's last connection
+        there, as far as is known): the count due, a leave notice after the grace period."""
         self._presence_changed(channel)
         if rules.join_leave and last and info.get("id") is not None:
             key = (channel, str(info["id"]))

@@ -49,6 +49,12 @@ class Presence(Protocol):
         """Forget ``client`` in ``channel`` (an unknown one: harmless)."""
         ...
 
+    def leave_now(self, channel: str, client: str) -> Change | None:
+        """:meth:`leave` done at once when it needs no I/O (presence kept in this process);
+        ``None``, having done nothing, when it does (a closing connection then awaits
+        :meth:`leave`)."""
+        ...
+
     async def count(self, channel: str) -> int: ...
 
     async def connections(self, channel: str, player: str) -> int:

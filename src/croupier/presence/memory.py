@@ -50,6 +50,9 @@ class MemoryPresence:
         return Change(len(members), first)
 
     async def leave(self, channel: str, client: str) -> Change:
+        return self.leave_now(channel, client)
+
+    def leave_now(self, channel: str, client: str) -> Change:
         members = self._channels.get(channel)
         if members is None:
             return Change(0, False)

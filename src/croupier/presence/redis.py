@@ -110,6 +110,9 @@ class RedisPresence:
             raise Unavailable(f"presence is unavailable: {exc}") from exc
         return Change(int(results[-1]), player is not None and int(results[0]) == 0)
 
+    def leave_now(self, channel: str, client: str) -> Change | None:
+        return None  # every leave is a round trip to Redis
+
     async def leave(self, channel: str, client: str) -> Change:
         player: str | None = None
         members = self._mine.get(channel)

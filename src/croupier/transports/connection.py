@@ -38,6 +38,7 @@ import logging
 import time
 import weakref
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
 from ..config import NamespaceRules, PusherApp
@@ -423,12 +424,21 @@ class Connection(Outcomes):
             self._waiter.set_result(None)
 
     def _spawn_cleanup(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.cleanup())
-        _cleanups.add(task)
-        task.add_done_callback(_cleanups.discard)
+        rest = self._release()
+        if rest is not None:
+            task = asyncio.get_running_loop().create_task(rest)
+            _cleanups.add(task)
+            task.add_done_callback(_cleanups.discard)
 
     async def cleanup(self) -> None:
         """Leave the gateway, the hub and presence. Safe to call more than once."""
+        rest = self._release()
+        if rest is not None:
+            await rest
+
+    def _release(self) -> Coroutine[Any, Any, None] | None:
+        """Leave the gateway, the hub, and presence where it is kept in this process; the
+        leaves that need I/O (shared presence) are what the returned coroutine does."""
         self.closed = True
         self.held = None
         gateway = self.gateway
@@ -443,10 +453,20 @@ class Connection(Outcomes):
             )
         gateway.connections.discard(self)
         member = self.codec.member(self.session.claims)
+        waiting: list[tuple[str, NamespaceRules]] = []
         for channel, rules in self.session.release().items():
             gateway.hub.unsubscribe(self, channel)
-            if member is not None:
-                await gateway.leave(channel, self.client, member, rules)
+            if member is not None and not gateway.leave_now(channel, self.client, member, rules):
+                waiting.append((channel, rules))
+        if not waiting or member is None:
+            return None
+        return self._leave(member, waiting)
+
+    async def _leave(
+        self, member: dict[str, Any], channels: list[tuple[str, NamespaceRules]]
+    ) -> None:
+        for channel, rules in channels:
+            await self.gateway.leave(channel, self.client, member, rules)
 
     # -- time ------------------------------------------------------------------------------
 
