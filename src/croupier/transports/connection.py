@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections import deque
 from collections.abc import Coroutine
 from typing import Any
@@ -55,6 +54,7 @@ from ..gateway import Gateway
 from .closing import Closer
 from .codec import BaseCodec, Codec
 from .common import new_client_id
+from .flusher import Flusher, flusher
 from .outcomes import Outcomes
 
 __all__ = [
@@ -76,55 +76,6 @@ _cleanups: set[asyncio.Task[None]] = set()
 # Past this many bytes waiting for the end of the turn, a connection writes at once: a long
 # replay goes to the kernel as it is made, and the outbox bound then reads the real buffer.
 _FLUSH_AT = 64 * 1024
-
-
-class _Flusher:
-    """The connections with writes waiting in this loop turn; one callback writes them all.
-
-    Scheduled once per turn (by the first connection that writes, see
-    :meth:`Connection.write`), it runs right after the turn's other callbacks: nothing waits
-    longer than the turn it was written in.
-    """
-
-    __slots__ = ("dirty", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.dirty: list[Connection] = []
-
-    def schedule(self) -> None:
-        self.loop.call_soon(self.run)
-
-    def run(self) -> None:
-        dirty = self.dirty
-        batch = dirty[:]  # the same list object stays every connection's ``dirty``
-        dirty.clear()
-        for conn in batch:
-            pending = conn.pending
-            if pending is None:
-                continue  # written already (past the size threshold, or a close)
-            conn.pending = None
-            transport = conn.transport
-            assert transport is not None  # only an attached connection writes
-            if isinstance(pending, bytes):
-                transport.write(pending)
-            else:
-                conn.pending_bytes = 0
-                transport.write(b"".join(pending))
-
-
-# One flusher per event loop (a loop that is gone takes its flusher with it).
-_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _flusher() -> _Flusher:
-    loop = asyncio.get_running_loop()
-    flusher = _flushers.get(loop)
-    if flusher is None:
-        flusher = _flushers[loop] = _Flusher(loop)
-    return flusher
 
 
 class Connection(Outcomes):
@@ -223,7 +174,7 @@ class Connection(Outcomes):
         # What was written this loop turn and leaves at its end (bytes, or several).
         self.pending: bytes | list[bytes] | None = None
         self.pending_bytes = 0
-        self.flusher = _flusher()
+        self.flusher: Flusher = flusher()
         self.dirty = self.flusher.dirty
 
     @property
@@ -277,12 +228,12 @@ class Connection(Outcomes):
         """Queue ``frame`` through the bounded outbox; it leaves at the end of this turn.
 
         Everything written to a connection in one loop turn leaves in one
-        ``transport.write`` (see :class:`_Flusher`), or sooner once :data:`_FLUSH_AT`
-        bytes wait. The outbox is the socket's own write buffer plus what waits for the
-        turn's end: while the buffer holds unsent data, each write counts against
-        ``outbox_messages``; past that, or past ``outbox_bytes`` buffered and waiting, the
-        connection is cut off as a slow consumer (it reconnects and resumes from its last
-        offset).
+        ``transport.write`` (see :class:`~croupier.transports.flusher.Flusher`), or sooner
+        once :data:`_FLUSH_AT` bytes wait. The outbox is the socket's own write buffer plus
+        what waits for the turn's end: while the buffer holds unsent data, each write counts
+        against ``outbox_messages``; past that, or past ``outbox_bytes`` buffered and
+        waiting, the connection is cut off as a slow consumer (it reconnects and resumes
+        from its last offset).
         """
         transport = self.transport
         if transport is None:
