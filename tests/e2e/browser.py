@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+from urllib.parse import parse_qsl
 
 import httpx
 import orjson
@@ -28,6 +29,34 @@ ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+# Loads the SDK (from the page's origin) and follows `channels` with `options` (`refresh`
+# names a function of the page that gives a fresh token), recording every event, state
+# change, reset, subscription and refusal.
+FOLLOW = """
+async ([channels, token, options]) => {
+  const { Client } = await import("/sdk/croupier.js");
+  window.got = {};
+  window.states = [];
+  window.resets = [];
+  window.subscribed = [];
+  window.errors = [];
+  const { refresh, ...rest } = options;
+  if (refresh) rest.refreshToken = () => window[refresh]();
+  const client = new Client({ token, backoff: { initial: 200, max: 2000 }, ...rest });
+  window.client = client;
+  client.on("state", (s) => window.states.push([s.state, s.transport || client.transport]));
+  for (const channel of channels) {
+    window.got[channel] = [];
+    const sub = client.subscribe(channel);
+    sub.on("t.tick", (data, e) => window.got[channel].push([data.n, e.offset]));
+    sub.on("reset", (r) => window.resets.push([channel, r.recovered, r.position]));
+    sub.on("subscribed", (s) => window.subscribed.push([channel, s.recovered, s.resumed]));
+    sub.on("error", (e) => window.errors.push([channel, e.code]));
+  }
+}
+"""
 
 
 def chromium_or_skip() -> None:
@@ -186,17 +215,14 @@ class Pages:
         self.server.server_close()
 
 
-class NoUpgradeProxy(threading.Thread):
-    """A loopback HTTP proxy to ``target_port`` that refuses every WebSocket upgrade with
-    ``403`` (as some corporate proxies do) and passes everything else through. Set
-    :attr:`refusing` to False to let upgrades through too."""
+class LoopbackProxy(threading.Thread):
+    """A loopback TCP proxy to ``target_port`` running its own event loop in a thread; a
+    subclass says what to do with each client in :meth:`_client`."""
 
     def __init__(self, target_port: int) -> None:
         super().__init__(daemon=True)
         self.target_port = target_port
         self.port = free_port()
-        self.refused = 0
-        self.refusing = True
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self._server: asyncio.Server | None = None
@@ -219,21 +245,26 @@ class NoUpgradeProxy(threading.Thread):
         self.loop.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    async def _head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes | None:
+        """The request head, or None (and the client closed) when there is none."""
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
+            return await reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             writer.close()
-            return
-        if self.refusing and b"upgrade: websocket" in head.lower():
-            self.refused += 1
-            body = b'{"error":{"code":"forbidden","message":"no WebSocket through this proxy"}}'
-            writer.write(
-                b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n"
-                b"Connection: close\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
-            )
-            await writer.drain()
-            writer.close()
-            return
+            return None
+
+    async def _pass(
+        self,
+        head: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tap: Callable[[bytes], None] | None = None,
+    ) -> None:
+        """Send ``head`` and then everything else both ways; ``tap`` sees what the client
+        sends after the head."""
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
@@ -241,17 +272,23 @@ class NoUpgradeProxy(threading.Thread):
             return
         up_writer.write(head)
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(
+            src: asyncio.StreamReader,
+            dst: asyncio.StreamWriter,
+            tap: Callable[[bytes], None] | None = None,
+        ) -> None:
             with contextlib.suppress(ConnectionError, OSError):
                 while data := await src.read(65536):
+                    if tap is not None:
+                        tap(data)
                     dst.write(data)
                     await dst.drain()
             with contextlib.suppress(Exception):
                 dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, tap), pipe(up_reader, writer))
 
-    def __enter__(self) -> NoUpgradeProxy:
+    def __enter__(self) -> Self:
         self.start()
         self.ready.wait(timeout(10))
         return self
@@ -264,3 +301,139 @@ class NoUpgradeProxy(threading.Thread):
 
         self.loop.call_soon_threadsafe(shut)
         self.join(timeout(10))
+
+
+class NoUpgradeProxy(LoopbackProxy):
+    """A loopback HTTP proxy to ``target_port`` that refuses every WebSocket upgrade with
+    ``403`` (as some corporate proxies do) and passes everything else through. Set
+    :attr:`refusing` to False to let upgrades through too."""
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__(target_port)
+        self.refused = 0
+        self.refusing = True
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await self._head(reader, writer)
+        if head is None:
+            return
+        if self.refusing and b"upgrade: websocket" in head.lower():
+            self.refused += 1
+            body = b'{"error":{"code":"forbidden","message":"no WebSocket through this proxy"}}'
+            writer.write(
+                b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n"
+                b"Connection: close\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+            )
+            await writer.drain()
+            writer.close()
+            return
+        await self._pass(head, reader, writer)
+
+
+class ClientFrames:
+    """The messages in a browser's side of a WebSocket, fed its bytes as they pass: masked
+    text frames (RFC 6455 §5.2), decoded as JSON, in order."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self._buffer = b""
+        self._parts: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+        while (frame := self._frame()) is not None:
+            opcode, fin, payload = frame
+            if opcode in (0x0, 0x1):
+                self._parts.append(payload)
+                if fin:
+                    self.messages.append(orjson.loads(b"".join(self._parts)))
+                    self._parts = []
+
+    def _frame(self) -> tuple[int, bool, bytes] | None:
+        buf = self._buffer
+        if len(buf) < 2:
+            return None
+        length, at = buf[1] & 0x7F, 2
+        if length == 126:
+            if len(buf) < 4:
+                return None
+            length, at = int.from_bytes(buf[2:4]), 4
+        elif length == 127:
+            if len(buf) < 10:
+                return None
+            length, at = int.from_bytes(buf[2:10]), 10
+        masked = buf[1] & 0x80
+        end = at + (4 if masked else 0) + length
+        if len(buf) < end:
+            return None
+        payload = buf[end - length : end]
+        if masked:
+            key = buf[at : at + 4]
+            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        self._buffer = buf[end:]
+        return buf[0] & 0x0F, bool(buf[0] & 0x80), payload
+
+
+class Upgrade:
+    """One WebSocket upgrade the proxy passed on: its request target (path and query) and
+    the messages the client sent on it."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.frames = ClientFrames()
+
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0]
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        return parse_qsl(self.target.partition("?")[2], keep_blank_values=True)
+
+    @property
+    def sent(self) -> list[Any]:
+        return list(self.frames.messages)
+
+
+class WatchingProxy(LoopbackProxy):
+    """A loopback proxy to ``target_port`` that passes everything through and records what
+    the server receives on each WebSocket upgrade (:attr:`upgrades`). :meth:`block` cuts
+    every connection and refuses new ones, as a lost network does, until :meth:`unblock`."""
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__(target_port)
+        self.upgrades: list[Upgrade] = []
+        self.blocked = False
+        self._live: set[asyncio.StreamWriter] = set()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.blocked:
+            writer.transport.abort()
+            return
+        self._live.add(writer)
+        try:
+            head = await self._head(reader, writer)
+            if head is None:
+                return
+            tap = None
+            if b"upgrade: websocket" in head.lower():
+                upgrade = Upgrade(head.split(b" ", 2)[1].decode())
+                self.upgrades.append(upgrade)
+                tap = upgrade.frames.feed
+            await self._pass(head, reader, writer, tap)
+        finally:
+            self._live.discard(writer)
+
+    def block(self) -> None:
+        async def cut() -> None:
+            self.blocked = True
+            for writer in list(self._live):
+                writer.transport.abort()
+
+        asyncio.run_coroutine_threadsafe(cut(), self.loop).result(timeout(10))
+
+    def unblock(self) -> None:
+        self.blocked = False
+
+    def upgrades_to(self, path: str) -> list[Upgrade]:
+        return [u for u in self.upgrades if u.path == path]

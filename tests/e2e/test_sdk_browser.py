@@ -15,33 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.browser import NoUpgradeProxy, Publisher, chromium, publish, wait_for
+from tests.e2e.browser import FOLLOW, NoUpgradeProxy, Publisher, chromium, publish, wait_for
 from tests.support import ServerProcess, running_server, timeout, token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 TOTAL = 60
-
-# Loads the SDK and follows `channels`, recording every event, state change and reset.
-FOLLOW = """
-async ([channels, token, options]) => {
-  const { Client } = await import("/sdk/croupier.js");
-  window.got = {};
-  window.states = [];
-  window.resets = [];
-  window.subscribed = [];
-  const client = new Client({ token, backoff: { initial: 200, max: 2000 }, ...options });
-  window.client = client;
-  client.on("state", (s) => window.states.push([s.state, s.transport || client.transport]));
-  for (const channel of channels) {
-    window.got[channel] = [];
-    const sub = client.subscribe(channel);
-    sub.on("t.tick", (data, e) => window.got[channel].push([data.n, e.offset]));
-    sub.on("reset", (r) => window.resets.push([channel, r.recovered, r.position]));
-    sub.on("subscribed", (s) => window.subscribed.push([channel, s.recovered, s.resumed]));
-  }
-}
-"""
 
 
 def _counts(channels: list[str]) -> str:

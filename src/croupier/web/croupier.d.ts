@@ -80,6 +80,12 @@ export interface ClientOptions {
   onDrop?: ((message: OutgoingMessage, reason: string) => void) | null;
   /** ms of a silent event stream before reconnecting (45000). */
   sseIdleTimeout?: number;
+  /**
+   * On (re)connect, name the channels already followed, where each stands, and the token
+   * in the WebSocket URL: one request instead of a connect and a message per channel
+   * (true). False keeps the token out of URLs, at a message per channel.
+   */
+  subscribeInUrl?: boolean;
   /** For tests and other runtimes. */
   WebSocket?: typeof WebSocket;
   EventSource?: typeof EventSource;
@@ -139,7 +145,10 @@ export interface ClientEvents {
   state: [change: StateChange];
   /** Every event of every subscription. */
   event: [event: CroupierEvent];
-  /** A token was accepted (with its expiry, seconds since the epoch). */
+  /**
+   * A token sent as a message was accepted (with its expiry, seconds since the epoch): a
+   * refresh, or the first token of a connection whose URL named no channel.
+   */
   authenticated: [message: { type: "authenticated"; exp?: number; [k: string]: unknown }];
   /** The server ended the connection and said why. */
   disconnect: [message: DisconnectMessage];

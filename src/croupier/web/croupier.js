@@ -67,6 +67,41 @@ export function backoffDelay(attempt, options = {}, random = Math.random) {
   return Math.round(base * (1 - jitter * random()));
 }
 
+// -- the connect URL -----------------------------------------------------------------------
+
+// The most channel/since query bytes put in a WebSocket connect URL, and the most channels
+// (the server's default max_subscriptions): past either, the rest go as subscribe messages.
+const MAX_URL_QUERY = 4096;
+const MAX_URL_CHANNELS = 128;
+// A token this close to its expiry is refreshed before it is put in a connect URL.
+const TOKEN_MARGIN_MS = 2000;
+const EPOCH = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * Where a subscription resumes, as a connect URL's `since` value: "" when it has no position
+ * (subscribe from now), undefined when its position cannot be written there (no epoch: it is
+ * sent in a subscribe message, which forces `recovered: false`).
+ */
+function urlSince(position) {
+  if (!position) return "";
+  const { offset, epoch } = position;
+  if (!Number.isSafeInteger(offset) || offset < 0 || !EPOCH.test(epoch ?? "")) return undefined;
+  return `${offset}.${epoch}`;
+}
+
+/** When a JWT runs out (its `exp` claim, in ms since the epoch), or null if unknown. */
+function tokenExpiry(token) {
+  const part = typeof token === "string" ? token.split(".")[1] : undefined;
+  if (!part) return null;
+  try {
+    const padded = part.replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(atob(padded + "=".repeat((4 - (padded.length % 4)) % 4)));
+    return typeof claims.exp === "number" ? claims.exp * 1000 : null;
+  } catch {
+    return null;
+  }
+}
+
 // -- SSE resume ids ------------------------------------------------------------------------
 
 let CRC_TABLE = null;
@@ -215,6 +250,9 @@ const STATES = ["idle", "connecting", "connected", "reconnecting", "closed"];
  *   onDrop         (message, reason) => …, for a queued message given up: "overflow",
  *                  "retries", or "closed" when the app calls close()
  *   sseIdleTimeout milliseconds of a silent event stream before reconnecting (45000)
+ *   subscribeInUrl on (re)connect, name the channels already followed, where each stands,
+ *                  and the token in the WebSocket URL: one request instead of a connect
+ *                  and a message per channel (true)
  */
 export class Client extends Emitter {
   constructor(options = {}) {
@@ -235,6 +273,7 @@ export class Client extends Emitter {
     this.retries = options.retries ?? 3;
     this.onDrop = options.onDrop ?? null;
     this.sseIdleTimeout = options.sseIdleTimeout ?? 45000;
+    this.subscribeInUrl = options.subscribeInUrl ?? true;
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this._EventSource = options.EventSource ?? globalThis.EventSource;
 
@@ -249,6 +288,11 @@ export class Client extends Emitter {
     this._probes = 0; // WebSocket probes while on SSE in "auto" mode
     this._nextId = 1;
     this._pending = new Map(); // request id -> {kind, ...}
+    // Subscriptions named in the current WebSocket's URL, answered without an id:
+    // channel -> {sub, since, dropped}.
+    this._urlSubs = new Map();
+    this._tokenInUrl = null; // the token the current WebSocket's URL carries
+    this._expiry = null; // {token, at}: when the server said that token runs out (ms)
     this._ws = null;
     this._es = null;
     this._timers = new Set();
@@ -298,6 +342,8 @@ export class Client extends Emitter {
     if (this.subscriptions.get(sub.channel) !== sub) return;
     this.subscriptions.delete(sub.channel);
     if (this.transport === "websocket") {
+      const named = this._urlSubs.get(sub.channel);
+      if (named && named.sub === sub) named.dropped = true; // its answer may be on the way
       this._send({ type: "unsubscribe", channel: sub.channel, id: this._nextId++ });
     } else if (this.transport === "sse") {
       this._reopenSse();
@@ -363,11 +409,13 @@ export class Client extends Emitter {
     }
     if (es) es.close();
     this.transport = null;
+    this._urlSubs = new Map();
+    this._tokenInUrl = null;
     this._requeuePending();
   }
 
   async _token() {
-    if (this.refreshToken && (this._tokenStale || !this.token)) {
+    if (this.refreshToken && (this._tokenStale || !this.token || this._tokenDue())) {
       try {
         const fresh = await this.refreshToken();
         if (fresh) this.token = fresh;
@@ -377,6 +425,12 @@ export class Client extends Emitter {
       }
     }
     return this.token;
+  }
+
+  /** The token runs out within TOKEN_MARGIN_MS: by the server's word if it gave one. */
+  _tokenDue() {
+    const at = this._expiry?.token === this.token ? this._expiry.at : tokenExpiry(this.token);
+    return at !== null && at - Date.now() < TOKEN_MARGIN_MS;
   }
 
   _open() {
@@ -434,17 +488,26 @@ export class Client extends Emitter {
   }
 
   /** Open a WebSocket beside the event stream; once it greets, it replaces the stream. */
-  _probeWs() {
+  async _probeWs() {
     if (this.state === "closed" || this.transport !== "sse" || this._ws) return;
+    const token = await this._token();
+    if (this.state === "closed" || this.transport !== "sse" || this._ws) return;
+    this._dialProbe(this._wsOpening(token));
+  }
+
+  _dialProbe(opening) {
     let ws;
     try {
-      ws = new this._WebSocket(this.url.replace(/^http/, "ws") + "/ws");
+      ws = new this._WebSocket(opening.url);
     } catch {
-      this._scheduleProbe();
+      if (opening.subs.size > 0) this._dialProbe(this._wsOpening(null, true));
+      else this._scheduleProbe();
       return;
     }
     let taken = false;
+    let heard = false;
     ws.onmessage = (e) => {
+      heard = true;
       const message = parseMessage(e.data);
       if (taken || message?.type !== "connected") return;
       taken = true;
@@ -453,34 +516,79 @@ export class Client extends Emitter {
         return;
       }
       this._useSse = false;
-      this._teardown(); // the event stream; subscriptions resume from their positions
-      this._watchWs(ws, true);
+      // The event stream goes; the channels named in the URL resume from where they stood
+      // when it was dialled (what the stream gave meanwhile is not delivered twice: see
+      // Subscription._event), the others by message from their positions.
+      this._teardown();
+      this._watchWs(ws, true, opening);
       this._greetedWs(message);
     };
     ws.onclose = () => {
-      if (!taken && this.transport === "sse") this._scheduleProbe();
+      if (taken || this.transport !== "sse") return;
+      if (!heard && opening.subs.size > 0) this._dialProbe(this._wsOpening(null, true));
+      else this._scheduleProbe();
     };
   }
 
   // -- WebSocket ---------------------------------------------------------------------------
 
-  _openWs() {
+  /**
+   * The URL of a WebSocket attempt, with what it names: {url, subs, token}. Unless `bare`,
+   * the channels already followed go in it, in the order subscribed, each with `since` its
+   * position (a channel whose position has no epoch is left out, and so is every one past
+   * MAX_URL_CHANNELS or MAX_URL_QUERY bytes of query); and with them the token, since the
+   * server subscribes them at the upgrade, before any message could authenticate. Channels
+   * left out go as subscribe messages once the server greets.
+   */
+  _wsOpening(token, bare = false) {
     const url = this.url.replace(/^http/, "ws") + "/ws";
-    let ws;
-    try {
-      ws = new this._WebSocket(url);
-    } catch {
-      this._later(() => this._lost(true), 0);
-      return;
+    const subs = new Map();
+    if (bare || !this.subscribeInUrl) return { url, subs, token: null };
+    const query = [];
+    let size = 0;
+    for (const sub of this.subscriptions.values()) {
+      const since = urlSince(sub.position);
+      if (since === undefined) continue;
+      const pairs = [["channel", sub.channel]];
+      if (since) pairs.push(["since", since]);
+      const bytes = new URLSearchParams(pairs).toString().length + 1;
+      if (size + bytes > MAX_URL_QUERY || subs.size >= MAX_URL_CHANNELS) break;
+      size += bytes;
+      query.push(...pairs);
+      subs.set(sub.channel, { sub, since: since ? sub.position : null, dropped: false });
     }
-    this._watchWs(ws, false);
+    if (subs.size === 0) return { url, subs, token: null };
+    const params = new URLSearchParams(token ? [["token", token], ...query] : query);
+    return { url: `${url}?${params}`, subs, token: token || null };
   }
 
-  _watchWs(ws, greetedAlready) {
+  async _openWs() {
+    const token = await this._token();
+    if (this.state === "closed" || this._ws || this._es) return;
+    this._dialWs(this._wsOpening(token));
+  }
+
+  _dialWs(opening) {
+    let ws;
+    try {
+      ws = new this._WebSocket(opening.url);
+    } catch {
+      if (opening.subs.size > 0) this._dialWs(this._wsOpening(null, true));
+      else this._later(() => this._lost(true), 0);
+      return;
+    }
+    this._watchWs(ws, false, opening);
+  }
+
+  _watchWs(ws, greetedAlready, opening) {
     this._ws = ws;
+    this._urlSubs = opening.subs;
+    this._tokenInUrl = opening.token;
     let greeted = greetedAlready;
+    let heard = greetedAlready;
     ws.onmessage = (e) => {
       if (this._ws !== ws) return;
+      heard = true;
       this._lastSeen = Date.now();
       const message = parseMessage(e.data);
       if (message === undefined) return;
@@ -492,20 +600,46 @@ export class Client extends Emitter {
       }
     };
     ws.onclose = () => {
-      if (this._ws === ws) this._lost(!greeted && !this._retryAfter);
+      if (this._ws !== ws) return;
+      if (!heard && opening.subs.size > 0) {
+        // Closed before the server said a word: it may be down, or it (or a proxy) refused
+        // this URL (a token it will not take, a longer URL than it reads: a page cannot
+        // tell which). The same attempt tries the bare URL at once, with the token and the
+        // channels as messages, whose answers say what is wrong.
+        this._ws = null;
+        this._dialWs(this._wsOpening(null, true));
+      } else {
+        this._lost(!greeted && !this._retryAfter);
+      }
     };
   }
 
-  async _greetedWs(message) {
-    const ws = this._ws;
+  _greetedWs(message) {
     this._opened("websocket");
     const seconds = message.ping_interval || 25;
     const every = this.pingInterval ?? seconds * 1000;
     this._ping = setInterval(() => this._heartbeat(every), every);
-    const token = await this._token();
-    if (this._ws !== ws) return;
-    if (token) this._sendAuth(token);
-    for (const sub of this.subscriptions.values()) this._sendSubscribe(sub);
+    if (this._tokenInUrl) {
+      // The server took the URL's token at the upgrade: no auth message, and a fresh token
+      // goes out before this one runs out.
+      if (message.expires_in != null) {
+        const at = Date.now() + message.expires_in * 1000;
+        this._expiry = { token: this._tokenInUrl, at };
+        this._scheduleRefresh(at / 1000);
+      }
+    } else if (this.token) {
+      this._sendAuth(this.token);
+    }
+    for (const [channel, named] of this._urlSubs) {
+      if (this.subscriptions.get(channel) !== named.sub) {
+        // Unsubscribed (or subscribed anew) while connecting: the URL's subscription goes.
+        named.dropped = true;
+        this._send({ type: "unsubscribe", channel, id: this._nextId++ });
+      }
+    }
+    for (const sub of this.subscriptions.values()) {
+      if (this._urlSubs.get(sub.channel)?.sub !== sub) this._sendSubscribe(sub);
+    }
     for (const item of this.queue.splice(0)) this._sendItem(item);
   }
 
@@ -527,7 +661,7 @@ export class Client extends Emitter {
 
   _sendAuth(token) {
     const id = this._nextId++;
-    this._pending.set(id, { kind: "auth" });
+    this._pending.set(id, { kind: "auth", token });
     this._send({ type: "auth", token, id });
   }
 
@@ -618,11 +752,19 @@ export class Client extends Emitter {
     }
     const pending = message.id != null ? this._pending.get(message.id) : undefined;
     if (pending) this._pending.delete(message.id);
+    // A channel named in the connect URL is answered without an id: matched by its name.
+    const named = message.id == null && (type === "subscribed" || type === "error")
+      ? this._urlSubs.get(message.channel) : undefined;
+    if (named) {
+      this._urlSubs.delete(message.channel);
+      if (named.dropped) return; // the app has let it go meanwhile
+    }
     switch (type) {
       case "subscribed": {
-        const sub = this.subscriptions.get(message.channel);
-        if (!sub) return;
-        const since = pending && pending.since;
+        const asked = named ?? (pending?.kind === "subscribe" ? pending : null);
+        const sub = asked ? asked.sub : this.subscriptions.get(message.channel);
+        if (!sub || this.subscriptions.get(sub.channel) !== sub) return;
+        const since = asked && asked.since;
         if (since && !message.recovered) {
           sub.position = message.position ?? null;
           sub._emit("reset", { channel: sub.channel, recovered: false, position: sub.position });
@@ -648,11 +790,14 @@ export class Client extends Emitter {
         if (pending && pending.kind === "publish") pending.item.resolve(message);
         return;
       case "authenticated":
+        if (pending?.kind === "auth" && message.exp) {
+          this._expiry = { token: pending.token, at: message.exp * 1000 };
+        }
         this._scheduleRefresh(message.exp);
         this._emit("authenticated", message);
         return;
       case "error":
-        this._error(message, pending);
+        this._error(message, named ? { kind: "subscribe", sub: named.sub } : pending);
         return;
       case "disconnect":
         if (message.code === "token_expired") this._tokenStale = true;

@@ -21,6 +21,7 @@ const client = new Client({
   refreshToken: async () => "a-fresh-token",
   transport: "auto",
   backoff: { initial: 500, max: 10000 },
+  subscribeInUrl: true,
 });
 client.on("state", ({ state, transport }) => console.log(state, transport));
 client.on("disconnect", (message) => {
