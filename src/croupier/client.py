@@ -39,7 +39,13 @@ _CONTROL = frozenset(
     {"connected", "subscribed", "unsubscribed", "pong", "published", "authenticated"}
 )
 # Refusals that reconnecting would not fix: raised to the caller instead of retried.
-_REFUSED = {"unauthorized": 401, "forbidden": 403, "bad_channel": 400, "unknown_namespace": 400}
+_REFUSED = {
+    "unauthorized": 401,
+    "forbidden": 403,
+    "bad_channel": 400,
+    "unknown_namespace": 400,
+    "too_many_subscriptions": 400,
+}
 _REFUSED_AT_CONNECT = {400: "bad_request", 401: "unauthorized", 403: "forbidden"}
 _MAX_QUERY = 4096  # the most channel/since query bytes put in a connect URL
 
@@ -291,10 +297,15 @@ class Client:
         """
         ws_url = self.url.replace("http", "ws", 1) + "/ws"
         attempt = 0
+        # After a connect URL naming the channels was refused with 400 (more channels than
+        # the server takes, say), they go as messages: the server's answer to each then
+        # says what is wrong with which one.
+        by_message = False
         while True:
             hint: float | None = None  # the server's "come back in" (overloaded), seconds
+            in_url: list[tuple[str, str]] | None = None
             try:
-                in_url = self._connect_query(channels)
+                in_url = None if by_message else self._connect_query(channels)
                 params = ([("token", self.token)] if self.token else []) + (in_url or [])
                 async with self.http.ws_connect(
                     ws_url, params=params, heartbeat=20, max_msg_size=0
@@ -338,6 +349,9 @@ class Client:
                     finally:
                         pinger.cancel()
             except aiohttp.WSServerHandshakeError as exc:
+                if exc.status == 400 and in_url:
+                    by_message = True
+                    continue  # at once: nothing is wrong with the server
                 if exc.status in _REFUSED_AT_CONNECT:
                     raise ClientError(
                         exc.status,

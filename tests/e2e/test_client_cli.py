@@ -105,6 +105,24 @@ async def test_client_subscribes_to_more_channels_than_a_url_holds(server: Serve
     assert sorted(e["channel"] for e in received) == sorted(channels)
 
 
+async def test_client_past_the_servers_subscription_limit_is_told_which_limit(
+    tmp_path: Path,
+) -> None:
+    # Three channels fit the client's URL budget, but this server takes two per connection:
+    # the upgrade naming all three is refused (400), and the client then sends them as
+    # messages, so the refusal it raises is the server's own, with the limit in it.
+    config = tmp_path / "croupier.toml"
+    config.write_text("[limits]\nmax_subscriptions = 2\n")
+    with running_server(tmp_path, config=config) as srv:
+        async with Client(srv.url, api_key=API_KEY, token=token("p1")) as client:
+            with pytest.raises(ClientError) as refused:
+                async for _ in client.subscribe("lobby:a", "lobby:b", "lobby:c"):
+                    pass
+    assert refused.value.code == "too_many_subscriptions"
+    assert refused.value.status == 400
+    assert "at most 2 subscriptions" in str(refused.value)
+
+
 async def test_client_yields_reset_when_history_is_lost(tmp_path: Path) -> None:
     """A server back with another log (new epoch): the client is told to reload state."""
     srv = ServerProcess(tmp_path / "first.db").start()
