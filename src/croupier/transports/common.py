@@ -1,21 +1,26 @@
-"""What every client transport needs: finding the token, checking the origin, ids, and
-matching a path against an endpoint's pattern."""
+"""What every client transport needs: finding the token, checking the origin, ids,
+matching a path against an endpoint's pattern, and serving a list of endpoints."""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import lru_cache
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
+from aiohttp import web
+
+from ..appkeys import GATEWAY
 from ..config import Settings
 from ..errors import Forbidden, shown
+from ..hub import Encoder
 
 __all__ = [
     "LeanTable",
     "RequestHead",
     "Routed",
+    "add_lean_routes",
     "check_origin",
     "match_path",
     "new_client_id",
@@ -89,14 +94,17 @@ def match_path(pattern: str, path: str) -> dict[str, str] | None:
 
 
 class Routed(Protocol):
-    """An endpoint a :class:`LeanTable` finds: its path pattern, and whether the front door
-    may serve it."""
+    """An endpoint a :class:`LeanTable` finds: its path pattern, whether the front door may
+    serve it, and the hub wires (with their event encoders) its connections use."""
 
     @property
     def pattern(self) -> str: ...
 
     @property
     def lean(self) -> bool: ...
+
+    @property
+    def wires(self) -> Mapping[str, Encoder]: ...
 
 
 E = TypeVar("E", bound=Routed)
@@ -116,3 +124,27 @@ class LeanTable(Generic[E]):
                 if params is not None:
                     return endpoint, params
         return None
+
+
+T = TypeVar("T", bound=LeanTable[Any])
+
+
+def add_lean_routes(
+    app: web.Application,
+    key: web.AppKey[T],
+    make: Callable[[], T],
+    endpoints: Sequence[Routed],
+    handler: Callable[[Any], Callable[[web.Request], Awaitable[web.StreamResponse]]],
+) -> None:
+    """Serve ``endpoints``: the front door finds the lean ones in ``app[key]`` (a table
+    ``make`` makes the first time), aiohttp routes a ``GET`` of each pattern to
+    ``handler(endpoint)``, and the hub learns their wires."""
+    gateway = app[GATEWAY]
+    table = app.get(key)
+    if table is None:
+        table = app[key] = make()
+    for endpoint in endpoints:
+        for wire, encoder in endpoint.wires.items():
+            gateway.hub.add_wire(wire, encoder)
+        table.endpoints.append(endpoint)
+        app.router.add_get(endpoint.pattern, handler(endpoint), allow_head=False)

@@ -49,7 +49,7 @@ from ..gateway import Gateway
 from ..hub import Encoder
 from ..logs import now_ts
 from .closing import finish
-from .common import LeanTable, RequestHead, check_origin, token_from_request
+from .common import LeanTable, RequestHead, add_lean_routes, check_origin, token_from_request
 from .connection import BaseCodec, Connection
 
 __all__ = [
@@ -441,15 +441,7 @@ def stream_handler(endpoint: StreamEndpoint) -> Handler:
 
 def add_stream_routes(app: web.Application, endpoints: Sequence[StreamEndpoint]) -> None:
     """Serve ``endpoints`` (lean path and aiohttp path) and teach the hub their wires."""
-    gateway: Gateway = app[GATEWAY]
-    table = app.get(EVENT_STREAMS)
-    if table is None:
-        table = app[EVENT_STREAMS] = EventStreams()
-    for endpoint in endpoints:
-        for wire, encoder in endpoint.wires.items():
-            gateway.hub.add_wire(wire, encoder)
-        table.endpoints.append(endpoint)
-        app.router.add_get(endpoint.pattern, stream_handler(endpoint), allow_head=False)
+    add_lean_routes(app, EVENT_STREAMS, EventStreams, endpoints, stream_handler)
 
 
 # -- GET /sse --------------------------------------------------------------------------------

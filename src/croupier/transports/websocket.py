@@ -41,7 +41,7 @@ from ..errors import CroupierError
 from ..gateway import Gateway
 from ..hub import Encoder
 from .closing import finish
-from .common import LeanTable, RequestHead, check_origin, token_from_request
+from .common import LeanTable, RequestHead, add_lean_routes, check_origin, token_from_request
 from .connection import Codec, Connection
 
 __all__ = [
@@ -343,12 +343,4 @@ def endpoint_handler(endpoint: Endpoint) -> InfoHandler:
 
 def add_websocket_routes(app: web.Application, endpoints: Sequence[Endpoint]) -> None:
     """Serve ``endpoints`` (lean path and aiohttp path) and teach the hub their wires."""
-    gateway: Gateway = app[GATEWAY]
-    table = app.get(WEBSOCKETS)
-    if table is None:
-        table = app[WEBSOCKETS] = WebSockets()
-    for endpoint in endpoints:
-        for wire, encoder in endpoint.wires.items():
-            gateway.hub.add_wire(wire, encoder)
-        table.endpoints.append(endpoint)
-        app.router.add_get(endpoint.pattern, endpoint_handler(endpoint), allow_head=False)
+    add_lean_routes(app, WEBSOCKETS, WebSockets, endpoints, endpoint_handler)
