@@ -34,6 +34,7 @@ from .errors import Unavailable
 from .events import Event
 from .hub import Hub
 from .logs import now_ts
+from .tasks import Background
 
 __all__ = ["ANNOUNCE_EVERY", "CONTROL", "LOG", "Cluster", "NodeAnswer"]
 
@@ -60,7 +61,7 @@ class Cluster:
         self._answers: dict[str, Answer] = {}
         self._waiting: dict[str, tuple[list[NodeAnswer], asyncio.Event]] = {}
         self._peers: dict[str, float] = {}  # node -> when last heard (monotonic)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = Background()  # messages to the other nodes, log taps, answers
         self._beat: asyncio.Task[None] | None = None
         self._log_tapped = False
 
@@ -77,10 +78,7 @@ class Cluster:
         tb: TracebackType | None,
     ) -> None:
         self._debug.close()
-        tasks = [t for t in (self._beat, *self._tasks) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._background.close(self._beat)
 
     def answer(self, op: str, handler: Answer) -> None:
         """Answer the question ``op`` on this node with ``handler(body)``."""
@@ -128,18 +126,13 @@ class Cluster:
         await self._broker.publish([Event(channel, kind, orjson.dumps(doc), now_ts())])
 
     def _send_soon(self, kind: str, doc: dict[str, Any], channel: str = CONTROL) -> None:
-        self._spawn(self._send_quietly(kind, doc, channel))
+        self._background.spawn(self._send_quietly(kind, doc, channel))
 
     async def _send_quietly(self, kind: str, doc: dict[str, Any], channel: str) -> None:
         try:
             await self._send(kind, doc, channel)
         except Unavailable as exc:
             log.warning("could not tell the other nodes (%s): %s", kind, exc)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _say_alive(self) -> None:
         """Tell every node this one is here, and whether a console watches its live log."""
@@ -157,7 +150,7 @@ class Cluster:
 
     def _watchers_changed(self, watching: bool) -> None:
         self._say_alive()
-        self._spawn(self._tap_log(watching))
+        self._background.spawn(self._tap_log(watching))
 
     async def _tap_log(self, watching: bool) -> None:
         if watching and not self._log_tapped:
@@ -197,7 +190,7 @@ class Cluster:
         if kind == "alive":
             self._debug.remote_lease(sender, LEASE if doc.get("watching") else 0)
         elif kind == "ask":
-            self._spawn(self._answer(doc))
+            self._background.spawn(self._answer(doc))
         elif kind == "reply":
             waiting = self._waiting.get(doc.get("to", ""))
             if waiting is not None:

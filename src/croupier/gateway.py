@@ -30,6 +30,7 @@ from .hub import Hub
 from .logs import Append, Appended, Log, log_from_url, now_ts
 from .metrics import Metrics
 from .presence import Change, Presence, presence_from_url
+from .tasks import Background
 
 __all__ = [
     "Gateway",
@@ -112,7 +113,7 @@ class Gateway:
         self.cluster = Cluster(self.node, self.hub, self.broker, self.debug)
         self.connections: set[OpenConnection] = set()
         self._stack = contextlib.AsyncExitStack()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = Background()  # retention, republishing, presence broadcasts
         self._presence_due: dict[str, asyncio.TimerHandle] = {}
         self._leaves: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._count_due: set[str] = set()  # channels whose count changed since last told
@@ -131,7 +132,7 @@ class Gateway:
         await self._stack.enter_async_context(self.broker)
         await self._stack.enter_async_context(self.presence)
         await self._stack.enter_async_context(self.cluster)
-        self._spawn(self._trim_forever())
+        self._background.spawn(self._trim_forever())
         self.ready = True
         return self
 
@@ -144,16 +145,9 @@ class Gateway:
         self.ready = False
         for handle in [*self._presence_due.values(), *self._leaves.values()]:
             handle.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.close()
         await self.hub.close()
         await self._stack.aclose()
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _counts(self) -> dict[str, tuple[str, float, str]]:
         return {
@@ -295,7 +289,7 @@ class Gateway:
                 # meanwhile drop the copies by offset); a resuming client reads them anyway.
                 self.metrics.broker_failures += 1
                 log.warning("stored events not fanned out yet: %s", exc)
-                self._spawn(self._republish([e for e in fresh if e.offset is not None]))
+                self._background.spawn(self._republish([e for e in fresh if e.offset is not None]))
         self.metrics.published += len(fresh)
         if self.debug.watching:
             self._log_published(requests, done)
@@ -538,7 +532,7 @@ class Gateway:
 
     def _announce_leave(self, key: tuple[str, str], info: dict[str, Any]) -> None:
         self._leaves.pop(key, None)
-        self._spawn(self._leave_unless_present(key[0], key[1], info))
+        self._background.spawn(self._leave_unless_present(key[0], key[1], info))
 
     async def _leave_unless_present(self, channel: str, user: str, info: dict[str, Any]) -> None:
         """Announce that ``user`` left, unless a connection of theirs is in again (on any
@@ -573,7 +567,7 @@ class Gateway:
             return
         loop = asyncio.get_running_loop()
         self._presence_due[channel] = loop.call_later(
-            PRESENCE_THROTTLE, lambda: self._spawn(self._broadcast_presence(channel))
+            PRESENCE_THROTTLE, lambda: self._background.spawn(self._broadcast_presence(channel))
         )
 
     async def _broadcast_presence(self, channel: str) -> None:

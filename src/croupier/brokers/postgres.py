@@ -27,6 +27,7 @@ from ..errors import Unavailable
 from ..events import Event
 from ..logs.base import Log
 from ..logs.postgres import PostgresLog
+from ..tasks import Background
 from .base import EventHandler
 
 __all__ = ["PostgresBroker"]
@@ -75,7 +76,7 @@ class PostgresBroker:
         self._channels: dict[str, int] = {}  # channel -> last offset handed to the hub
         self._wanted: dict[str, int] = {}  # channel -> newest offset announced
         self._fetching: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()  # fetches after notifications
         self._watchdog: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -104,10 +105,7 @@ class PostgresBroker:
         tb: TracebackType | None,
     ) -> None:
         self._closing = True
-        tasks = [*self._tasks, *([self._watchdog] if self._watchdog else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._background.close(self._watchdog)
         for conn in (self._listener, self._sender):
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -183,7 +181,7 @@ class PostgresBroker:
         # a second reader of the same range (which would hand events over twice, out of order).
         if channel not in self._fetching:
             self._fetching.add(channel)
-            self._spawn(self._fetch(channel))
+            self._background.spawn(self._fetch(channel))
 
     async def _fetch(self, channel: str) -> None:
         """Read the announced range from the log and hand it to the hub, in order."""
@@ -240,8 +238,3 @@ class PostgresBroker:
                     self._start_fetch(channel)
             if self._resync is not None:
                 self._resync()
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)

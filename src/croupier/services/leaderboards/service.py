@@ -24,7 +24,7 @@ from ...events import Event
 from ...gateway import Gateway, PublishRequest
 from ...logs import now_ts
 from ...storage import Database, Row
-from ...tasks import stop_task
+from ...tasks import Background, stop_task
 from . import store
 from .api import OPERATIONS, routes
 from .rules import (
@@ -93,7 +93,7 @@ class Leaderboards:
         self._queue: deque[_Op] = deque()
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = Background()  # control messages and pushes to watchers
         self._keys_purged = 0.0
         self._subscribed: list[str] = []
 
@@ -128,17 +128,10 @@ class Leaderboards:
         for board in self._boards.values():
             if board.timer is not None:
                 board.timer.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.close()
         for channel in self._subscribed:
             self.gateway.hub.unlisten(channel, self._received)
         self._subscribed.clear()
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _listen(self, channel: str) -> None:
         """Take the nodes' internal messages on ``channel`` (see :meth:`_received`)."""
@@ -377,7 +370,7 @@ class Leaderboards:
             return  # this node's own message: already applied
         doc = orjson.loads(event.payload)
         if event.channel == CONTROL_CHANNEL:
-            self._spawn(self._control(doc))
+            self._background.spawn(self._control(doc))
             return
         name = doc["b"]
         board = self._boards.get(name)
@@ -465,7 +458,7 @@ class Leaderboards:
             return  # the node that made the newest change pushes this one
         data = _pushed(watch.tournament_id, board)
         self.pushes += 1
-        self._spawn(self._push(board.name, watch, data))
+        self._background.spawn(self._push(board.name, watch, data))
 
     async def pushed(self, board: str, tournament_id: Any) -> dict[str, Any]:
         """The data of a ``leaderboard.updated`` of ``board`` as it stands now: what a

@@ -49,6 +49,7 @@ from ...errors import BadRequest, Conflict, CroupierError, NotFound
 from ...events import Event
 from ...gateway import Gateway, PublishRequest
 from ...storage import Database
+from ...tasks import Background
 from ..leaderboards import check_board
 from ..rooms import Rooms
 from ..rooms.engine import RoomStatus
@@ -102,7 +103,7 @@ class Matchmaking:
         self._pace: dict[str, Throughput] = {}
         self._positions: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = Background()  # players' requests
         self._loop: asyncio.Task[None] | None = None
 
     # -- the Service face ------------------------------------------------------------------
@@ -158,15 +159,7 @@ class Matchmaking:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tasks = [*self._tasks, *([self._loop] if self._loop else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        await self._background.close(self._loop)
 
     # -- queues ----------------------------------------------------------------------------
 
@@ -492,7 +485,7 @@ class Matchmaking:
                     continue
                 if sender != parts[2]:
                     continue  # a grant to another player's channel does not queue them
-                self._spawn(self._from_player(event.type, parts[1], parts[2], doc))
+                self._background.spawn(self._from_player(event.type, parts[1], parts[2], doc))
 
     async def _rating(self, mode: str, player: str) -> float | None:
         """A self-queued player's rating: their score on the queue's rating board, if any."""

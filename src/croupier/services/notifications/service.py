@@ -14,7 +14,7 @@ from ...api.openapi import Operation
 from ...errors import Conflict, CroupierError
 from ...gateway import Gateway
 from ...storage import Database, Row
-from ...tasks import stop_task
+from ...tasks import Background, stop_task
 from ..players import Player, now_ms, parse_cursor
 from . import store
 from .api import OPERATIONS, routes
@@ -52,7 +52,7 @@ class NotificationsService:
         self._task: asyncio.Task[None] | None = None
         self._published: list[tuple[str]] = []
         self._flush: asyncio.TimerHandle | None = None
-        self._flushing: set[asyncio.Task[None]] = set()
+        self._flushing = Background()
         self._queued: list[tuple[store.Prepared, int, asyncio.Future[tuple[Row, bool]]]] = []
         self._inserter: asyncio.Task[None] | None = None
 
@@ -74,7 +74,7 @@ class NotificationsService:
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        await asyncio.gather(*self._flushing, return_exceptions=True)
+        await self._flushing.wait()
         await self._mark_published()
 
     # -- operations ----------------------------------------------------------------------
@@ -175,9 +175,7 @@ class NotificationsService:
 
     def _spawn_flush(self) -> None:
         self._flush = None
-        task = asyncio.ensure_future(self._mark_published())
-        self._flushing.add(task)
-        task.add_done_callback(self._flushing.discard)
+        self._flushing.spawn(self._mark_published())
 
     async def _mark_published(self) -> None:
         marks, self._published = self._published, []

@@ -37,6 +37,7 @@ from ...errors import BadRequest, Conflict, CroupierError, NotFound, shown
 from ...events import Event
 from ...gateway import Gateway, PublishRequest
 from ...storage import Database
+from ...tasks import Background
 from ..leaderboards import Leaderboards, check_board
 from . import engine, store
 from .engine import Room, RoomStatus, Step
@@ -74,7 +75,7 @@ class Rooms:
         self.single = gateway.settings.broker_url.split(":", 1)[0] == "local"
         self._live: dict[str, LiveRoom] = {}
         self._ended: dict[str, LiveRoom] = {}  # finished or closed here lately: late actions
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = Background()  # saves, results, refusals
         self._keeper: asyncio.Task[None] | None = None
 
     # -- the Service face ------------------------------------------------------------------
@@ -94,7 +95,7 @@ class Rooms:
         await self.db.migrate("rooms", store.MIGRATIONS)
         await self._take_over(any_owner=self.single)
         for rid in await store.unposted_rooms(self.db, 1000):
-            self._spawn(self._post_results(rid))
+            self._background.spawn(self._post_results(rid))
         self._keeper = asyncio.get_running_loop().create_task(self._keep_leases())
         return self
 
@@ -104,16 +105,11 @@ class Rooms:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tasks = [*self._tasks, *([self._keeper] if self._keeper else [])]
         for live in self._live.values():
-            if live.task is not None:
-                tasks.append(live.task)
             for handle in (live.timer, live.save_timer):
                 if handle is not None:
                     handle.cancel()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._background.close(self._keeper, *(live.task for live in self._live.values()))
         for rid in list(self._ended):
             ended = self._ended[rid]
             if ended.timer is not None:
@@ -125,11 +121,6 @@ class Rooms:
                 await store.release(self.db, rid, self.node)
             self.gateway.hub.unlisten(live.room.channel, self._received)
         self._live.clear()
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -322,7 +313,7 @@ class Rooms:
             # Late clicks on a finished game: say so, rather than drop them silently.
             status = ended.room.status.value
             refusal = ActionRejected("not_playing", f"room {rid} is {status}")
-            self._spawn(self._reject(ended, sender, refusal, doc.get("action")))
+            self._background.spawn(self._reject(ended, sender, refusal, doc.get("action")))
 
     async def _serve(self, live: LiveRoom) -> None:
         while True:
@@ -398,7 +389,9 @@ class Rooms:
             await self._save(live)
         elif live.save_timer is None:
             loop = asyncio.get_running_loop()
-            live.save_timer = loop.call_later(SNAPSHOT_EVERY, lambda: self._spawn(self._save(live)))
+            live.save_timer = loop.call_later(
+                SNAPSHOT_EVERY, lambda: self._background.spawn(self._save(live))
+            )
 
     async def _publish_events(
         self, room: Room, events: Sequence[tuple[str, dict[str, Any]]], key: str

@@ -35,6 +35,7 @@ from ...gateway import Gateway, PublishRequest
 from ...hooks import Start
 from ...logs import now_ts
 from ...storage import Database, Transaction
+from ...tasks import Background
 from ..leaderboards import Leaderboards
 from ..notifications import migrate_table
 from . import rules, store
@@ -80,7 +81,7 @@ class Tournaments:
         self.tick = tick
         self._flush_lock = asyncio.Lock()
         self._unsent = True  # the outbox may hold events (at start, after a failure)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = Background()  # questions to players
         self._clock: asyncio.Task[None] | None = None
         self.roster = Roster(database)
         self.rebuys = Rebuys(database, self._tournament, self.flush, on_player=self.roster.note)
@@ -121,15 +122,7 @@ class Tournaments:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tasks = [*self._tasks, *([self._clock] if self._clock else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        await self._background.close(self._clock)
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -668,7 +661,7 @@ class Tournaments:
                     sender = orjson.loads(event.payload)["from"]["id"]
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     continue
-                self._spawn(self._ask(event.channel.split(":", 1)[1], str(sender)))
+                self._background.spawn(self._ask(event.channel.split(":", 1)[1], str(sender)))
 
     async def _ask(self, tid: str, pid: str) -> None:
         try:
