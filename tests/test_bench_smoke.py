@@ -156,3 +156,23 @@ def test_connect_path_opens_and_cleans_up_each_kind(kind: str) -> None:
     assert re.fullmatch(
         rf"{kind}: \d+\.\d µs CPU per connection \(open and close\)\n", done.stdout.decode()
     )
+
+
+def test_connect_prints_its_target_verdicts_for_croupier_rows_only() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "croupier", "bench", "connect", "--clients", "10"],
+        capture_output=True,
+        timeout=timeout(120),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    tables = done.stdout.decode().strip().split("\n\n")
+    verdicts = {}
+    for table in tables:
+        rows = dict(line.split(None, 1) for line in table.splitlines()[2:])
+        verdicts[(rows["server"].strip(), rows["kind"].strip())] = "<= 0.60" in rows.get(
+            "cpu_vs_node", ""
+        )
+    assert verdicts[("croupier", "ws-token-url")]
+    assert not verdicts[("python-floor", "floor-token-url")]
+    assert not verdicts[("node-ws", "node-bare")]

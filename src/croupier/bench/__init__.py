@@ -100,6 +100,8 @@ def _verdict(key: str, value: Any, result: dict[str, Any]) -> str:
     elif result.get("bench") == "storm":
         target = STORM_TARGETS.get(key)
     elif result.get("bench") == "connect":
+        if result.get("server") != "croupier":
+            return ""  # a reference (Node, the Python floor): the targets are Croupier's
         target = CONNECT_TARGETS.get(key)
     elif result.get("transport") == "node-ws":
         return ""  # the reference: no targets of its own
