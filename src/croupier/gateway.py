@@ -491,16 +491,13 @@ class Gateway:
     ) -> bool:
         """:meth:`leave` done at once when presence needs no I/O for it (it is in-process);
         False, having done nothing, when it does."""
-        last = False
-        if rules.presence:
-            change = self.presence.leave_now(channel, client)
-            if change is None:
-                return False
-            last = change.player
+        change = self.presence.leave_now(channel, client) if rules.presence else None
+        if rules.presence and change is None:
+            return False
         if self.hooks.hears_presence:
             self.hooks.presence(channel, client, info, False)
-        if rules.presence:
-            self._left(channel, info, rules, last)
+        if change is not None:
+            self._left(channel, info, rules, change.player)
         return True
 
     async def leave(

@@ -133,8 +133,8 @@ def add_lean_routes(
     app: web.Application,
     key: web.AppKey[T],
     make: Callable[[], T],
-    endpoints: Sequence[Routed],
-    handler: Callable[[Any], Callable[[web.Request], Awaitable[web.StreamResponse]]],
+    endpoints: Sequence[E],
+    handler: Callable[[E], Callable[[web.Request], Awaitable[web.StreamResponse]]],
 ) -> None:
     """Serve ``endpoints``: the front door finds the lean ones in ``app[key]`` (a table
     ``make`` makes the first time), aiohttp routes a ``GET`` of each pattern to

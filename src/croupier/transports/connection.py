@@ -403,15 +403,18 @@ class Connection(Outcomes):
                 subscriptions=len(self.session.channels),
             )
         gateway.connections.discard(self)
-        member = self.codec.member(self.session.claims)
-        waiting: list[tuple[str, NamespaceRules]] = []
-        for channel, rules in self.session.release().items():
+        channels = self.session.release()
+        for channel in channels:
             gateway.hub.unsubscribe(self, channel)
-            if member is not None and not gateway.leave_now(channel, self.client, member, rules):
-                waiting.append((channel, rules))
-        if not waiting or member is None:
+        member = self.codec.member(self.session.claims)
+        if member is None:
             return None
-        return self._leave(member, waiting)
+        waiting = [
+            (channel, rules)
+            for channel, rules in channels.items()
+            if not gateway.leave_now(channel, self.client, member, rules)
+        ]
+        return self._leave(member, waiting) if waiting else None
 
     async def _leave(
         self, member: dict[str, Any], channels: list[tuple[str, NamespaceRules]]
