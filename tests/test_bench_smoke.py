@@ -176,3 +176,26 @@ def test_connect_prints_its_target_verdicts_for_croupier_rows_only() -> None:
     assert verdicts[("croupier", "ws-token-url")]
     assert not verdicts[("python-floor", "floor-token-url")]
     assert not verdicts[("node-ws", "node-bare")]
+
+
+def test_connect_measures_an_earlier_croupier_beside_this_one() -> None:
+    src = Path(__file__).resolve().parents[1] / "src"
+    results = bench("connect", "--clients", "10", "--kind", "ws-token-url", "--before", str(src))
+    assert [(r["server"], r["kind"]) for r in results][3:] == [
+        ("croupier-before", "ws-token-url"),
+        ("croupier", "ws-token-url"),
+    ]
+    for result in results:
+        assert result["back"] == 10
+        assert result["failed"] == 0
+
+
+def test_connect_refuses_a_before_that_is_no_croupier(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "croupier", "bench", "connect", "--before", str(tmp_path)],
+        capture_output=True,
+        timeout=timeout(60),
+        check=False,
+    )
+    assert done.returncode == 2
+    assert b"holds no croupier package" in done.stderr

@@ -14,6 +14,7 @@ import math
 import os
 import resource
 from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -669,6 +670,13 @@ def _ratio(ours: dict[str, Any], theirs: dict[str, Any], key: str) -> float:
     type=click.IntRange(1),
     help="Rounds: Node and every kind once per round, interleaved; medians are reported.",
 )
+@click.option(
+    "--before",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="The src directory of another Croupier (a checkout of an earlier commit): it is "
+    "measured too, as croupier-before, each kind beside this one in the same rounds.",
+)
 @pin_option
 @json_option
 def connect(
@@ -677,6 +685,7 @@ def connect(
     concurrency: int,
     processes: int,
     repeat: int,
+    before: Path | None,
     pin: bool,
     as_json: bool,
 ) -> None:
@@ -689,8 +698,11 @@ def connect(
     Each client has its own token, never seen before by the server. With --repeat N the
     servers stay up and each round measures Node, the floor and then every kind, so a drift of
     the host touches them alike; each figure is the median of its N runs (`runs_us` lists
-    them) and `cpu_vs_node` compares medians.
+    them) and `cpu_vs_node` compares medians. With --before, another Croupier's figures for
+    each kind come just before this one's, from the same rounds.
     """
+    if before is not None and not (before / "croupier" / "__init__.py").is_file():
+        raise click.BadParameter(f"{before} holds no croupier package", param_hint="--before")
     from .floor import FloorReference
     from .node import NodeReference
     from .server import SECRET, BenchServer
@@ -709,17 +721,30 @@ def connect(
         os.sched_setaffinity(0, client_cpus)
     options = {"clients": clients, "processes": processes, "concurrency": concurrency}
     references = ("node-bare", "floor-bare", "floor-token-url")
-    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in (*references, *chosen)}
+    earlier = None
+    if before is not None:
+        earlier = BenchServer(cpus=server_cpus, env={"PYTHONPATH": str(before.resolve())})
+    # (label, kind): each Croupier kind, after the same kind on the earlier server if any.
+    measured = [(kind, kind) for kind in references]
+    for kind in chosen:
+        if earlier is not None:
+            measured.append((f"{kind} before", kind))
+        measured.append((kind, kind))
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in measured}
     with (
         NodeReference(cpus=server_cpus) as reference,
         FloorReference(SECRET, cpus=server_cpus) as floor,
         BenchServer(cpus=server_cpus) as server,
+        earlier if earlier is not None else contextlib.nullcontext(),
     ):
+        if earlier is not None:
+            earlier.name = "croupier-before"
         targets = {"node-bare": reference, "floor-bare": floor, "floor-token-url": floor}
         for _ in range(repeat):
-            for kind in runs:
-                target = targets.get(kind, server)
-                runs[kind].append(
+            for label, kind in measured:
+                target = earlier if label.endswith(" before") else targets.get(kind, server)
+                assert target is not None
+                runs[label].append(
                     _run(functools.partial(run_connect, target, kind, timeout=120, **options))
                 )
     results = [_median_run(found) for found in runs.values()]
