@@ -4,9 +4,12 @@ Rules for player tokens:
 
 * HS256/384/512 are checked with the configured secret, RS*/PS*/ES* with the configured
   public key, never one with the other (no algorithm confusion). The signature is checked
-  directly (one HMAC, or one verify of the public key loaded at start), not through PyJWT's
-  general decoder: on a reconnect storm its cost is paid once per connection. A header with
-  anything beyond ``alg``/``typ``/``kid``, or an algorithm outside those, goes through PyJWT.
+  directly (one HMAC from the secret's hash states prepared at start, or one verify of the
+  public key loaded at start), not through PyJWT's general decoder: on a reconnect storm
+  its cost is paid once per connection. A header with anything beyond ``alg``/``typ``/``kid``,
+  or an algorithm outside those, goes through PyJWT.
+* The signature is compared as the token spells it: another base64url spelling of the same
+  bytes is not the token that was signed.
 * A token that passed is remembered, keyed by the token's full text, until it expires
   (the same leeway as a fresh check); the expiry is checked on every hit. Any other token
   (altered in one byte, signed differently, re-issued) is a different key and is checked
@@ -16,11 +19,9 @@ Rules for player tokens:
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -45,14 +46,40 @@ _VERIFIERS = get_default_algorithms()
 _CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 _FALLBACK = ""  # a parsed header that PyJWT must handle
 _HMAC_HASHES = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
+# A payload of only these claims, each of the usual type, is checked on a short path.
+_PLAIN_CLAIMS = frozenset({"sub", "brand", "name", "exp", "iat", "nbf"})
+
+# base64url as base64.urlsafe_b64decode/encode do it, without their Python layers: the
+# alphabet translated, the padding added (by length) or cut; undecodable input raises.
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_PADDING = (b"", b"===", b"==", b"=")  # by len(segment) % 4
+_a2b = binascii.a2b_base64
+_b2a = binascii.b2a_base64
 
 
-def _b64decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+def _b64decode(segment: bytes) -> bytes:
+    return _a2b((segment + _PADDING[len(segment) & 3]).translate(_FROM_URLSAFE))
 
 
-def _b64encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+def _b64encode(raw: bytes) -> bytes:
+    return _b2a(raw, newline=False).rstrip(b"=").translate(_TO_URLSAFE)
+
+
+def _hmac_states(secret: bytes, name: str) -> tuple[Any, Any, int]:
+    """The inner and outer hash states of HMAC with ``secret`` (RFC 2104), and the length
+    of a signature in unpadded base64url.
+
+    Each check copies them and hashes only the message: half the cost of ``hmac.digest``,
+    which derives them from the key every time.
+    """
+    inner, outer = hashlib.new(name), hashlib.new(name)
+    if len(secret) > inner.block_size:
+        secret = hashlib.new(name, secret).digest()
+    secret = secret.ljust(inner.block_size, b"\0")
+    inner.update(bytes(b ^ 0x36 for b in secret))
+    outer.update(bytes(b ^ 0x5C for b in secret))
+    return inner, outer, (4 * inner.digest_size + 2) // 3
 
 
 def _invalid(reason: str) -> Unauthorized:
@@ -70,7 +97,11 @@ class _Keys:
         self.algorithms = frozenset(algorithms)
         # What PyJWT is given for the cases it handles: the public key wins, as always.
         self.pyjwt_key: str | None = public_pem or secret
-        self.secret = secret.encode() if secret and not public_pem else None
+        # alg -> HMAC states; none when a public key is configured: never an HMAC secret.
+        self.hmacs: dict[str, tuple[Any, Any, int]] = {}
+        if secret and not public_pem:
+            for alg, name in _HMAC_HASHES.items():
+                self.hmacs[alg] = _hmac_states(secret.encode(), name)
         self.public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey | None = None
         if public_pem:
             try:
@@ -93,22 +124,28 @@ class _Keys:
             return isinstance(self.public, ec.EllipticCurvePublicKey)
         return False
 
-    def check(self, alg: str, signing_input: bytes, signature: str) -> bool:
+    def check(self, alg: str, signing_input: bytes, signature: bytes) -> bool:
         """Whether ``signature`` (base64url, as in the token) signs ``signing_input``."""
-        key: bytes | rsa.RSAPublicKey | ec.EllipticCurvePublicKey | None
+        states = self.hmacs.get(alg)
+        if states is not None:
+            inner, outer, length = states
+            inner = inner.copy()
+            inner.update(signing_input)
+            outer = outer.copy()
+            outer.update(inner.digest())
+            # The token's own spelling compared: any other spelling of the same bytes is not
+            # the token that was signed.
+            spelled = _b2a(outer.digest(), newline=False)[:length].translate(_TO_URLSAFE)
+            return hmac.compare_digest(spelled, signature)
+        key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey | None
         if alg.startswith("HS"):
-            key = self.secret  # None when a public key is configured: never an HMAC secret
+            key = None  # a public key is configured: never an HMAC secret
         elif isinstance(self.public, ec.EllipticCurvePublicKey):
             key = self.public if self.public.curve.name == _CURVES[alg] else None
         else:
             key = self.public
         if key is None:
             return False
-        if isinstance(key, bytes):
-            # One C call, and the token's own spelling compared: any other spelling of the
-            # same bytes is not the token that was signed.
-            mac = hmac.digest(key, signing_input, _HMAC_HASHES[alg])
-            return hmac.compare_digest(_b64encode(mac), signature)
         try:
             raw = _b64decode(signature)
         except (binascii.Error, ValueError):
@@ -131,6 +168,25 @@ def _int_claim(payload: dict[str, Any], name: str) -> int | None:
 def _claims(payload: dict[str, Any], now: float) -> Claims:
     """The claims of a token whose signature is good, checked as PyJWT would."""
     sub = payload.get("sub")
+    exp = payload.get("exp")
+    if type(sub) is str and type(exp) is int and exp > now - LEEWAY:
+        # The usual token: only string names and integer times that pass, which the checks
+        # below would take as they are. Anything else (null, bool, float, a claim more)
+        # goes through them, for the same answer and the same error.
+        brand = payload.get("brand")
+        name = payload.get("name")
+        iat = payload.get("iat", 0)
+        nbf = payload.get("nbf", 0)
+        if (
+            _PLAIN_CLAIMS.issuperset(payload)
+            and (brand is None or type(brand) is str)
+            and (name is None or type(name) is str)
+            and type(iat) is int
+            and iat <= now + LEEWAY
+            and type(nbf) is int
+            and nbf <= now + LEEWAY
+        ):
+            return Claims(sub, brand, name, (), float(exp))
     if sub is None:
         raise _invalid('Token is missing the "sub" claim')
     iat = _int_claim(payload, "iat")
@@ -160,11 +216,11 @@ def _to_claims(doc: dict[str, Any], exp: int | None) -> Claims:
     brand = doc.get("brand")
     name = doc.get("name")
     return Claims(
-        sub=str(doc["sub"]),
-        brand=None if brand is None else str(brand),
-        name=None if name is None else str(name),
-        channels=tuple(channels),
-        exp=None if exp is None else float(exp),
+        str(doc["sub"]),
+        None if brand is None else str(brand),
+        None if name is None else str(name),
+        tuple(channels),
+        None if exp is None else float(exp),
     )
 
 
@@ -192,8 +248,8 @@ class Authenticator:
         token is checked against the new keys.
         """
         self._keys = _Keys(secret, public_key, tuple(algorithms))
-        self._headers: dict[str, str] = {}  # header segment -> its alg, or _FALLBACK
-        self._verified: OrderedDict[str, tuple[Claims, float]] = OrderedDict()
+        self._headers: dict[bytes, str] = {}  # header segment -> its alg, or _FALLBACK
+        self._verified: OrderedDict[str, Claims] = OrderedDict()
 
     def verify_token(self, token: str) -> Claims:
         """Decode and check a player token.
@@ -203,16 +259,16 @@ class Authenticator:
         """
         now = self._clock()
         verified = self._verified
-        hit = verified.get(token)
-        if hit is not None:
-            if hit[1] > now:
+        claims = verified.get(token)
+        if claims is not None:
+            exp = claims.exp
+            if exp is None or exp + LEEWAY > now:  # as a fresh check would find
                 verified.move_to_end(token)
-                return hit[0]
+                return claims
             del verified[token]
         claims = self._verify(token, now)
         if self._cache_size > 0:
-            until = math.inf if claims.exp is None else claims.exp + LEEWAY
-            verified[token] = (claims, until)
+            verified[token] = claims
             if len(verified) > self._cache_size:
                 verified.popitem(last=False)
         return claims
@@ -221,23 +277,25 @@ class Authenticator:
         keys = self._keys
         if not keys.pyjwt_key:
             raise Unauthorized("player tokens are not configured on this server")
-        parts = token.split(".")
-        if len(parts) != 3 or not token.isascii():
+        raw = token.encode() if token.isascii() else b""
+        parts = raw.split(b".")
+        if len(parts) != 3:
             raise _invalid("not three base64url segments separated by dots")
-        alg = self._alg(parts[0])
+        head, body, signature = parts
+        alg = self._headers.get(head) or self._alg(head)
         if alg == _FALLBACK:
             return self._pyjwt(token)
-        if not keys.check(alg, f"{parts[0]}.{parts[1]}".encode(), parts[2]):
+        if not keys.check(alg, raw[: len(head) + 1 + len(body)], signature):
             raise _invalid("Signature verification failed")
         try:
-            payload = orjson.loads(_b64decode(parts[1]))
+            payload = orjson.loads(_b64decode(body))
         except (binascii.Error, ValueError):
             raise _invalid("the payload is not base64url-encoded JSON") from None
         if not isinstance(payload, dict):
             raise _invalid("the payload must be a JSON object")
         return _claims(payload, now)
 
-    def _alg(self, segment: str) -> str:
+    def _alg(self, segment: bytes) -> str:
         """The algorithm a header names, checked against the allowed ones (or _FALLBACK)."""
         alg = self._headers.get(segment)
         if alg is None:

@@ -378,3 +378,137 @@ def test_es384_needs_its_curve(ec_key: ec.EllipticCurvePrivateKey) -> None:
     auth = Authenticator(Settings(jwt_public_key=pem(p384), jwt_algorithms=("ES256", "ES384")))
     assert auth.verify_token(jwt.encode(claims(), p384, algorithm="ES384")).sub == "p1"
     expect_unauthorized(auth, jwt.encode(claims(), ec_key, algorithm="ES256"), "invalid_token")
+
+
+# -- the short paths: the same answers as the full checks ----------------------------------
+
+
+def signed(payload: dict[str, Any], secret: bytes, alg: str = "HS256") -> str:
+    """A token signed by hand (PyJWT may warn about short secrets)."""
+    header = b64(orjson.dumps({"alg": alg, "typ": "JWT"}))
+    body = b64(orjson.dumps(payload))
+    digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
+    signature = hmac.new(secret, header + b"." + body, digest).digest()
+    return b".".join([header, body, b64(signature)]).decode()
+
+
+@pytest.mark.parametrize("length", [1, 63, 64, 65, 127, 128, 129, 300])
+@pytest.mark.parametrize("alg", ["HS256", "HS384", "HS512"])
+def test_hmac_with_a_secret_of_any_length(alg: str, length: int) -> None:
+    # Shorter than the hash's block, as long, and longer (hashed first, RFC 2104).
+    secret = (bytes(range(33, 127)) * 4)[:length]
+    auth = Authenticator(
+        Settings(jwt_secret=secret.decode(), jwt_algorithms=("HS256", "HS384", "HS512"))
+    )
+    assert auth.verify_token(signed({"sub": "p1"}, secret, alg)).sub == "p1"
+    for other in (secret[:-1], secret + b"x", secret[:-1] + b"\0"):
+        expect_unauthorized(auth, signed({"sub": "p1"}, other, alg), "invalid_token")
+
+
+T = 1_700_000_000.25  # the clock, between two whole seconds
+EXP = int(T) + 600
+EXPIRED = ("token_expired", "the token has expired")
+
+
+def bad(reason: str) -> tuple[str, str]:
+    return ("invalid_token", f"invalid token: {reason}")
+
+
+@pytest.mark.parametrize(
+    ("payload", "outcome"),
+    [
+        # The usual shapes: string names, integer times.
+        ({"sub": "p1", "exp": EXP}, Claims("p1", exp=EXP)),
+        (
+            {"sub": "p1", "brand": "1001", "name": "Ann", "exp": EXP, "iat": int(T), "nbf": int(T)},
+            Claims("p1", "1001", "Ann", (), EXP),
+        ),
+        ({"sub": "p1", "exp": EXP, "brand": None, "name": None}, Claims("p1", exp=EXP)),
+        # sub
+        ({"exp": EXP}, bad('Token is missing the "sub" claim')),
+        ({"sub": None, "exp": EXP}, bad('Token is missing the "sub" claim')),
+        ({"sub": 12, "exp": EXP}, bad("Subject must be a string")),
+        ({"sub": True, "exp": EXP}, bad("Subject must be a string")),
+        ({"sub": 12, "exp": 1000}, EXPIRED),
+        # exp
+        ({"sub": "p1", "exp": "soon"}, bad('the "exp" claim must be an integer')),
+        ({"sub": "p1", "exp": None}, bad('the "exp" claim must be an integer')),
+        ({"sub": "p1", "exp": True}, EXPIRED),
+        ({"sub": "p1", "exp": EXP + 0.5}, Claims("p1", exp=EXP)),
+        ({"sub": "p1", "exp": str(EXP)}, Claims("p1", exp=EXP)),
+        ({"sub": "p1", "exp": int(T) - 3}, Claims("p1", exp=int(T) - 3)),  # within the leeway
+        ({"sub": "p1", "exp": int(T) - 4}, Claims("p1", exp=int(T) - 4)),
+        ({"sub": "p1", "exp": int(T) - 5}, EXPIRED),
+        ({"sub": "p1", "exp": int(T) - 60}, EXPIRED),
+        ({"sub": "p1"}, Claims("p1")),
+        # iat, nbf
+        ({"sub": "p1", "exp": EXP, "iat": int(T) + 5}, Claims("p1", exp=EXP)),
+        (
+            {"sub": "p1", "exp": EXP, "iat": int(T) + 6},
+            bad("The token is not yet valid (iat)"),
+        ),
+        (
+            {"sub": "p1", "exp": EXP, "iat": None},
+            bad('the "iat" claim must be an integer'),
+        ),
+        ({"sub": "p1", "exp": EXP, "iat": 1.5e9}, Claims("p1", exp=EXP)),
+        ({"sub": "p1", "exp": EXP, "iat": False}, Claims("p1", exp=EXP)),
+        ({"sub": "p1", "exp": EXP, "nbf": int(T) + 5}, Claims("p1", exp=EXP)),
+        (
+            {"sub": "p1", "exp": EXP, "nbf": int(T) + 60},
+            bad("The token is not yet valid (nbf)"),
+        ),
+        (
+            {"sub": "p1", "exp": EXP, "nbf": []},
+            bad('the "nbf" claim must be an integer'),
+        ),
+        (
+            {"sub": "p1", "exp": int(T) - 60, "iat": int(T) + 60},
+            bad("The token is not yet valid (iat)"),
+        ),
+        (
+            {"sub": "p1", "exp": int(T) - 60, "nbf": int(T) + 60},
+            bad("The token is not yet valid (nbf)"),
+        ),
+        # aud, jti
+        ({"sub": "p1", "exp": EXP, "aud": "elsewhere"}, bad("Invalid audience")),
+        ({"sub": "p1", "exp": EXP, "aud": ""}, Claims("p1", exp=EXP)),
+        ({"sub": "p1", "exp": EXP, "jti": 5}, bad("JWT ID must be a string")),
+        ({"sub": "p1", "exp": EXP, "jti": None}, bad("JWT ID must be a string")),
+        ({"sub": "p1", "exp": EXP, "jti": "j-1"}, Claims("p1", exp=EXP)),
+        ({"sub": 12, "exp": EXP, "jti": 5}, bad("Subject must be a string")),
+        (
+            {"sub": "p1", "exp": EXP, "aud": "x", "jti": 5},
+            bad("Invalid audience"),
+        ),
+        # channels, brand, name, others
+        (
+            {"sub": "p1", "exp": EXP, "channels": ["room:1", "vip:*"]},
+            Claims("p1", channels=("room:1", "vip:*"), exp=EXP),
+        ),
+        (
+            {"sub": "p1", "exp": EXP, "channels": [1]},
+            bad("'channels' must be a list of strings"),
+        ),
+        (
+            {"sub": "p1", "exp": EXP, "channels": {"a": 1}},
+            bad("'channels' must be a list of strings"),
+        ),
+        ({"sub": "p1", "exp": EXP, "channels": None}, Claims("p1", exp=EXP)),
+        ({"sub": "p1", "exp": EXP, "brand": 1001}, Claims("p1", "1001", exp=EXP)),
+        ({"sub": "p1", "exp": EXP, "name": 5}, Claims("p1", name="5", exp=EXP)),
+        ({"sub": "p1", "exp": EXP, "extra": {"k": 1}}, Claims("p1", exp=EXP)),
+    ],
+)
+def test_each_claim_shape_gets_the_full_checks_answer(
+    payload: dict[str, Any], outcome: Claims | tuple[str, str]
+) -> None:
+    auth = Authenticator(Settings(jwt_secret=SECRET), clock=lambda: T)
+    token = signed(payload, SECRET.encode())
+    if isinstance(outcome, Claims):
+        assert auth.verify_token(token) == outcome
+        assert auth.verify_token(token) == outcome  # and from the memory
+        return
+    with pytest.raises(Unauthorized) as caught:
+        auth.verify_token(token)
+    assert (caught.value.code, caught.value.message) == outcome

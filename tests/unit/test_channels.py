@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from typing import Any
 
 import pytest
@@ -185,3 +187,26 @@ def test_errors_name_the_value_as_json_and_what_is_accepted(
     assert shown_as in message
     assert "None" not in message
     assert "A-Z a-z 0-9" in message  # what is accepted
+
+
+def test_claims_is_a_frozen_value_of_its_fields() -> None:
+    # Claims sets its slots in its own __init__: every field, by position or by name.
+    names = [field.name for field in dataclasses.fields(Claims)]
+    assert list(inspect.signature(Claims).parameters) == names
+    values: dict[str, Any] = {
+        "sub": "p1",
+        "brand": "1001",
+        "name": "Ann",
+        "channels": ("vip:*",),
+        "exp": 1.5,
+    }
+    claims = Claims(**values)
+    assert {name: getattr(claims, name) for name in names} == values
+    assert claims == Claims(*values.values())
+    assert hash(claims) == hash(Claims(*values.values()))
+    assert claims != Claims("p1")
+    assert Claims("p1") == Claims("p1", None, None, (), None)
+    assert dataclasses.replace(claims, sub="p2").sub == "p2"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        claims.sub = "p2"  # type: ignore[misc]
+    assert repr(Claims("p1")) == ("Claims(sub='p1', brand=None, name=None, channels=(), exp=None)")
