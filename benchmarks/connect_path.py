@@ -143,9 +143,10 @@ async def _connections(
     http: Any, gateway: Gateway, websockets: Any, streams: Any, heads: list[bytes], kind: str
 ) -> None:
     transports = []
+    loop = asyncio.get_running_loop()
     for i, head in enumerate(heads):
         transport = StandIn()
-        sniffer = Sniffer(http, gateway, websockets, streams)
+        sniffer = Sniffer(http, gateway, websockets, streams, loop)  # as the server makes it
         transport.protocol = sniffer
         sniffer.connection_made(transport)  # type: ignore[arg-type]
         sniffer.data_received(head)

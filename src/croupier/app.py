@@ -230,7 +230,7 @@ async def serve(
     # aiohttp gets the rest.
     websockets, streams = app[WEBSOCKETS], app[EVENT_STREAMS]
     server = await loop.create_server(
-        lambda: Sniffer(http, gateway, websockets, streams),
+        lambda: Sniffer(http, gateway, websockets, streams, loop),
         host,
         port,
         backlog=4096,

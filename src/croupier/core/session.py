@@ -125,7 +125,9 @@ class Session:
         self.authorize = authorize
         self.channels: dict[str, NamespaceRules] = {}
         self.errors_in_a_row = 0
-        self._bucket = TokenBucket(self.limits.client_rate, self.limits.client_burst, now)
+        # Made at the first message (full, as it would be had it been made now): a connection
+        # that only listens never needs one.
+        self._bucket: TokenBucket | None = None
         self._publish_buckets: dict[tuple[str, str], TokenBucket] = {}
 
     # -- messages --------------------------------------------------------------------------
@@ -138,7 +140,11 @@ class Session:
                 raise PayloadTooLarge(
                     f"message of {size} bytes is over the {self.limits.max_frame_bytes}-byte limit",
                 )
-            if not self._bucket.take(now):
+            bucket = self._bucket
+            if bucket is None:
+                limits = self.limits
+                bucket = self._bucket = TokenBucket(limits.client_rate, limits.client_burst, now)
+            if not bucket.take(now):
                 raise RateLimited("too many messages: slow down")
             jsonsafe.check_depth(raw, self.limits.max_json_depth)  # decoders recurse
             commands = decode(raw)

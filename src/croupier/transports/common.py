@@ -114,10 +114,29 @@ class LeanTable(Generic[E]):
     """The endpoints of one kind an application serves, found by path."""
 
     def __init__(self, endpoints: Sequence[E] = ()) -> None:
-        self.endpoints: list[E] = list(endpoints)
+        self.endpoints: list[E] = []
+        # Lean endpoints whose pattern is a plain path (``/ws``), found in one look-up: those
+        # that no lean pattern with parameters comes before (the scan would find it first).
+        self._exact: dict[str, E] = {}
+        self._patterned = False
+        for endpoint in endpoints:
+            self.add(endpoint)
+
+    def add(self, endpoint: E) -> None:
+        """Serve ``endpoint`` too (after the ones before it)."""
+        self.endpoints.append(endpoint)
+        if not endpoint.lean:
+            return
+        if "{" in endpoint.pattern:
+            self._patterned = True
+        elif not self._patterned:
+            self._exact.setdefault(endpoint.pattern, endpoint)
 
     def lean(self, path: str) -> tuple[E, dict[str, str]] | None:
         """The lean endpoint serving ``path`` and its path parameters, if any."""
+        exact = self._exact.get(path)
+        if exact is not None:
+            return exact, {}
         for endpoint in self.endpoints:
             if endpoint.lean:
                 params = match_path(endpoint.pattern, path)
@@ -146,5 +165,5 @@ def add_lean_routes(
     for endpoint in endpoints:
         for wire, encoder in endpoint.wires.items():
             gateway.hub.add_wire(wire, encoder)
-        table.endpoints.append(endpoint)
+        table.add(endpoint)
         app.router.add_get(endpoint.pattern, handler(endpoint), allow_head=False)

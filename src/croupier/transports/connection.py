@@ -54,7 +54,8 @@ from ..gateway import Gateway
 from .closing import Closer
 from .codec import BaseCodec, Codec
 from .common import new_client_id
-from .flusher import Flusher, flusher
+from .flusher import Flusher
+from .flusher import flusher as loop_flusher
 from .outcomes import Outcomes
 
 __all__ = [
@@ -68,6 +69,10 @@ log = logging.getLogger(__name__)
 # Messages waiting behind one that awaits (a subscribe reading history): past this many the
 # socket stops being read until they are handled, so a flood cannot queue without bound.
 _INBOX_PAUSE = 64
+
+# What ``_waiter`` holds once the socket is gone before anyone waited for it (a lean
+# connection is never waited for: no future is made for it).
+_LOST: Any = object()
 
 # Tasks that clean up after closed connections: referenced until they finish.
 _cleanups: set[asyncio.Task[None]] = set()
@@ -90,6 +95,8 @@ class Connection(Outcomes):
             (an event stream subscribes before its response headers are sent).
         reads: whether the client sends messages (the idle rule applies only then).
         kind: ``websocket`` or ``sse``, for ``info()``.
+        origin: the browser's ``Origin``, for the live log.
+        flusher: the loop's :class:`Flusher` (default: the running loop's).
 
     The transport feeds it complete client messages through :meth:`receive` (``None``: the
     client closed) and reports the end of the socket through :meth:`lost`.
@@ -139,6 +146,7 @@ class Connection(Outcomes):
         reads: bool = True,
         kind: str = "websocket",
         origin: str | None = None,
+        flusher: Flusher | None = None,
     ) -> None:
         self.gateway = gateway
         self.codec = codec
@@ -174,7 +182,7 @@ class Connection(Outcomes):
         # What was written this loop turn and leaves at its end (bytes, or several).
         self.pending: bytes | list[bytes] | None = None
         self.pending_bytes = 0
-        self.flusher: Flusher = flusher()
+        self.flusher: Flusher = flusher or loop_flusher()
         self.dirty = self.flusher.dirty
 
     @property
@@ -352,7 +360,11 @@ class Connection(Outcomes):
         self.closed = True
         self.held = None
         self.pending = None
-        self._wake()
+        waiter = self._waiter
+        if waiter is None:
+            self._waiter = _LOST  # nobody waits yet: wait_lost returns at once
+        elif waiter is not _LOST and not waiter.done():
+            waiter.set_result(None)
         if self.task is not None:
             self.task.add_done_callback(lambda _: self._spawn_cleanup())
         else:
@@ -364,15 +376,11 @@ class Connection(Outcomes):
         A handler that hosts the connection returns only then: its server closes the socket
         when it returns, and a close with unread input would reset what is still queued.
         """
+        if self._waiter is _LOST:
+            return
         if self._waiter is None:
             self._waiter = asyncio.get_running_loop().create_future()
         await asyncio.shield(self._waiter)
-
-    def _wake(self) -> None:
-        if self._waiter is None:
-            self._waiter = asyncio.get_running_loop().create_future()
-        if not self._waiter.done():
-            self._waiter.set_result(None)
 
     def _spawn_cleanup(self) -> None:
         rest = self._release()

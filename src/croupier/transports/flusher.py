@@ -65,9 +65,14 @@ _flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flusher] = (
 )
 
 
-def flusher() -> Flusher:
-    """The running loop's flusher."""
-    loop = asyncio.get_running_loop()
+def flusher(loop: asyncio.AbstractEventLoop | None = None) -> Flusher:
+    """The flusher of ``loop`` (default: the running loop's).
+
+    A caller that makes many connections (the front door) passes its loop: on Python 3.11
+    each ``asyncio.get_running_loop()`` is a ``getpid`` system call.
+    """
+    if loop is None:
+        loop = asyncio.get_running_loop()
     found = _flushers.get(loop)
     if found is None:
         found = _flushers[loop] = Flusher(loop)

@@ -6,8 +6,10 @@ Its messages are also the base of the seed-compatible WebSocket endpoints (``/ws
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import orjson
 
 from ..config import Settings
 from ..core import commands as c
@@ -56,45 +58,66 @@ def _interval(seconds: float) -> float:
     return int(seconds) if seconds == int(seconds) else seconds
 
 
+def _subscribed(reply: c.Subscribed) -> bytes:
+    doc: dict[str, Any] = {"type": "subscribed", "channel": reply.channel}
+    if reply.id is not None:
+        doc["id"] = reply.id
+    doc["recovered"] = reply.recovered
+    position = reply.position
+    if position is not None:
+        doc["position"] = {"offset": position.offset, "epoch": position.epoch}
+    if reply.presence is not None:
+        doc["presence"] = {"count": reply.presence}
+    return orjson.dumps(doc)
+
+
+def _connected(reply: c.Connected) -> bytes:
+    doc: dict[str, Any] = {
+        "type": "connected",
+        "client": reply.client,
+        "ping_interval": _interval(reply.ping_interval),
+    }
+    if reply.expires_in is not None:
+        doc["expires_in"] = reply.expires_in
+    return orjson.dumps(doc)
+
+
+def _refused(reply: c.Refused) -> bytes:
+    return control(
+        "error", id=reply.id, channel=reply.channel, code=reply.code, message=reply.message
+    )
+
+
+def _published(reply: c.Published) -> bytes | None:
+    if reply.id is None:
+        return None
+    return control("published", id=reply.id, channel=reply.channel)
+
+
+def _authenticated(reply: c.Authenticated) -> bytes:
+    return control("authenticated", id=reply.id, user=reply.claims.sub, exp=reply.claims.exp)
+
+
+# Each reply type's native JSON, looked up by type: a connection's greeting and its
+# subscriptions' replies are encoded once per client of a reconnect storm.
+_MESSAGES: dict[type, Callable[[Any], bytes | None]] = {
+    c.Subscribed: _subscribed,
+    c.Connected: _connected,
+    c.Snapshot: lambda reply: reply.payload,
+    c.Refused: _refused,
+    c.Pong: lambda reply: control("pong", id=reply.id),
+    c.Published: _published,
+    c.Unsubscribed: lambda reply: control("unsubscribed", channel=reply.channel, id=reply.id),
+    c.Authenticated: _authenticated,
+    c.Reset: lambda reply: control("reset", channel=reply.channel),
+    c.Disconnect: lambda reply: control("disconnect", code=reply.reason, reconnect=reply.reconnect),
+}
+
+
 def native_message(reply: c.Reply) -> bytes | None:
     """The native JSON of ``reply`` (``None``: the native protocol sends nothing)."""
-    if isinstance(reply, c.Subscribed):
-        return control(
-            "subscribed",
-            channel=reply.channel,
-            id=reply.id,
-            recovered=reply.recovered,
-            position=None if reply.position is None else reply.position.as_dict(),
-            presence=None if reply.presence is None else {"count": reply.presence},
-        )
-    if isinstance(reply, c.Snapshot):
-        return reply.payload
-    if isinstance(reply, c.Refused):
-        return control(
-            "error", id=reply.id, channel=reply.channel, code=reply.code, message=reply.message
-        )
-    if isinstance(reply, c.Pong):
-        return control("pong", id=reply.id)
-    if isinstance(reply, c.Published):
-        if reply.id is None:
-            return None
-        return control("published", id=reply.id, channel=reply.channel)
-    if isinstance(reply, c.Unsubscribed):
-        return control("unsubscribed", channel=reply.channel, id=reply.id)
-    if isinstance(reply, c.Connected):
-        return control(
-            "connected",
-            client=reply.client,
-            ping_interval=_interval(reply.ping_interval),
-            expires_in=reply.expires_in,
-        )
-    if isinstance(reply, c.Authenticated):
-        return control("authenticated", id=reply.id, user=reply.claims.sub, exp=reply.claims.exp)
-    if isinstance(reply, c.Reset):
-        return control("reset", channel=reply.channel)
-    if isinstance(reply, c.Disconnect):
-        return control("disconnect", code=reply.reason, reconnect=reply.reconnect)
-    return None
+    encode = _MESSAGES.get(type(reply))
+    return None if encode is None else encode(reply)
 
 
 def native_command(message: Any) -> c.Command:
@@ -127,7 +150,12 @@ class NativeCodec(BaseCodec):
         self.subscribes = subscribes
 
     def opening(self) -> Sequence[c.Command]:
-        return [native_command(message) for message in self.subscribes]
+        out: list[c.Command] = []
+        for message in self.subscribes:
+            since = message.since
+            resume = None if since is None else c.Since(since.offset, since.epoch)
+            out.append(c.Subscribe(message.channel, None, resume))
+        return out
 
     def decode(self, message: bytes | str) -> Sequence[c.Command]:
         return (native_command(decode_client(message)),)

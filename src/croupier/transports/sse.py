@@ -51,6 +51,7 @@ from ..logs import now_ts
 from .closing import finish
 from .common import LeanTable, RequestHead, add_lean_routes, check_origin, token_from_request
 from .connection import BaseCodec, Connection
+from .flusher import Flusher
 
 __all__ = [
     "ENDPOINT",
@@ -310,11 +311,20 @@ class Stream:
 
     __slots__ = ("codec", "conn", "failed", "origin", "plan", "start")
 
-    def __init__(self, gateway: Gateway, plan: Plan, origin: str | None) -> None:
+    def __init__(
+        self, gateway: Gateway, plan: Plan, origin: str | None, flusher: Flusher | None = None
+    ) -> None:
         wants = () if plan.refused is not None else plan.wants
         self.codec = codec = SseCodec(gateway.settings, plan.dialect, wants)
         self.conn = Connection(
-            gateway, codec, plan.claims, close_sse, reads=False, kind="sse", origin=origin
+            gateway,
+            codec,
+            plan.claims,
+            close_sse,
+            reads=False,
+            kind="sse",
+            origin=origin,
+            flusher=flusher,
         )
         self.plan = plan
         self.origin = origin

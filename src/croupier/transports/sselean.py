@@ -28,6 +28,7 @@ from aiohttp.http import SERVER_SOFTWARE
 from ..errors import Overloaded
 from ..gateway import Gateway
 from .connection import Connection
+from .flusher import Flusher
 from .sse import SHUTTING_DOWN, Plan, Stream
 
 __all__ = ["StreamReader", "http_answer", "open_lean_stream", "overloaded_answer"]
@@ -98,7 +99,11 @@ class StreamReader(asyncio.Protocol):
 
 
 def open_lean_stream(
-    gateway: Gateway, plan: Plan, transport: asyncio.Transport, origin: str | None
+    gateway: Gateway,
+    plan: Plan,
+    transport: asyncio.Transport,
+    origin: str | None,
+    flusher: Flusher | None = None,
 ) -> None:
     """Serve the stream ``plan`` describes on ``transport`` (admitted, response not begun).
 
@@ -106,7 +111,7 @@ def open_lean_stream(
     stream: while a subscribe awaits, the connection's own task runs it, and the answer is
     written when that task is done.
     """
-    stream = Stream(gateway, plan, origin)
+    stream = Stream(gateway, plan, origin, flusher)
     conn = stream.conn
     transport.set_protocol(StreamReader(conn))
     conn.open()

@@ -43,6 +43,7 @@ from ..hub import Encoder
 from .closing import finish
 from .common import LeanTable, RequestHead, add_lean_routes, check_origin, token_from_request
 from .connection import Codec, Connection
+from .flusher import Flusher
 
 __all__ = [
     "WEBSOCKETS",
@@ -242,10 +243,19 @@ def open_lean(
     transport: asyncio.Transport,
     origin: str | None = None,
     head: bytes = b"",
+    flusher: Flusher | None = None,
 ) -> WebSocketReader:
     """A connection on an upgraded socket, greeted: ``head`` (the ``101``, unless already
     written) and the greeting leave in one write."""
-    conn = Connection(gateway, codec, claims, close_websocket, transport=transport, origin=origin)
+    conn = Connection(
+        gateway,
+        codec,
+        claims,
+        close_websocket,
+        transport=transport,
+        origin=origin,
+        flusher=flusher,
+    )
     reader = WebSocketReader(conn, FrameParser(max_message_bytes(gateway.settings.limits)))
     if head:
         conn.write(head)  # with what follows this turn: one write

@@ -39,6 +39,7 @@ from ..core.frames import close_frame
 from ..core.wire import control, ws_frame
 from ..errors import CroupierError, Overloaded
 from ..gateway import Gateway
+from .flusher import flusher
 from .sse import EventStreams, StreamRequest
 from .sselean import open_lean_stream, overloaded_answer
 from .websocket import Upgrade, WebSockets, admit, handshake_key, open_lean, switching_head
@@ -117,9 +118,20 @@ class Sniffer(asyncio.Protocol):
         gateway: what a WebSocket connection or a stream serves.
         websockets: the WebSocket endpoints, of which the lean ones are upgraded here.
         streams: the event-stream endpoints, of which the lean ones are served here.
+        loop: the server's loop (default: the running one when the connection is made);
+            given, no connection asks for it (on Python 3.11 each ask is a system call).
     """
 
-    __slots__ = ("_buffer", "_gateway", "_http", "_streams", "_timer", "_transport", "_websockets")
+    __slots__ = (
+        "_buffer",
+        "_gateway",
+        "_http",
+        "_loop",
+        "_streams",
+        "_timer",
+        "_transport",
+        "_websockets",
+    )
 
     def __init__(
         self,
@@ -127,7 +139,9 @@ class Sniffer(asyncio.Protocol):
         gateway: Gateway,
         websockets: WebSockets,
         streams: EventStreams | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        self._loop = loop
         self._http = http
         self._gateway = gateway
         self._websockets = websockets
@@ -138,7 +152,10 @@ class Sniffer(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        self._timer = asyncio.get_running_loop().call_later(_FIRST_REQUEST_TIMEOUT, transport.close)
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(_FIRST_REQUEST_TIMEOUT, transport.close)
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
@@ -192,7 +209,13 @@ class Sniffer(asyncio.Protocol):
             return
         transport = self._take()
         reader = open_lean(
-            gateway, codec, claims, transport, head.headers.get("Origin"), switching_head(key)
+            gateway,
+            codec,
+            claims,
+            transport,
+            head.headers.get("Origin"),
+            switching_head(key),
+            flusher(self._loop),
         )
         transport.set_protocol(reader)
         if rest < len(buffer):
@@ -222,7 +245,9 @@ class Sniffer(asyncio.Protocol):
         except Overloaded as exc:
             self._refuse(overloaded_answer(exc))
             return
-        open_lean_stream(gateway, plan, self._take(), head.headers.get("Origin"))
+        open_lean_stream(
+            gateway, plan, self._take(), head.headers.get("Origin"), flusher(self._loop)
+        )
 
     def eof_received(self) -> bool | None:
         if self._buffer:
