@@ -34,8 +34,9 @@ from .sse import SHUTTING_DOWN, Plan, Stream
 __all__ = ["StreamReader", "http_answer", "open_lean_stream", "overloaded_answer"]
 
 
-class _Date:
-    """The ``Date`` header's value, made once a second."""
+class _Tail:
+    """The end of every answer's head (``Date``, ``Server``, ``Connection: close`` and the
+    blank line), made once a second."""
 
     __slots__ = ("second", "value")
 
@@ -47,24 +48,29 @@ class _Date:
         second = int(time.time())
         if second != self.second:
             self.second = second
-            self.value = formatdate(second, usegmt=True)
+            self.value = (
+                f"Date: {formatdate(second, usegmt=True)}\r\nServer: {SERVER_SOFTWARE}\r\n"
+                "Connection: close\r\n\r\n"
+            )
         return self.value
 
 
-_date = _Date()
+_tail = _Tail()
+_STATUS_LINES: dict[int, str] = {}
 
 
 def http_answer(status: int, headers: Mapping[str, str], body: bytes | None = None) -> bytes:
     """An HTTP/1.1 answer that ends its connection, as aiohttp writes it: the status line,
     ``headers`` in order, ``Content-Length`` when there is a body, ``Date``, ``Server`` and
     ``Connection: close``."""
-    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    if body is not None:
-        lines.append(f"Content-Length: {len(body)}")
-    lines += [f"Date: {_date.now()}", f"Server: {SERVER_SOFTWARE}", "Connection: close", "", ""]
-    head = "\r\n".join(lines).encode("latin-1")
-    return head if body is None else head + body
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+    fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+    if body is None:
+        return (line + fields + _tail.now()).encode("latin-1")
+    length = f"Content-Length: {len(body)}\r\n"
+    return (line + fields + length + _tail.now()).encode("latin-1") + body
 
 
 def overloaded_answer(exc: Overloaded) -> bytes:
