@@ -17,7 +17,7 @@ from croupier.gateway import Gateway
 from croupier.transports import sse
 from croupier.transports.sse import EventStreams
 from croupier.transports.websocket import WebSockets
-from croupier.transports.wsproto import Sniffer, parse_head
+from croupier.transports.wsproto import FirstRequests, Sniffer, first_requests, parse_head
 
 from .fake_transport import FakeTransport
 
@@ -188,3 +188,41 @@ async def test_anything_else_goes_to_aiohttp_as_it_came(gateway: Gateway, reques
     assert [h.received for h in handed] == [request_]
     assert transport.writes == []
     assert gateway.connections == set()
+
+
+async def test_a_connection_that_asks_nothing_is_closed_after_the_timeout() -> None:
+    loop = asyncio.get_running_loop()
+    waiting = FirstRequests(loop, timeout=0.05)
+    silent, talking = Transport(), Transport()
+    waiting.add(silent)  # type: ignore[arg-type]
+    waiting.add(talking)  # type: ignore[arg-type]
+    waiting.discard(talking)  # its request came
+    await asyncio.sleep(0.02)
+    assert not silent.closing  # not yet
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if silent.closing:
+            break
+    assert silent.closing
+    assert not talking.closing
+    assert waiting.waiting == {}
+    assert waiting.timer is None  # nothing waits: no timer runs
+
+
+async def test_the_sniffer_waits_for_the_first_request_only_until_it_comes(
+    gateway: Gateway,
+) -> None:
+    waiting = first_requests(asyncio.get_running_loop())
+    transport = Transport()
+    sniffer = Sniffer(Http, gateway, WebSockets(), EventStreams([sse.ENDPOINT]))
+    sniffer.connection_made(transport)  # type: ignore[arg-type]
+    assert transport in waiting.waiting
+    sniffer.data_received(b"GET /nowhere HTTP/1.1\r\n")  # a part of a request: still waiting
+    assert transport in waiting.waiting
+    sniffer.data_received(b"Host: x\r\n\r\n")  # handed to aiohttp: it has its own timeout
+    assert transport not in waiting.waiting
+    other = Transport()
+    sniffer = Sniffer(Http, gateway, WebSockets(), EventStreams([sse.ENDPOINT]))
+    sniffer.connection_made(other)  # type: ignore[arg-type]
+    sniffer.connection_lost(None)  # gone before it asked
+    assert other not in waiting.waiting

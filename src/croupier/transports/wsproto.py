@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
+import weakref
 from collections.abc import Callable
 from typing import cast
 from urllib.parse import parse_qsl, unquote
@@ -44,7 +45,7 @@ from .sse import EventStreams, StreamRequest
 from .sselean import open_lean_stream, overloaded_answer
 from .websocket import Upgrade, WebSockets, admit, handshake_key, open_lean, switching_head
 
-__all__ = ["Sniffer", "parse_head"]
+__all__ = ["FirstRequests", "Sniffer", "first_requests", "parse_head"]
 
 _PREFIX = b"GET /"
 # aiohttp's own limits on a request head (its line and field sizes, its header count): a
@@ -110,6 +111,60 @@ def _query(query: str) -> list[tuple[str, str]]:
     return pairs
 
 
+class FirstRequests:
+    """The connections of one loop still waiting for their first request, each closed once
+    ``timeout`` seconds pass without one.
+
+    One timer sweeps them all (every ``sweep`` seconds while any wait), so a connection that
+    sends its request at once, as nearly all do, costs two dictionary operations instead of
+    a timer of its own. A connection is closed between ``timeout`` and ``timeout + sweep``
+    seconds after it came.
+    """
+
+    __slots__ = ("loop", "sweep", "timeout", "timer", "waiting")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, timeout: float = _FIRST_REQUEST_TIMEOUT
+    ) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.sweep = min(1.0, timeout)
+        self.waiting: dict[asyncio.BaseTransport, float] = {}  # transport -> its deadline
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, transport: asyncio.BaseTransport) -> None:
+        self.waiting[transport] = self.loop.time() + self.timeout
+        if self.timer is None:
+            self.timer = self.loop.call_later(self.sweep, self._sweep)
+
+    def discard(self, transport: asyncio.BaseTransport) -> None:
+        self.waiting.pop(transport, None)
+
+    def _sweep(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        late = [transport for transport, deadline in self.waiting.items() if deadline <= now]
+        for transport in late:
+            del self.waiting[transport]
+            transport.close()
+        if self.waiting:
+            self.timer = self.loop.call_later(self.sweep, self._sweep)
+
+
+# One registry per event loop (a loop that is gone takes its registry with it).
+_first_requests: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FirstRequests] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def first_requests(loop: asyncio.AbstractEventLoop) -> FirstRequests:
+    """``loop``'s :class:`FirstRequests`."""
+    found = _first_requests.get(loop)
+    if found is None:
+        found = _first_requests[loop] = FirstRequests(loop)
+    return found
+
+
 class Sniffer(asyncio.Protocol):
     """The first protocol of every connection: lean WebSocket, lean event stream, or aiohttp.
 
@@ -128,8 +183,8 @@ class Sniffer(asyncio.Protocol):
         "_http",
         "_loop",
         "_streams",
-        "_timer",
         "_transport",
+        "_waiting",
         "_websockets",
     )
 
@@ -148,14 +203,15 @@ class Sniffer(asyncio.Protocol):
         self._streams = streams if streams is not None else EventStreams()
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._waiting: FirstRequests | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(_FIRST_REQUEST_TIMEOUT, transport.close)
+        self._waiting = first_requests(loop)
+        self._waiting.add(transport)
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
@@ -257,12 +313,12 @@ class Sniffer(asyncio.Protocol):
         return None  # nothing asked: close
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timer()
+        self._stop_waiting()
         self._transport = None
 
     def _take(self) -> asyncio.Transport:
         """The socket, handed over to the lean path: the sniffer is done with it."""
-        self._cancel_timer()
+        self._stop_waiting()
         transport = self._transport
         assert transport is not None
         self._transport = None
@@ -275,13 +331,14 @@ class Sniffer(asyncio.Protocol):
         transport.write(answer)
         transport.close()
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _stop_waiting(self) -> None:
+        if self._waiting is not None:
+            if self._transport is not None:
+                self._waiting.discard(self._transport)
+            self._waiting = None
 
     def _to_http(self, buffer: bytes) -> asyncio.Protocol:
-        self._cancel_timer()
+        self._stop_waiting()
         transport = self._transport
         assert transport is not None
         proto = self._http()
