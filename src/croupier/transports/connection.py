@@ -459,8 +459,9 @@ class Connection(Outcomes):
 
     # -- the session -----------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Greet the client, join the gateway's connections, run the codec's opening."""
+    def open(self, head: bytes = b"") -> None:
+        """Greet the client (after ``head``, e.g. the ``101``, in the same write), join the
+        gateway's connections, run the codec's opening."""
         gateway = self.gateway
         gateway.connections.add(self)
         gateway.metrics.connections_total += 1
@@ -468,13 +469,19 @@ class Connection(Outcomes):
             self._log("connection.opened", origin=self.origin)
         claims = self.session.claims
         expires_in = None if claims is None or claims.exp is None else int(claims.exp - time.time())
-        self.send(self.codec.encode(Connected(self.client, self.codec.ping_interval, expires_in)))
-        now = time.monotonic()
-        outcomes: list[Outcome] = []
-        for command in self.codec.opening():
-            outcomes.extend(self.session.handle(command, now))
-        if outcomes:
-            self._run(outcomes)
+        codec = self.codec
+        greeting = codec.encode(Connected(self.client, codec.ping_interval, expires_in))
+        if head or greeting:
+            self.write(head + greeting)
+        opening = codec.opening()
+        if opening:
+            now = self.last_seen  # the clock when the connection was made, this turn
+            session = self.session
+            outcomes: list[Outcome] = []
+            for command in opening:
+                outcomes.extend(session.handle(command, now))
+            if outcomes:
+                self._run(outcomes)
 
     def receive(self, raw: bytes | str | None) -> None:
         """Handle one client message (``None``: the client closed), in order.

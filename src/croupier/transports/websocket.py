@@ -258,9 +258,7 @@ def open_lean(
         flusher=flusher,
     )
     reader = WebSocketReader(conn, FrameParser(max_message_bytes(gateway.settings.limits)))
-    if head:
-        conn.write(head)  # with what follows this turn: one write
-    conn.open()
+    conn.open(head)  # the head, the greeting and what follows this turn: one write
     return reader
 
 
