@@ -338,15 +338,24 @@ class Stream:
         if conn.closed:
             return False
         wants = self.plan.wants
-        self.failed = self.failed or any(w.channel not in conn.channels for w in wants)
-        if not self.failed and any(w.rules.stored for w in wants):
+        held = conn.channels
+        stored = False
+        for want in wants:
+            if want.channel not in held:
+                self.failed = True
+            elif want.rules.stored:
+                stored = True
+        if self.failed or not stored:
+            return True
+        if len(wants) > 1:
+            codec = self.codec
             starts = [conn.starts.get(w.channel) for w in wants]
-            if len(wants) > 1:
-                codec = self.codec
-                codec.cursor = Cursor([w.channel for w in wants], starts)
-                self.start = codec.cursor.value()
-            elif starts[0] is not None:
-                self.start = str(starts[0].offset)
+            codec.cursor = Cursor([w.channel for w in wants], starts)
+            self.start = codec.cursor.value()
+        else:
+            start = conn.starts.get(wants[0].channel)
+            if start is not None:
+                self.start = str(start.offset)
         return True
 
     def headers(self) -> dict[str, str]:
