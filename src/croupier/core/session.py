@@ -160,6 +160,13 @@ class Session:
 
         What is not a command (a reply a codec answers by itself) passes through as it is.
         """
+        if type(command) is Subscribe:  # the most common, and every connect URL's: direct
+            try:
+                subscribe = self._subscribe(command)
+            except CroupierError as exc:
+                return self._failed(refused(exc, command.id, str(command.channel)[:255]))
+            self.errors_in_a_row = 0
+            return [subscribe]
         message_id: MessageId = getattr(command, "id", None)
         try:
             outcomes = self._dispatch(command, now)
