@@ -346,9 +346,11 @@ async def test_origin_allowlist(srv: ServerProcess) -> None:
 
 
 async def test_expired_token_disconnects_unless_refreshed(srv: ServerProcess) -> None:
+    # Tokens 3 s past their exp: accepted (the clock-skew leeway is 5 s), and the connections
+    # last until the leeway is over too.
     async with (
-        ws_connect(srv, token("p1", ttl=1)) as lapsing,
-        ws_connect(srv, token("p1", ttl=1)) as refreshed,
+        ws_connect(srv, token("p1", ttl=-3)) as lapsing,
+        ws_connect(srv, token("p1", ttl=-3)) as refreshed,
     ):
         await refreshed.send({"type": "auth", "token": token("p1", ttl=3600), "id": 1})
         await refreshed.expect("authenticated")

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from croupier.auth import LEEWAY
 from croupier.config import Limits, Settings
 from croupier.core.channels import Claims
 from croupier.gateway import Gateway
@@ -122,3 +123,18 @@ def test_connection_ids_are_distinct_across_refills_of_the_random_pool() -> None
     ids = [new_client_id() for _ in range(2000)]  # several refills of 256
     assert len(set(ids)) == len(ids)
     assert all(re.fullmatch(r"c-[0-9a-f]{12}", i) for i in ids)
+
+
+async def test_a_token_lasts_as_long_as_the_token_check_accepts_it(gateway: Gateway) -> None:
+    # A token past its exp but within the leeway is accepted at connect time (clock skew):
+    # the connection keeps it until the leeway is over too, not dropping it at the next tick.
+    exp = 1_000_000.0
+    conn, transport = _connect(gateway, Claims("p1", exp=exp))
+    mono = conn.last_seen
+    conn.tick(mono, exp + LEEWAY - 0.5)
+    assert not conn.closed
+    conn.tick(mono, exp + LEEWAY)
+    assert conn.closed
+    said = {"type": "disconnect", "code": "token_expired", "reconnect": True}
+    assert texts(transport)[-1] == said
+    assert close_code(transport) == 1008

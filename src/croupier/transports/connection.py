@@ -40,6 +40,7 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
+from ..auth import LEEWAY
 from ..config import NamespaceRules, PusherApp
 from ..core.channels import Claims, check_subscribe
 from ..core.commands import (
@@ -443,7 +444,10 @@ class Connection(Outcomes):
             return
         claims = self.session.claims
         interval = self.codec.ping_interval
-        if claims is not None and claims.exp is not None and claims.exp <= wall:
+        # Expired as the token check sees it: ``exp`` plus the clock-skew leeway, so that a
+        # token accepted within the leeway is not dropped at once, its client reconnecting
+        # with it again and again until the leeway is over.
+        if claims is not None and claims.exp is not None and claims.exp + LEEWAY <= wall:
             self.disconnect("token_expired", reconnect=True)
         elif self.reads and mono - self.last_seen >= 2 * interval:
             if self.gateway.debug.watching:
