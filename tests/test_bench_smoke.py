@@ -143,7 +143,7 @@ def test_connect_repeated_reports_each_kinds_median_run() -> None:
     assert ours["cpu_vs_node"] == ratio(ours, node, "server_cpu_us_per_client")
 
 
-@pytest.mark.parametrize("kind", ["bare", "token", "url"])
+@pytest.mark.parametrize("kind", ["bare", "token", "url", "sse"])
 def test_connect_path_opens_and_cleans_up_each_kind(kind: str) -> None:
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "connect_path.py"
     done = subprocess.run(
