@@ -422,6 +422,10 @@ class World:
         return position
 
 
+# The protocols whose clients resume (Pusher's do not): the resume tests run on these.
+RESUMING = [d for d in DRIVERS if d.resumes]
+
+
 @pytest.fixture(params=DRIVERS, ids=[d.name for d in DRIVERS])
 async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
     settings = Settings(database_url="memory://", limits=Limits(outbox_messages=4))
@@ -468,9 +472,8 @@ async def test_an_event_for_one_player_reaches_that_player_and_backends_only(
     assert (b"only-p1" in sent) is world.driver.backend
 
 
+@pytest.mark.parametrize("world", RESUMING, ids=[d.name for d in RESUMING], indirect=True)
 async def test_a_resume_replays_what_was_missed_in_order(world: World) -> None:
-    if not world.driver.resumes:
-        pytest.skip(f"{world.driver.name} clients do not resume")
     channel = world.fresh()
     first = await world.publish(channel, 1)
     await world.publish(channel, 2)
@@ -484,9 +487,8 @@ async def test_a_resume_replays_what_was_missed_in_order(world: World) -> None:
     assert ("reset",) not in records
 
 
+@pytest.mark.parametrize("world", RESUMING, ids=[d.name for d in RESUMING], indirect=True)
 async def test_a_resume_history_cannot_cover_says_reload(world: World) -> None:
-    if not world.driver.resumes:
-        pytest.skip(f"{world.driver.name} clients do not resume")
     channel = world.fresh()
     await world.publish(channel, 1)
     # Another epoch, and ahead of the channel (for a protocol that sends no epoch).
@@ -566,9 +568,8 @@ async def test_a_burst_arrives_complete_in_order_and_in_one_write(world: World) 
     assert len(transport.writes) == before + 1  # one write per connection per turn
 
 
+@pytest.mark.parametrize("world", RESUMING, ids=[d.name for d in RESUMING], indirect=True)
 async def test_a_resume_racing_a_burst_gets_each_event_once_in_order(world: World) -> None:
-    if not world.driver.resumes:
-        pytest.skip(f"{world.driver.name} clients do not resume")
     # The burst lands at a different point of the resume each time: before it reads the
     # log, while it reads, as it settles, after.
     for turns in (0, 1, 2, 3, 5, 8):
