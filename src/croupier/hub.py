@@ -390,17 +390,22 @@ class Hub:
         return frame
 
     def _settle(self, ch: _Channel, sink: Sink, pending: _Pending, top: int) -> None:
-        encoder = self._replay_frame(ch, sink.wire)
-        settled = settle_buffer(top, pending.buffer)
-        pending.buffer.clear()
-        for event in settled.now:
-            sink.push(encoder(event), event)
-        if settled.top == ch.order.last:
+        """Push what ``sink`` buffered while it read history (it stands at ``top``), and make
+        it live if that brings it level with the channel, else pending until it is."""
+        beyond: list[Event] = []
+        if pending.buffer:  # nothing, for a subscriber that read no log (no await)
+            encoder = self._replay_frame(ch, sink.wire)
+            settled = settle_buffer(top, pending.buffer)
+            pending.buffer.clear()
+            for event in settled.now:
+                sink.push(encoder(event), event)
+            top, beyond = settled.top, settled.beyond
+        if top == ch.order.last:
             del ch.pending[sink]
             ch.live.setdefault(sink.wire, {})[sink] = None
         else:
-            pending.top = settled.top  # not level with the hub: pending until it gets there
-        for event in settled.beyond:
+            pending.top = top  # not level with the hub: pending until it gets there
+        for event in beyond:
             self.deliver(event)
 
     def _drop_pending(self, ch: _Channel, sink: Sink) -> None:

@@ -481,3 +481,26 @@ async def test_subscribe_now_resumes_from_recent_history_exactly_once(node: Node
     assert sink.announced[0][1] == 0, "announced before the first replayed event"
     await node.publish(1)
     assert sink.offsets == span(3, 6)
+
+
+async def test_subscribe_now_ahead_of_delivery_waits_for_the_channel_to_catch_up(
+    node: Node,
+) -> None:
+    first = Sink()
+    await node.subscribe(first)
+    epoch = first.announced[0][0].position.epoch  # type: ignore[union-attr]
+    await node.publish(2)
+    stored = await node.store(3)  # in the log, not yet brought by the broker
+    await node.subscribe(Sink(), since=Position(0, epoch))  # reads the log: offsets 1-5
+    sink = Sink()
+    result = subscribe_now(node, sink, since=Position(1, epoch))
+    assert result is not None
+    assert result.recovered
+    assert sink.offsets == span(2, 5), "replayed from recent history, beyond delivery"
+    await node.broker.publish(stored)  # the broker catches up: nothing twice
+    assert sink.offsets == span(2, 5)
+    await node.publish(1)
+    assert sink.offsets == span(2, 6)
+    await node.publish(1)
+    assert sink.offsets == span(2, 7)
+    assert first.offsets == span(1, 7)
