@@ -9,9 +9,10 @@ channel), and the connection is then lost and cleaned up.
     python benchmarks/connect_path.py [bare|token|url|sse] [connections]
         CPU µs per connection (open, then close), garbage collection off
     python benchmarks/connect_path.py --instructions [bare|token|url|sse]
-        instructions per connection under valgrind's callgrind: the same figure on every
-        run for the same code (four runs: 500 and 1,500 connections, each also without
-        connecting, so start-up and token minting cancel out); takes a few minutes
+        instructions per connection under valgrind's callgrind: runs of the same code agree
+        within a few percent, whatever else the host does (four runs: 500 and 1,500
+        connections, each also without connecting, so start-up and token minting cancel
+        out); takes a few minutes
 
 ``bare``: ``/ws``; ``token``: ``/ws?token=…`` (each connection its own HS256 token);
 ``url``: ``/ws?token=…&channel=table:…`` (subscribed in the connect URL); ``sse``:
