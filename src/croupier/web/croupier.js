@@ -1034,8 +1034,11 @@ export class GameBridge extends Emitter {
   _sendBoard() {
     const fields = this._board;
     this._board = null;
+    const sent = this.send("leaderboard.updated", { lastUpdated: new Date().toISOString(), ...fields });
+    // Timed from when the message went out, not from before it was built: the casino sees
+    // the next one at least a second after this one however long the sending took.
     this._boardSentAt = monotonic();
-    return this.send("leaderboard.updated", { lastUpdated: new Date().toISOString(), ...fields });
+    return sent;
   }
 
   /**
