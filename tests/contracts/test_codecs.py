@@ -424,6 +424,9 @@ class World:
 
 # The protocols whose clients resume (Pusher's do not): the resume tests run on these.
 RESUMING = [d for d in DRIVERS if d.resumes]
+on_resuming_protocols = pytest.mark.parametrize(
+    "world", RESUMING, ids=[d.name for d in RESUMING], indirect=True
+)
 
 
 @pytest.fixture(params=DRIVERS, ids=[d.name for d in DRIVERS])
@@ -472,7 +475,7 @@ async def test_an_event_for_one_player_reaches_that_player_and_backends_only(
     assert (b"only-p1" in sent) is world.driver.backend
 
 
-@pytest.mark.parametrize("world", RESUMING, ids=[d.name for d in RESUMING], indirect=True)
+@on_resuming_protocols
 async def test_a_resume_replays_what_was_missed_in_order(world: World) -> None:
     channel = world.fresh()
     first = await world.publish(channel, 1)
@@ -487,7 +490,7 @@ async def test_a_resume_replays_what_was_missed_in_order(world: World) -> None:
     assert ("reset",) not in records
 
 
-@pytest.mark.parametrize("world", RESUMING, ids=[d.name for d in RESUMING], indirect=True)
+@on_resuming_protocols
 async def test_a_resume_history_cannot_cover_says_reload(world: World) -> None:
     channel = world.fresh()
     await world.publish(channel, 1)
@@ -568,7 +571,7 @@ async def test_a_burst_arrives_complete_in_order_and_in_one_write(world: World) 
     assert len(transport.writes) == before + 1  # one write per connection per turn
 
 
-@pytest.mark.parametrize("world", RESUMING, ids=[d.name for d in RESUMING], indirect=True)
+@on_resuming_protocols
 async def test_a_resume_racing_a_burst_gets_each_event_once_in_order(world: World) -> None:
     # The burst lands at a different point of the resume each time: before it reads the
     # log, while it reads, as it settles, after.
